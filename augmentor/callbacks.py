@@ -1,0 +1,175 @@
+"""The I/O around training: progress and log, sample grids, checkpoints, guards. All hang off
+``Trainer`` hooks, so the trainer itself stays pure math and tests can run it with none of them."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from . import checkpoint
+from .errors import AugmentorError
+from .plots import grid_image, plot_losses, write_gif
+from .train import Callback, Trainer
+
+log = logging.getLogger("augmentor")
+
+
+def _due(step: int, every: int, target: int) -> bool:
+    return step == target or (every > 0 and step % every == 0)
+
+
+class ProgressLog(Callback):
+    """Averages losses on the device and syncs once per ``every`` steps: one line to log.jsonl and the
+    progress bar's losses. Reading a loss every step would stall a GPU on each one."""
+
+    def __init__(self, path: Optional[Path], every: int = 10, progress: bool = True, target: Optional[int] = None):
+        self.path, self.every, self.progress, self.target = path, max(1, every), progress, target
+        self.sums: dict = {}
+        self.count = 0
+        self.bar = None
+        self.last: dict = {}
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.target = self.target or trainer.train_cfg.steps
+        self.t0 = time.time()
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.target, initial=trainer.step, unit="step", desc="fit", dynamic_ncols=True)
+
+    def on_step_end(self, trainer: Trainer, logs: dict) -> None:
+        for k, v in logs.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.count += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        if not _due(trainer.step, self.every, self.target):
+            return
+        values = {k: float(v) / self.count for k, v in self.sums.items()}  # the one sync
+        self.sums, self.count = {}, 0
+        self.last = values
+        if any(v != v or v in (float("inf"), float("-inf")) for v in values.values()):
+            trainer.nonfinite = True  # NonFiniteGuard acts on it
+        row = {"step": trainer.step, **{k: round(v, 5) for k, v in values.items()}, "time": round(time.time() - self.t0, 2)}
+        row.update(getattr(trainer, "extra_logs", {}))
+        if self.path is not None:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if self.bar is not None:
+            postfix = {k: f"{v:.3f}" for k, v in values.items() if k != "coverage" or v}
+            postfix.update(getattr(trainer, "progress_extra", {}))
+            self.bar.set_postfix(postfix, refresh=False)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class SampleGrids(Callback):
+    """Grids from fixed noise, one row per class: ``samples/step_XXXXXX.png``; at the end, progress.gif."""
+
+    def __init__(self, folder: Path, every: int, per_row: int = 8, gif: Optional[Path] = None):
+        self.folder, self.every, self.per_row, self.gif = Path(folder), every, per_row, gif
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        cfg = trainer.model_cfg
+        g = torch.Generator().manual_seed(1234)
+        rows = cfg.num_classes
+        self.z = torch.randn(rows * self.per_row, cfg.nz, generator=g).to(trainer.device)
+        self.labels = torch.arange(rows).repeat_interleave(self.per_row).to(trainer.device)
+        self.target = trainer.train_cfg.steps
+
+    def on_step_end(self, trainer: Trainer, logs: dict) -> None:
+        if _due(trainer.step, self.every, self.target):
+            self.write(trainer)
+
+    def write(self, trainer: Trainer) -> Path:
+        with torch.no_grad():
+            images = trainer.sampling_generator()(self.z, self.labels)
+        path = self.folder / f"step_{trainer.step:06d}.png"
+        grid_image(images, rows=trainer.model_cfg.num_classes).save(path)
+        return path
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.gif is not None and trainer.step >= self.target:
+            write_gif(sorted(self.folder.glob("step_*.png")), self.gif)
+
+
+class Checkpointer(Callback):
+    """Atomic checkpoints every ``every`` steps and at the end; keeps the newest ``keep``."""
+
+    def __init__(self, folder: Path, every: int, keep: int = 3, extra: Optional[dict] = None):
+        self.folder, self.every, self.keep, self.extra = Path(folder), every, max(1, keep), extra or {}
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.target = trainer.train_cfg.steps
+
+    def on_step_end(self, trainer: Trainer, logs: dict) -> None:
+        if not _due(trainer.step, self.every, self.target):
+            return
+        if not all(bool(torch.isfinite(v)) for v in logs.values()):
+            trainer.nonfinite = True  # never write a checkpoint of broken weights; NonFiniteGuard rolls back
+        elif not getattr(trainer, "nonfinite", False):
+            self.save(trainer)
+
+    def save(self, trainer: Trainer) -> Path:
+        payload = {
+            **trainer.state_dict(),
+            "model_config": trainer.model_cfg.to_dict(),
+            "train_config": trainer.train_cfg.to_dict(),
+            **self.extra,
+        }
+        path = self.folder / checkpoint.checkpoint_name(trainer.step)
+        checkpoint.save(path, payload)
+        for old in checkpoint.list_checkpoints(self.folder)[: -self.keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+
+class NonFiniteGuard(Callback):
+    """A NaN or inf loss rolls the run back to the newest good checkpoint; a second one within the
+    same checkpoint interval stops the run with an error, leaving the good checkpoints in place."""
+
+    def __init__(self, folder: Path, log_path: Optional[Path] = None):
+        self.folder, self.log_path = Path(folder), log_path
+        self.restored_from: Optional[int] = None
+
+    def on_step_end(self, trainer: Trainer, logs: dict) -> None:
+        if not getattr(trainer, "nonfinite", False):
+            return
+        trainer.nonfinite = False
+        found = checkpoint.latest_good(self.folder, map_location=trainer.device)
+        if found is None or self.restored_from == found[1]["step"]:
+            raise AugmentorError(
+                f"loss became NaN/inf at step {trainer.step}"
+                + (" again after restoring" if found else " before any checkpoint")
+                + "; try a lower --lr or --loss hinge (good checkpoints are kept)"
+            )
+        path, state = found
+        log.warning(f"loss became NaN/inf at step {trainer.step}; restoring {path.name} (step {state['step']})")
+        trainer.load_state_dict(state)
+        if self.log_path is not None:
+            truncate_log(self.log_path, trainer.step)
+        self.restored_from = state["step"]
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop log rows past ``step`` (and a torn last line), so a resumed run has no gap and no repeat."""
+    path = Path(path)
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("step", 0) <= step:
+            keep.append(line)
+    checkpoint.atomic_write(path, lambda f: f.write("".join(k + "\n" for k in keep).encode()))

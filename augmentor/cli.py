@@ -1,0 +1,163 @@
+"""`augmentor` command line: each subcommand maps its flags to one library call.
+
+User mistakes (AugmentorError) print one line and exit 2; Ctrl-C during fit exits 130.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import AugmentorError
+
+log = logging.getLogger("augmentor")
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record):
+        msg = record.getMessage()
+        return f"{record.levelname.lower()}: {msg}" if record.levelno >= logging.WARNING else msg
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def _given(ctx: click.Context, *names) -> dict:
+    """The flags the user typed (not defaults): what --resume must check against the stored run."""
+    return {n: ctx.params[n] for n in names if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="augmentor")
+def cli():
+    """Synthetic training images for scarce data: fit small GANs, export to ONNX, mix into your DataLoader."""
+    _setup_logging()
+
+
+@cli.command()
+@click.option("--data", default=None, help="Folder of class subfolders, MedMNIST-style .npz, folder of MNIST IDX files, or sklearn:digits (default).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True, help="Run directory.")
+@click.option("--mode", type=click.Choice(["conditional", "per-class", "unconditional"]), default=None,
+              help="Default: conditional with ≥ 2 classes, unconditional with one.")
+@click.option("--size", type=int, default=32, show_default=True, help="Image side: 32, 64 or 128.")
+@click.option("--channels", type=int, default=None, help="1 or 3 (default: detected).")
+@click.option("--split", default="train", show_default=True, help="Split of an .npz / IDX source.")
+@click.option("--classes", default=None, help="Subset of classes by name or index, e.g. 'healthy,leaf_scorch'.")
+@click.option("--per-class", type=int, default=None, help="Seeded n-shot subset: N images per class.")
+@click.option("--holdout", type=float, default=0.0, show_default=True, help="Seeded stratified fraction kept out of training.")
+@click.option("--strict", is_flag=True, help="Stop on the first unreadable image instead of skipping it.")
+@click.option("--steps", type=int, default=3000, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", type=float, default=2e-4, show_default=True)
+@click.option("--loss", type=click.Choice(["ns", "hinge"]), default="ns", show_default=True)
+@click.option("--diffaug", default="color,translation,cutout", show_default=True, help="DiffAugment ops; '' for none.")
+@click.option("--ema", type=float, default=0.999, show_default=True, help="EMA decay of the generator used for sampling.")
+@click.option("--spectral-norm/--no-spectral-norm", default=True, show_default=True, help="Spectral norm in D (else batch norm).")
+@click.option("--width", type=int, default=64, show_default=True, help="Base channels of G and D (DCGAN's ngf/ndf).")
+@click.option("--nz", type=int, default=128, show_default=True, help="Noise dimension.")
+@click.option("--coverage", type=float, default=0.0, show_default=True, help="Weight of the coverage term against within-class collapse.")
+@click.option("--coverage-k", type=int, default=8, show_default=True, help="Samples per real image in the coverage term.")
+@click.option("--coverage-space", type=click.Choice(["pixel", "feature"]), default="pixel", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--checkpoint-every", type=int, default=500, show_default=True)
+@click.option("--sample-every", type=int, default=250, show_default=True)
+@click.option("--keep-checkpoints", type=int, default=3, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its newest good checkpoint.")
+@click.option("--force", is_flag=True, help="Overwrite the run in --out.")
+@click.option("--no-export", is_flag=True, help="Skip the ONNX export at the end.")
+@click.pass_context
+def fit(ctx, data, out, mode, size, channels, split, classes, per_class, holdout, strict, steps, batch_size, lr, loss,
+        diffaug, ema, spectral_norm, width, nz, coverage, coverage_k, coverage_space, seed, device,
+        checkpoint_every, sample_every, keep_checkpoints, resume, force, no_export):
+    """Train a GAN on a small image dataset."""
+    from . import run
+    from .config import DataConfig, TrainConfig
+
+    every = dict(checkpoint_every=checkpoint_every, sample_every=sample_every, keep_checkpoints=keep_checkpoints,
+                 export=not no_export, device=device)
+    if resume:
+        given = _given(ctx, "data", "mode", "size", "channels", "split", "classes", "per_class", "holdout", "steps",
+                       "batch_size", "lr", "loss", "diffaug", "nz", "coverage", "coverage_k", "seed")
+        if "data" in given:
+            given["source"] = given.pop("data")
+        done = run.resume(out, given, **every)
+    else:
+        if data is None:
+            click.echo("no --data given: using the built-in sklearn:digits (1,797 8×8 digits, 10 classes)")
+        data_cfg = DataConfig(source=data or "sklearn:digits", split=split, size=size, channels=channels, classes=classes,
+                              per_class=per_class, holdout=holdout, strict=strict, seed=seed)
+        train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, loss=loss, diffaug=diffaug, ema_decay=ema,
+                                coverage=coverage, coverage_k=coverage_k, coverage_space=coverage_space, seed=seed)
+        model = dict(mode=mode, nz=nz, g_width=width, d_width=width, spectral_norm=spectral_norm)
+        done = run.fit(out, data_cfg, train_cfg, model, force=force, **every)
+    _print_run(done)
+
+
+def _print_run(out: Path) -> None:
+    samples = sorted((out / "samples").glob("step_*.png"))
+    click.echo(f"\nrun finished: {out}")
+    for label, path in [("samples", samples[-1] if samples else None), ("progress", out / "progress.gif"),
+                        ("losses", out / "losses.png"), ("log", out / "log.jsonl"), ("checkpoints", out / "checkpoints"),
+                        ("generator", out / "generator.onnx")]:
+        if path is not None and path.exists():
+            click.echo(f"  {label:<12}{path}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Generator file (default RUN_DIR/generator.onnx).")
+@click.option("--fp16", is_flag=True, help="Half-precision weights and arithmetic (float32 inputs and outputs).")
+def export(run_dir, out, fp16):
+    """Export a run's EMA generator and its discriminator to ONNX."""
+    from .export import export_run
+
+    res = export_run(run_dir, out, fp16=fp16)
+    click.echo(f"generator      {res['generator']}\ndiscriminator  {res['discriminator']}\n"
+               f"parity vs torch: max abs diff {res['max_abs_diff']:.2e}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+def info(model):
+    """Print an ONNX model's (or a run's) metadata."""
+    from .export import read_metadata
+
+    path = model / "generator.onnx" if model.is_dir() else model
+    for k, v in read_metadata(path).items():
+        click.echo(f"{k:<18}{v}")
+
+
+def main(argv=None) -> None:
+    from .run import Interrupted
+
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except Interrupted as e:
+        click.echo(str(e), err=True)
+        sys.exit(130)
+    except AugmentorError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

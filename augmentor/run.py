@@ -1,0 +1,286 @@
+"""A run directory: prepare the data, train with callbacks, resume, lock, and leave everything on disk.
+
+    out/
+      config.json        data, model and training configs, data fingerprint, versions
+      holdout.json       which images were held out of training (for later evaluation)
+      checkpoints/       ckpt_XXXXXX.pt, the newest --keep-checkpoints
+      samples/           step_XXXXXX.png grids (one row per class)
+      progress.gif       the grids as an animation
+      log.jsonl          losses every few steps; losses.png the same as a plot
+      generator.onnx     (+ discriminator.onnx) written by export at the end
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from . import __version__, checkpoint, data
+from .callbacks import Checkpointer, NonFiniteGuard, ProgressLog, SampleGrids, truncate_log
+from .config import DataConfig, ModelConfig, TrainConfig
+from .errors import AugmentorError, ConfigError, ModelFileError, RunDirError
+from .plots import plot_losses
+from .train import Trainer
+
+log = logging.getLogger("augmentor")
+
+OUR_FILES = ("config.json", "holdout.json", "log.jsonl", "losses.png", "progress.gif", "generator.onnx", "discriminator.onnx")
+OUR_DIRS = ("checkpoints", "samples")
+# What --resume may change; anything else must match the stored run.
+RESUMABLE = {"steps", "device"}
+
+
+class Interrupted(AugmentorError):
+    """Ctrl-C: a checkpoint was written; the message says how to resume."""
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: no CUDA GPU is visible here; use --device cpu or auto")
+        return torch.device(device)
+    raise ConfigError(f"--device {device} is not one of auto, cpu, cuda")
+
+
+@dataclass
+class PreparedData:
+    full: data.ImageSet  # everything loaded (after --classes)
+    train: data.ImageSet  # what the GAN sees
+    train_index: torch.Tensor
+    holdout_index: torch.Tensor
+
+
+def prepare_data(cfg: DataConfig) -> PreparedData:
+    """Load, then --classes, then the seeded stratified --holdout, then the seeded --per-class subset."""
+    full = data.load(cfg.source, cfg.size, cfg.channels, cfg.split, cfg.strict)
+    if cfg.classes:
+        full = data.select_classes(full, cfg.classes)
+    kept, held = data.stratified_split(full, cfg.holdout, cfg.seed)
+    if cfg.per_class:
+        kept = kept[data.per_class_subset(full.subset(kept), cfg.per_class, cfg.seed)]
+    train = full.subset(kept)
+    if len(train) < 2:
+        raise data.DataError(f"{cfg.source}: only {len(train)} training image(s) left after --classes/--holdout/--per-class")
+    return PreparedData(full, train, kept, held)
+
+
+def model_config_for(train: data.ImageSet, mode: Optional[str] = None, **options) -> ModelConfig:
+    """Mode defaults to conditional with ≥ 2 classes, unconditional with one."""
+    mode = mode or ("conditional" if train.num_classes >= 2 else "unconditional")
+    return ModelConfig(size=train.size, channels=train.channels, class_names=tuple(train.class_names), mode=mode, **options)
+
+
+# ----------------------------------------------------------------------------------------- run dir
+
+
+@contextmanager
+def locked(out: Path):
+    """Hold ``out/.lock`` while a fit writes the run; a live holder refuses, a dead one's lock is taken over."""
+    lock = out / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise RunDirError(f"{out}: another fit (pid {pid}) is writing this run; wait for it or choose another --out") from None
+            lock.unlink(missing_ok=True)  # stale: its owner died
+    else:
+        raise RunDirError(f"{out}: could not take the run lock")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _check_writable(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is a file, not a directory; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise RunDirError(f"{out}: cannot write here ({e.strerror or e})") from None
+
+
+def _prepare_new_run(out: Path, force: bool) -> None:
+    if out.is_dir() and (out / "config.json").exists() and not force:
+        raise RunDirError(f"{out}: holds a run already; pass --resume to continue it or --force to overwrite it")
+    if out.is_dir() and any(p for p in out.iterdir() if p.name != ".lock") and not (out / "config.json").exists() and not force:
+        raise RunDirError(f"{out}: is not empty and holds no augmentor run; choose another --out (or --force to write into it)")
+    if force:  # only what a run writes; anything else of the user's stays
+        for name in OUR_FILES:
+            (out / name).unlink(missing_ok=True)
+        for name in OUR_DIRS:
+            shutil.rmtree(out / name, ignore_errors=True)
+
+
+def read_config(out: Path) -> dict:
+    path = Path(out) / "config.json"
+    if not path.exists():
+        raise ModelFileError(f"{out}: no config.json; not an augmentor run directory")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{path}: unreadable ({e})") from None
+
+
+# ----------------------------------------------------------------------------------------- fit
+
+
+def fit(
+    out,
+    data_cfg: DataConfig,
+    train_cfg: TrainConfig,
+    model_options: Optional[dict] = None,
+    *,
+    device: str = "auto",
+    force: bool = False,
+    checkpoint_every: int = 500,
+    sample_every: int = 250,
+    keep_checkpoints: int = 3,
+    progress: bool = True,
+    export: bool = True,
+) -> Path:
+    """Train a new run into ``out``. Returns the run directory."""
+    out = Path(out)
+    dev = resolve_device(device)
+    _check_writable(out)
+    with locked(out):
+        _prepare_new_run(out, force)
+        prepared = prepare_data(data_cfg)
+        options = dict(model_options or {})
+        model_cfg = model_config_for(prepared.train, options.pop("mode", None), **options)
+        config = {
+            "augmentor_version": __version__,
+            "data": data_cfg.to_dict(),
+            "model": model_cfg.to_dict(),
+            "train": train_cfg.to_dict(),
+            "data_fingerprint": prepared.train.fingerprint(),
+            "num_images": len(prepared.train),
+            "class_counts": prepared.train.class_counts(),
+            "skipped_files": len(prepared.full.skipped),
+        }
+        checkpoint.atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2).encode()))
+        holdout = {
+            "holdout_index": prepared.holdout_index.tolist(),
+            "train_index": prepared.train_index.tolist(),
+            "holdout_paths": [prepared.full.paths[i] for i in prepared.holdout_index.tolist()] if prepared.full.paths else None,
+        }
+        checkpoint.atomic_write(out / "holdout.json", lambda f: f.write(json.dumps(holdout).encode()))
+        trainer = Trainer(model_cfg, train_cfg, prepared.train, dev)
+        _train(out, trainer, config, checkpoint_every, sample_every, keep_checkpoints, progress, export)
+    return out
+
+
+def resume(out, overrides: Optional[dict] = None, *, device: str = "auto", checkpoint_every: int = 500,
+           sample_every: int = 250, keep_checkpoints: int = 3, progress: bool = True, export: bool = True) -> Path:
+    """Continue the run in ``out`` from its newest good checkpoint. ``overrides`` are flags the user gave
+    explicitly (name → value): ``steps`` may grow the run; any other that contradicts the run is refused."""
+    out = Path(out)
+    dev = resolve_device(device)
+    config = read_config(out)
+    stored = {**config["data"], **config["model"], **config["train"]}
+    for name, value in (overrides or {}).items():
+        if name in RESUMABLE or value is None:
+            continue
+        have = stored.get(name)
+        if isinstance(have, list):
+            have = tuple(have)
+        if name in stored and have != value:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} {value} contradicts the run in {out} ({have}); drop the flag or start a new --out")
+    train_cfg = TrainConfig.from_dict({**config["train"], "steps": (overrides or {}).get("steps") or config["train"]["steps"]})
+    model_cfg = ModelConfig.from_dict(config["model"])
+    with locked(out):
+        found = checkpoint.latest_good(out / "checkpoints", map_location=dev)
+        prepared = prepare_data(DataConfig.from_dict(config["data"]))
+        if prepared.train.fingerprint() != config["data_fingerprint"]:
+            raise ConfigError(f"{out}: the training data changed since this run started ({config['data']['source']}); start a new --out")
+        trainer = Trainer(model_cfg, train_cfg, prepared.train, dev)
+        if found is None:
+            log.warning(f"{out}: no usable checkpoint; starting from step 0")
+        else:
+            path, state = found
+            trainer.load_state_dict(state)
+            log.info(f"resuming {out} from {path.name} (step {trainer.step} of {train_cfg.steps})")
+        truncate_log(out / "log.jsonl", trainer.step)
+        for stale in (out / "samples").glob("step_*.png"):
+            if int(stale.stem.split("_")[1]) > trainer.step:
+                stale.unlink()
+        config["train"] = train_cfg.to_dict()
+        checkpoint.atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2).encode()))
+        _train(out, trainer, config, checkpoint_every, sample_every, keep_checkpoints, progress, export)
+    return out
+
+
+def _train(out: Path, trainer: Trainer, config: dict, checkpoint_every: int, sample_every: int,
+           keep: int, progress: bool, export: bool) -> None:
+    ckpt = Checkpointer(out / "checkpoints", checkpoint_every, keep, extra={"data_fingerprint": config["data_fingerprint"]})
+    callbacks = [
+        ProgressLog(out / "log.jsonl", every=max(1, min(10, checkpoint_every)), progress=progress),
+        SampleGrids(out / "samples", sample_every, gif=out / "progress.gif"),
+        ckpt,
+        NonFiniteGuard(out / "checkpoints", out / "log.jsonl"),
+    ]
+    with _stop_on_sigint(trainer):
+        trainer.fit(callbacks=callbacks)
+    if trainer.step < trainer.train_cfg.steps:  # stopped by Ctrl-C between two steps
+        ckpt.save(trainer)
+        raise Interrupted(f"interrupted at step {trainer.step}; checkpoint saved. Resume with: augmentor fit --out {out} --resume")
+    plot_losses(out / "log.jsonl", out / "losses.png")
+    if export:
+        from .export import export_run
+
+        export_run(out)
+
+
+@contextmanager
+def _stop_on_sigint(trainer: Trainer):
+    """First Ctrl-C: finish the current step, then stop (a checkpoint follows). A second one aborts."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

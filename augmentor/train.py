@@ -1,0 +1,177 @@
+"""The Trainer does the math of one GAN step; callbacks (callbacks.py) do all the I/O.
+
+The whole training set lives on the device as uint8; each step draws a class-balanced batch by index.
+Every random draw (batches, noise, DiffAugment) comes from one private ``torch.Generator`` whose state
+is checkpointed, so a resumed run continues exactly where an uninterrupted one would be.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Iterable, Optional
+
+import torch
+from torch import nn
+
+from .config import ModelConfig, TrainConfig
+from .data import ImageSet, to_unit_range
+from .diffaug import diff_augment
+from .losses import coverage, d_loss, g_loss
+from .models import build_discriminator, build_generator, refresh_batchnorm
+
+
+class Callback:
+    """Hooks the trainer calls. ``logs`` holds detached loss tensors: reading them (``.item()``) syncs
+    the device, so callbacks do it only on the steps they act on."""
+
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+
+    def on_step_end(self, trainer: Trainer, logs: dict) -> None: ...
+
+    def on_fit_end(self, trainer: Trainer) -> None: ...
+
+
+class Trainer:
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: ImageSet, device="cpu"):
+        self.model_cfg, self.train_cfg = model_cfg, train_cfg
+        self.device = torch.device(device)
+        torch.manual_seed(train_cfg.seed)  # only model initialisation uses the global generator
+        self.G = build_generator(model_cfg).to(self.device)
+        self.D = build_discriminator(model_cfg).to(self.device)
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=train_cfg.lr, betas=train_cfg.betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=train_cfg.lr, betas=train_cfg.betas)
+        self.rng = torch.Generator(device=self.device).manual_seed(train_cfg.seed)
+        self.step = 0
+        self.stop_requested = False  # a callback may set it to end fit() after the current step
+
+        # Sort by class once; a class-balanced batch is then "pick a class, pick an offset".
+        order = torch.argsort(data.labels, stable=True)
+        self.images = data.images[order].to(self.device)
+        self.labels = data.labels[order].to(self.device)
+        counts = torch.bincount(self.labels, minlength=model_cfg.num_classes)
+        self.classes = torch.nonzero(counts).flatten()  # classes that have images
+        self.counts = counts
+        self.offsets = torch.cumsum(counts, 0) - counts
+        self.diffaug_ops = train_cfg.diffaug_ops
+
+    # ------------------------------------------------------------------ draws
+
+    def real_batch(self, n: int):
+        """n real images in [-1, 1] with labels, classes drawn uniformly (so scarce classes are seen as often)."""
+        c = self.classes[torch.randint(len(self.classes), (n,), generator=self.rng, device=self.device)]
+        offset = (torch.rand(n, generator=self.rng, device=self.device) * self.counts[c]).long()
+        idx = self.offsets[c] + offset
+        return to_unit_range(self.images[idx]), self.labels[idx]
+
+    def noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.model_cfg.nz, generator=self.rng, device=self.device)
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.diffaug_ops, self.rng)
+
+    # ------------------------------------------------------------------ steps
+
+    def d_step(self) -> torch.Tensor:
+        real, y = self.real_batch(self.train_cfg.batch_size)
+        with torch.no_grad():
+            fake = self.G(self.noise(len(y)), y)
+        loss = d_loss(self.D(self.augment(real), y), self.D(self.augment(fake), y), self.train_cfg.loss)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return loss.detach()
+
+    def g_step(self) -> tuple:
+        cfg = self.train_cfg
+        real, y = self.real_batch(cfg.batch_size)
+        self.D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
+        fake = self.G(self.noise(len(y)), y)
+        loss = g_loss(self.D(self.augment(fake), y), cfg.loss)
+        cov = torch.zeros((), device=self.device)
+        if cfg.coverage > 0:
+            cov = self.coverage_term(real[: max(1, len(y) // 2)], y[: max(1, len(y) // 2)])
+            loss = loss + cfg.coverage * cov
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+        return loss.detach(), cov.detach()
+
+    def coverage_term(self, real: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """For each real image, K fresh samples of its class; distance to the nearest (losses.coverage)."""
+        k = self.train_cfg.coverage_k
+        yk = y.repeat_interleave(k)
+        candidates = self.G(self.noise(len(yk)), yk)
+        if self.train_cfg.coverage_space == "feature":
+            real, candidates = self.D.features(real, y), self.D.features(candidates, yk)
+        return coverage(real.flatten(1), candidates.reshape(len(y), k, -1))
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        # Warm-up: a short run must not sample from weights that are mostly their initialisation.
+        decay = min(self.train_cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        ema, cur = list(self.G_ema.parameters()), list(self.G.parameters())
+        torch._foreach_lerp_(ema, cur, 1.0 - decay)
+
+    def train_step(self) -> dict:
+        loss_d = self.d_step()
+        loss_g, cov = self.g_step()
+        self.update_ema()
+        self.step += 1
+        return {"loss_d": loss_d, "loss_g": loss_g, "coverage": cov}
+
+    def fit(self, steps: Optional[int] = None, callbacks: Iterable[Callback] = ()) -> Trainer:
+        """Train until ``steps`` (default: the config's) total steps have been done."""
+        target = self.train_cfg.steps if steps is None else steps
+        callbacks = list(callbacks)
+        for cb in callbacks:
+            cb.on_fit_start(self)
+        while self.step < target and not self.stop_requested:
+            logs = self.train_step()
+            for cb in callbacks:
+                cb.on_step_end(self, logs)
+        for cb in callbacks:
+            cb.on_fit_end(self)
+        return self
+
+    # ------------------------------------------------------------------ outputs and state
+
+    def sampling_generator(self) -> nn.Module:
+        """A copy of the EMA generator with batch-norm statistics of its own, in eval mode."""
+        g = copy.deepcopy(self.G_ema)
+        refresh_batchnorm(g, self.model_cfg)
+        return g.eval()
+
+    @torch.no_grad()
+    def sample(self, n: int, labels=None, seed: int = 0) -> torch.Tensor:
+        """n images in [-1, 1] from the EMA generator (labels default to 0, 1, 2, ... cycling)."""
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        if labels is None:
+            labels = torch.arange(n, device=self.device) % self.model_cfg.num_classes
+        labels = torch.as_tensor(labels, device=self.device)
+        z = torch.randn(n, self.model_cfg.nz, generator=g, device=self.device)
+        return self.sampling_generator()(z, labels)
+
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": self.rng.get_state(),
+            "rng_device": self.device.type,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        if state.get("rng_device") == self.device.type:
+            self.rng.set_state(state["rng"])
+        else:  # resumed on another kind of device: continue, but not bit-exactly
+            self.rng.manual_seed(self.train_cfg.seed + int(state["step"]))
+        self.step = int(state["step"])
