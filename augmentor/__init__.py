@@ -1,4 +1,5 @@
 """augmentor: synthetic training images for scarce data."""
+
 from importlib.metadata import PackageNotFoundError, version
 
 try:

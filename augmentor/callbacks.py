@@ -1,5 +1,6 @@
 """The I/O around training: progress and log, sample grids, checkpoints, guards. All hang off
 ``Trainer`` hooks, so the trainer itself stays pure math and tests can run it with none of them."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ import torch
 
 from . import checkpoint
 from .errors import AugmentorError
-from .plots import grid_image, plot_losses, write_gif
+from .plots import grid_image, write_gif
 from .train import Callback, Trainer
 
 log = logging.getLogger("augmentor")

@@ -1,5 +1,6 @@
 """Checkpoints that describe themselves (weights + configs + versions), written atomically, loaded
 with ``torch.load(weights_only=True)``: no pickle, nothing executed on load."""
+
 from __future__ import annotations
 
 import logging

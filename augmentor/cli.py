@@ -2,6 +2,7 @@
 
 User mistakes (AugmentorError) print one line and exit 2; Ctrl-C during fit exits 130.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,10 +44,18 @@ def cli():
 
 
 @cli.command()
-@click.option("--data", default=None, help="Folder of class subfolders, MedMNIST-style .npz, folder of MNIST IDX files, or sklearn:digits (default).")
+@click.option(
+    "--data",
+    default=None,
+    help="Folder of class subfolders, MedMNIST-style .npz, folder of MNIST IDX files, or sklearn:digits (default).",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True, help="Run directory.")
-@click.option("--mode", type=click.Choice(["conditional", "per-class", "unconditional"]), default=None,
-              help="Default: conditional with ≥ 2 classes, unconditional with one.")
+@click.option(
+    "--mode",
+    type=click.Choice(["conditional", "per-class", "unconditional"]),
+    default=None,
+    help="Default: conditional with ≥ 2 classes, unconditional with one.",
+)
 @click.option("--size", type=int, default=32, show_default=True, help="Image side: 32, 64 or 128.")
 @click.option("--channels", type=int, default=None, help="1 or 3 (default: detected).")
 @click.option("--split", default="train", show_default=True, help="Split of an .npz / IDX source.")
@@ -63,7 +72,9 @@ def cli():
 @click.option("--spectral-norm/--no-spectral-norm", default=True, show_default=True, help="Spectral norm in D (else batch norm).")
 @click.option("--width", type=int, default=64, show_default=True, help="Base channels of G and D (DCGAN's ngf/ndf).")
 @click.option("--nz", type=int, default=128, show_default=True, help="Noise dimension.")
-@click.option("--coverage", type=float, default=0.0, show_default=True, help="Weight of the coverage term against within-class collapse.")
+@click.option(
+    "--coverage", type=float, default=0.0, show_default=True, help="Weight of the coverage term against within-class collapse."
+)
 @click.option("--coverage-k", type=int, default=8, show_default=True, help="Samples per real image in the coverage term.")
 @click.option("--coverage-space", type=click.Choice(["pixel", "feature"]), default="pixel", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -75,28 +86,100 @@ def cli():
 @click.option("--force", is_flag=True, help="Overwrite the run in --out.")
 @click.option("--no-export", is_flag=True, help="Skip the ONNX export at the end.")
 @click.pass_context
-def fit(ctx, data, out, mode, size, channels, split, classes, per_class, holdout, strict, steps, batch_size, lr, loss,
-        diffaug, ema, spectral_norm, width, nz, coverage, coverage_k, coverage_space, seed, device,
-        checkpoint_every, sample_every, keep_checkpoints, resume, force, no_export):
+def fit(
+    ctx,
+    data,
+    out,
+    mode,
+    size,
+    channels,
+    split,
+    classes,
+    per_class,
+    holdout,
+    strict,
+    steps,
+    batch_size,
+    lr,
+    loss,
+    diffaug,
+    ema,
+    spectral_norm,
+    width,
+    nz,
+    coverage,
+    coverage_k,
+    coverage_space,
+    seed,
+    device,
+    checkpoint_every,
+    sample_every,
+    keep_checkpoints,
+    resume,
+    force,
+    no_export,
+):
     """Train a GAN on a small image dataset."""
     from . import run
     from .config import DataConfig, TrainConfig
 
-    every = dict(checkpoint_every=checkpoint_every, sample_every=sample_every, keep_checkpoints=keep_checkpoints,
-                 export=not no_export, device=device)
+    every = dict(
+        checkpoint_every=checkpoint_every,
+        sample_every=sample_every,
+        keep_checkpoints=keep_checkpoints,
+        export=not no_export,
+        device=device,
+    )
     if resume:
-        given = _given(ctx, "data", "mode", "size", "channels", "split", "classes", "per_class", "holdout", "steps",
-                       "batch_size", "lr", "loss", "diffaug", "nz", "coverage", "coverage_k", "seed")
+        given = _given(
+            ctx,
+            "data",
+            "mode",
+            "size",
+            "channels",
+            "split",
+            "classes",
+            "per_class",
+            "holdout",
+            "steps",
+            "batch_size",
+            "lr",
+            "loss",
+            "diffaug",
+            "nz",
+            "coverage",
+            "coverage_k",
+            "seed",
+        )
         if "data" in given:
             given["source"] = given.pop("data")
         done = run.resume(out, given, **every)
     else:
         if data is None:
             click.echo("no --data given: using the built-in sklearn:digits (1,797 8×8 digits, 10 classes)")
-        data_cfg = DataConfig(source=data or "sklearn:digits", split=split, size=size, channels=channels, classes=classes,
-                              per_class=per_class, holdout=holdout, strict=strict, seed=seed)
-        train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, loss=loss, diffaug=diffaug, ema_decay=ema,
-                                coverage=coverage, coverage_k=coverage_k, coverage_space=coverage_space, seed=seed)
+        data_cfg = DataConfig(
+            source=data or "sklearn:digits",
+            split=split,
+            size=size,
+            channels=channels,
+            classes=classes,
+            per_class=per_class,
+            holdout=holdout,
+            strict=strict,
+            seed=seed,
+        )
+        train_cfg = TrainConfig(
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            loss=loss,
+            diffaug=diffaug,
+            ema_decay=ema,
+            coverage=coverage,
+            coverage_k=coverage_k,
+            coverage_space=coverage_space,
+            seed=seed,
+        )
         model = dict(mode=mode, nz=nz, g_width=width, d_width=width, spectral_norm=spectral_norm)
         done = run.fit(out, data_cfg, train_cfg, model, force=force, **every)
     _print_run(done)
@@ -105,9 +188,14 @@ def fit(ctx, data, out, mode, size, channels, split, classes, per_class, holdout
 def _print_run(out: Path) -> None:
     samples = sorted((out / "samples").glob("step_*.png"))
     click.echo(f"\nrun finished: {out}")
-    for label, path in [("samples", samples[-1] if samples else None), ("progress", out / "progress.gif"),
-                        ("losses", out / "losses.png"), ("log", out / "log.jsonl"), ("checkpoints", out / "checkpoints"),
-                        ("generator", out / "generator.onnx")]:
+    for label, path in [
+        ("samples", samples[-1] if samples else None),
+        ("progress", out / "progress.gif"),
+        ("losses", out / "losses.png"),
+        ("log", out / "log.jsonl"),
+        ("checkpoints", out / "checkpoints"),
+        ("generator", out / "generator.onnx"),
+    ]:
         if path is not None and path.exists():
             click.echo(f"  {label:<12}{path}")
 
@@ -121,8 +209,10 @@ def export(run_dir, out, fp16):
     from .export import export_run
 
     res = export_run(run_dir, out, fp16=fp16)
-    click.echo(f"generator      {res['generator']}\ndiscriminator  {res['discriminator']}\n"
-               f"parity vs torch: max abs diff {res['max_abs_diff']:.2e}")
+    click.echo(
+        f"generator      {res['generator']}\ndiscriminator  {res['discriminator']}\n"
+        f"parity vs torch: max abs diff {res['max_abs_diff']:.2e}"
+    )
 
 
 @cli.command()

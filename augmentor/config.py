@@ -1,5 +1,6 @@
 """Frozen configs for a run: what data, which model, how to train. Each maps to and from a plain dict
 (config.json, checkpoints), so a run directory or a checkpoint rebuilds everything from the file alone."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -64,7 +65,9 @@ class ModelConfig(_Dict):
         if self.mode not in MODES:
             raise ConfigError(f"--mode {self.mode} is not one of {', '.join(MODES)}")
         if self.mode != "unconditional" and len(self.class_names) < 2:
-            raise ConfigError(f"--mode {self.mode} needs at least 2 classes (the data has {len(self.class_names)}); use --mode unconditional")
+            raise ConfigError(
+                f"--mode {self.mode} needs at least 2 classes (the data has {len(self.class_names)}); use --mode unconditional"
+            )
         for name, v in (("nz", self.nz), ("g_width", self.g_width), ("d_width", self.d_width)):
             if v < 1:
                 raise ConfigError(f"{name} must be positive (got {v})")

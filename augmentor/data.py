@@ -4,6 +4,7 @@ Sources: a folder of class subfolders (or a flat folder = one class), a MedMNIST
 a folder of MNIST IDX files, and the built-in ``sklearn:digits``. Everything is resized to a
 square ``size`` and held whole; scarce datasets are small, so training indexes batches on the device.
 """
+
 from __future__ import annotations
 
 import gzip

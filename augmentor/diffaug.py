@@ -4,6 +4,7 @@ Applied to real *and* fake images in both the D and the G step, so D never sees 
 cannot memorize a tiny training set, while G still gets gradients through the augmentation. Random
 parameters are drawn apart from applying them (``draw_params`` / ``apply``): seeded and testable.
 """
+
 from __future__ import annotations
 
 import torch
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 
 def draw_params(ops, batch: int, size: int, generator: torch.Generator, device) -> dict:
     """Random parameters for one batch. Every op gets one draw per image."""
+
     def rand(*shape):
         return torch.rand(*shape, generator=generator, device=device)
 

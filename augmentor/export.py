@@ -5,6 +5,7 @@ Generator:      z float32 (N, nz), label int64 (N,)  →  image float32 (N, C, H
 Discriminator:  image float32 (N, C, H, W), label int64 (N,)  →  logit (N,), features (N, F)
 Noise is an input: a ``torch.randn`` inside ``forward`` would be traced as a constant.
 """
+
 from __future__ import annotations
 
 import json
@@ -77,16 +78,26 @@ def export_run(run, out: Optional[Path] = None, fp16: bool = False) -> dict:
             raise ModelFileError(f"{run}: no usable checkpoint to export (train with: augmentor fit --out {run})")
         path, state = found
     g_path = Path(out) if out else run / ("generator-fp16.onnx" if fp16 else "generator.onnx")
-    d_path = g_path.with_name(g_path.name.replace("generator", "discriminator")) if "generator" in g_path.name \
+    d_path = (
+        g_path.with_name(g_path.name.replace("generator", "discriminator"))
+        if "generator" in g_path.name
         else g_path.with_name(g_path.stem + "-discriminator.onnx")
+    )
     cfg, G, D = load_models(state)
     n = 4
     z = torch.randn(n, cfg.nz, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(n) % cfg.num_classes
     _export(G, (z, labels), g_path, ["z", "label"], ["image"], metadata(cfg, "generator", state, fp16), fp16)
     images = G(z, labels).detach()
-    _export(_DiscriminatorOutputs(D), (images, labels), d_path, ["image", "label"], ["logit", "features"],
-            metadata(cfg, "discriminator", state, fp16), fp16)
+    _export(
+        _DiscriminatorOutputs(D),
+        (images, labels),
+        d_path,
+        ["image", "label"],
+        ["logit", "features"],
+        metadata(cfg, "discriminator", state, fp16),
+        fp16,
+    )
     diff = max(parity(G, g_path, (z, labels)), parity(_DiscriminatorOutputs(D), d_path, (images, labels)))
     if diff > PARITY_TOL[fp16]:
         raise ModelFileError(f"{g_path}: ONNX output differs from torch by {diff:.2e} (> {PARITY_TOL[fp16]}); please report this")
@@ -99,8 +110,14 @@ def _export(model, args, path: Path, inputs, outputs, meta: dict, fp16: bool) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice; it is the one that runs on torch 2.4+
         torch.onnx.export(
-            model, args, str(tmp), input_names=inputs, output_names=outputs, opset_version=17,
-            dynamic_axes={name: {0: "batch"} for name in inputs + outputs}, dynamo=False,
+            model,
+            args,
+            str(tmp),
+            input_names=inputs,
+            output_names=outputs,
+            opset_version=17,
+            dynamic_axes={name: {0: "batch"} for name in inputs + outputs},
+            dynamo=False,
         )
     proto = onnx.load(str(tmp))
     if fp16:
@@ -167,9 +184,11 @@ def read_metadata(path) -> dict:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception:
         raise ModelFileError(f"{path}: not an ONNX file") from None
-    meta = {p.key[len(PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(PREFIX)}
+    meta = {p.key[len(PREFIX) :]: p.value for p in proto.metadata_props if p.key.startswith(PREFIX)}
     if "format" not in meta:
-        raise ModelFileError(f"{path}: an ONNX model not made by augmentor (no augmentor metadata); export one with `augmentor export RUN`")
+        raise ModelFileError(
+            f"{path}: an ONNX model not made by augmentor (no augmentor metadata); export one with `augmentor export RUN`"
+        )
     if meta["format"] != FORMAT:
         raise ModelFileError(f"{path}: augmentor ONNX format {meta['format']} is not supported by this version ({__version__})")
     try:

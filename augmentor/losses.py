@@ -1,4 +1,5 @@
 """Adversarial losses on raw logits, and the coverage term against within-class collapse."""
+
 from __future__ import annotations
 
 import torch

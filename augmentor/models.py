@@ -5,6 +5,7 @@ embed them (G: concatenated to z; D: a projection head, Miyato & Koyama 2018), a
 each sample to an independent model of its class. So the trainer, the exporter and the sampler never
 need to know the mode.
 """
+
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
 """Pictures a person would rather look at than numbers: sample grids, the progress GIF, loss curves."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,9 @@ def grid_image(images: torch.Tensor, rows: int) -> Image.Image:
     canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, dtype=np.uint8)
     for i in range(n):
         r, k = divmod(i, cols)
-        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = x[i].permute(1, 2, 0).numpy()
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = (
+            x[i].permute(1, 2, 0).numpy()
+        )
     img = Image.fromarray(canvas[..., 0] if c == 1 else canvas)
     if img.width < 256:  # small digits are hard to see: enlarge with crisp pixels
         scale = max(1, 256 // img.width)

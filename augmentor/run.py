@@ -1,14 +1,15 @@
 """A run directory: prepare the data, train with callbacks, resume, lock, and leave everything on disk.
 
-    out/
-      config.json        data, model and training configs, data fingerprint, versions
-      holdout.json       which images were held out of training (for later evaluation)
-      checkpoints/       ckpt_XXXXXX.pt, the newest --keep-checkpoints
-      samples/           step_XXXXXX.png grids (one row per class)
-      progress.gif       the grids as an animation
-      log.jsonl          losses every few steps; losses.png the same as a plot
-      generator.onnx     (+ discriminator.onnx) written by export at the end
+out/
+  config.json        data, model and training configs, data fingerprint, versions
+  holdout.json       which images were held out of training (for later evaluation)
+  checkpoints/       ckpt_XXXXXX.pt, the newest --keep-checkpoints
+  samples/           step_XXXXXX.png grids (one row per class)
+  progress.gif       the grids as an animation
+  log.jsonl          losses every few steps; losses.png the same as a plot
+  generator.onnx     (+ discriminator.onnx) written by export at the end
 """
+
 from __future__ import annotations
 
 import json
@@ -99,7 +100,9 @@ def locked(out: Path):
             except (OSError, ValueError):
                 pid = 0
             if pid and _alive(pid):
-                raise RunDirError(f"{out}: another fit (pid {pid}) is writing this run; wait for it or choose another --out") from None
+                raise RunDirError(
+                    f"{out}: another fit (pid {pid}) is writing this run; wait for it or choose another --out"
+                ) from None
             lock.unlink(missing_ok=True)  # stale: its owner died
     else:
         raise RunDirError(f"{out}: could not take the run lock")
@@ -203,8 +206,17 @@ def fit(
     return out
 
 
-def resume(out, overrides: Optional[dict] = None, *, device: str = "auto", checkpoint_every: int = 500,
-           sample_every: int = 250, keep_checkpoints: int = 3, progress: bool = True, export: bool = True) -> Path:
+def resume(
+    out,
+    overrides: Optional[dict] = None,
+    *,
+    device: str = "auto",
+    checkpoint_every: int = 500,
+    sample_every: int = 250,
+    keep_checkpoints: int = 3,
+    progress: bool = True,
+    export: bool = True,
+) -> Path:
     """Continue the run in ``out`` from its newest good checkpoint. ``overrides`` are flags the user gave
     explicitly (name → value): ``steps`` may grow the run; any other that contradicts the run is refused."""
     out = Path(out)
@@ -226,7 +238,9 @@ def resume(out, overrides: Optional[dict] = None, *, device: str = "auto", check
         found = checkpoint.latest_good(out / "checkpoints", map_location=dev)
         prepared = prepare_data(DataConfig.from_dict(config["data"]))
         if prepared.train.fingerprint() != config["data_fingerprint"]:
-            raise ConfigError(f"{out}: the training data changed since this run started ({config['data']['source']}); start a new --out")
+            raise ConfigError(
+                f"{out}: the training data changed since this run started ({config['data']['source']}); start a new --out"
+            )
         trainer = Trainer(model_cfg, train_cfg, prepared.train, dev)
         if found is None:
             log.warning(f"{out}: no usable checkpoint; starting from step 0")
@@ -244,8 +258,9 @@ def resume(out, overrides: Optional[dict] = None, *, device: str = "auto", check
     return out
 
 
-def _train(out: Path, trainer: Trainer, config: dict, checkpoint_every: int, sample_every: int,
-           keep: int, progress: bool, export: bool) -> None:
+def _train(
+    out: Path, trainer: Trainer, config: dict, checkpoint_every: int, sample_every: int, keep: int, progress: bool, export: bool
+) -> None:
     ckpt = Checkpointer(out / "checkpoints", checkpoint_every, keep, extra={"data_fingerprint": config["data_fingerprint"]})
     callbacks = [
         ProgressLog(out / "log.jsonl", every=max(1, min(10, checkpoint_every)), progress=progress),
@@ -257,7 +272,9 @@ def _train(out: Path, trainer: Trainer, config: dict, checkpoint_every: int, sam
         trainer.fit(callbacks=callbacks)
     if trainer.step < trainer.train_cfg.steps:  # stopped by Ctrl-C between two steps
         ckpt.save(trainer)
-        raise Interrupted(f"interrupted at step {trainer.step}; checkpoint saved. Resume with: augmentor fit --out {out} --resume")
+        raise Interrupted(
+            f"interrupted at step {trainer.step}; checkpoint saved. Resume with: augmentor fit --out {out} --resume"
+        )
     plot_losses(out / "log.jsonl", out / "losses.png")
     if export:
         from .export import export_run

@@ -4,6 +4,7 @@ The whole training set lives on the device as uint8; each step draws a class-bal
 Every random draw (batches, noise, DiffAugment) comes from one private ``torch.Generator`` whose state
 is checkpointed, so a resumed run continues exactly where an uninterrupted one would be.
 """
+
 from __future__ import annotations
 
 import copy
