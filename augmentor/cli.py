@@ -226,6 +226,21 @@ def info(model):
         click.echo(f"{k:<18}{v}")
 
 
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--n", "n", type=int, required=True, help="Images in all (classes in turn), or per class with --per-class.")
+@click.option("--per-class", is_flag=True, help="--n images for every class.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New folder: an ImageFolder tree of PNGs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+def sample(model, n, per_class, out, seed, device):
+    """Write generated images as an ImageFolder tree (one folder per class)."""
+    from .sampler import Sampler, write_image_folder
+
+    counts = write_image_folder(Sampler(model, device=device), n, out, per_class=per_class, seed=seed)
+    click.echo(f"wrote {sum(counts.values())} images to {out}/ ({', '.join(f'{k}: {v}' for k, v in counts.items())})")
+
+
 def main(argv=None) -> None:
     from .run import Interrupted
 

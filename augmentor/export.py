@@ -39,6 +39,20 @@ def load_models(state: dict, device="cpu") -> tuple:
     return cfg, G.eval(), without_spectral_norm(D).eval()
 
 
+class _KeepLabelInput(nn.Module):
+    """Unconditional models ignore labels, and the exporter would drop an unused input. Every augmentor
+    ONNX takes ``label`` all the same, so callers need not know the mode: touch it at zero cost."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, label):
+        out = self.model(x, label)
+        zero = label[:1].sum().to(torch.float32) * 0.0
+        return tuple(o + zero for o in out) if isinstance(out, tuple) else out + zero
+
+
 class _DiscriminatorOutputs(nn.Module):
     def __init__(self, D: nn.Module):
         super().__init__()
@@ -87,10 +101,15 @@ def export_run(run, out: Optional[Path] = None, fp16: bool = False) -> dict:
     n = 4
     z = torch.randn(n, cfg.nz, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(n) % cfg.num_classes
+    if cfg.mode == "unconditional":
+        G, D = _KeepLabelInput(G), _KeepLabelInput(_DiscriminatorOutputs(D))
+    else:
+        D = _DiscriminatorOutputs(D)
+    G, D = G.eval(), D.eval()  # a new wrapper starts in training mode, and export restores that mode on all children
     _export(G, (z, labels), g_path, ["z", "label"], ["image"], metadata(cfg, "generator", state, fp16), fp16)
     images = G(z, labels).detach()
     _export(
-        _DiscriminatorOutputs(D),
+        D,
         (images, labels),
         d_path,
         ["image", "label"],
@@ -98,7 +117,7 @@ def export_run(run, out: Optional[Path] = None, fp16: bool = False) -> dict:
         metadata(cfg, "discriminator", state, fp16),
         fp16,
     )
-    diff = max(parity(G, g_path, (z, labels)), parity(_DiscriminatorOutputs(D), d_path, (images, labels)))
+    diff = max(parity(G, g_path, (z, labels)), parity(D, d_path, (images, labels)))
     if diff > PARITY_TOL[fp16]:
         raise ModelFileError(f"{g_path}: ONNX output differs from torch by {diff:.2e} (> {PARITY_TOL[fp16]}); please report this")
     return {"generator": g_path, "discriminator": d_path, "max_abs_diff": diff, "checkpoint": path}

@@ -1,0 +1,126 @@
+import albumentations as A
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_export_sample import make_run
+from torch.utils.data import DataLoader, TensorDataset
+from torchvision.transforms import v2
+
+from augmentor.errors import ConfigError
+from augmentor.export import export_run
+from augmentor.mix import SyntheticDataset, SyntheticMix, SyntheticReplace
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    run = make_run(tmp_path_factory.mktemp("mix"), names=("0", "1", "2"))
+    return export_run(run)["generator"]
+
+
+@pytest.fixture(scope="module")
+def rgb_model(tmp_path_factory):
+    run = make_run(tmp_path_factory.mktemp("mix3"), names=("0", "1"), channels=3)
+    return export_run(run)["generator"]
+
+
+def real_loader(n=50, batch=8, dtype=torch.float32, classes=3):
+    x = torch.rand(n, 1, 32, 32) if dtype != torch.uint8 else torch.randint(0, 256, (n, 1, 32, 32), dtype=torch.uint8)
+    return DataLoader(TensorDataset(x.to(dtype), torch.arange(n) % classes), batch_size=batch, shuffle=False)
+
+
+def test_dataset_items_are_fixed_by_seed_and_index(model):
+    ds = SyntheticDataset(model, 20, output="tensor", seed=5, block=8)
+    assert len(ds) == 20 and ds.classes == ["0", "1", "2"]
+    img, label = ds[13]
+    assert img.dtype == torch.uint8 and img.shape == (1, 32, 32) and label == 13 % 3
+    again = SyntheticDataset(model, 20, output="tensor", seed=5, block=8)
+    assert torch.equal(again[13][0], img) and torch.equal(again[0][0], ds[0][0])  # any access order
+    assert not torch.equal(SyntheticDataset(model, 20, output="tensor", seed=6, block=8)[13][0], img)
+    counts = SyntheticDataset(model, class_counts={"0": 2, 2: 3})
+    assert [counts[i][1] for i in range(len(counts))] == [0, 0, 2, 2, 2]
+    with pytest.raises(IndexError):
+        ds[20]
+
+
+def test_dataset_with_two_workers_matches_the_main_process(model):
+    ds = SyntheticDataset(model, 24, output="tensor", seed=1, block=4)
+    main = torch.stack([ds[i][0] for i in range(24)])
+    loader = DataLoader(SyntheticDataset(model, 24, output="tensor", seed=1, block=4), batch_size=6, num_workers=2)
+    got = torch.cat([x for x, _ in loader])
+    assert torch.equal(got, main)
+
+
+def test_dataset_feeds_torchvision_v2_and_albumentations(rgb_model):
+    tv = v2.Compose(
+        [v2.ToImage(), v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.5] * 3)]
+    )
+    img, _ = SyntheticDataset(rgb_model, 4, output="pil", transform=tv)[1]
+    assert img.shape == (3, 32, 32) and img.dtype == torch.float32 and img.min() >= -1
+    pil, _ = SyntheticDataset(rgb_model, 4, output="pil")[0]
+    assert isinstance(pil, Image.Image) and pil.mode == "RGB"
+    tensor_tv = v2.Compose([v2.RandomResizedCrop(24, antialias=True), v2.ToDtype(torch.float32, scale=True)])
+    assert SyntheticDataset(rgb_model, 4, output="tensor", transform=tensor_tv)[0][0].shape == (3, 24, 24)
+    alb = A.Compose([A.HorizontalFlip(p=1.0), A.Affine(rotate=(-10, 10), p=1.0), A.Normalize()])
+    img, _ = SyntheticDataset(rgb_model, 4, output="numpy", transform=lambda im: alb(image=im)["image"])[2]
+    assert img.shape == (32, 32, 3) and img.dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.uint8])
+def test_mix_replaces_exactly_round_ratio_b_and_leaves_the_rest_untouched(model, dtype):
+    loader = real_loader(dtype=dtype)
+    mix = SyntheticMix(loader, model, ratio=0.3, return_mask=True)
+    assert len(mix) == len(loader)
+    for (x, y, mask), (rx, ry) in zip(mix, loader):
+        assert mask.sum() == round(0.3 * len(rx))  # 8 → 2, last batch of 2 → 1
+        assert torch.equal(x[~mask], rx[~mask]) and torch.equal(y[~mask], ry[~mask])
+        assert x.dtype == rx.dtype and x.shape == rx.shape
+        assert torch.equal(y[mask], ry[mask])  # labels="match"
+        assert not torch.equal(x[mask], rx[mask])
+        if dtype == torch.float32:
+            assert x[mask].min() >= 0 and x[mask].max() <= 1
+
+
+def test_mix_applies_the_batch_transform_and_epochs_differ(model):
+    norm = v2.Normalize([0.5], [0.5])
+    mix = SyntheticMix(real_loader(), model, ratio=0.5, transform=norm, return_mask=True)
+    x, _, mask = next(iter(mix))
+    assert x[mask].min() < 0  # normalized to [-1, 1] like the real images would be
+    first = [m for _, _, m in mix]
+    second = [m for _, _, m in mix]
+    assert any(not torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_mix_balanced_and_weighted_labels(model):
+    x = torch.rand(64, 1, 32, 32)
+    y = torch.zeros(64, dtype=torch.long)  # only class 0
+    loader = DataLoader(TensorDataset(x, y), batch_size=32)
+    for xb, yb, mask in SyntheticMix(loader, model, ratio=0.5, labels="balanced", return_mask=True):
+        assert set(yb[mask].tolist()) == {1, 2}  # slots go to the missing classes
+        assert abs((yb[mask] == 1).sum() - (yb[mask] == 2).sum()) <= 1
+    for _, yb, mask in SyntheticMix(loader, model, ratio=0.5, labels={"2": 1.0}, return_mask=True):
+        assert set(yb[mask].tolist()) == {2}
+
+
+def test_mix_refuses_a_model_of_another_shape(rgb_model, model):
+    with pytest.raises(ConfigError, match=r"shape \(3, 32, 32\).*\(1, 32, 32\)"):
+        next(iter(SyntheticMix(real_loader(), rgb_model)))
+    with pytest.raises(ConfigError, match="ratio"):
+        SyntheticMix(real_loader(), model, ratio=1.5)
+    with pytest.raises(ConfigError, match="label 4"):
+        next(iter(SyntheticMix(real_loader(classes=5), model)))
+
+
+def test_replace_transform_keeps_type_and_label(model):
+    torch.manual_seed(0)
+    always, never = SyntheticReplace(model, p=1.0), SyntheticReplace(model, p=0.0)
+    pil = Image.new("L", (32, 32))
+    out, label = always(pil, 2)
+    assert isinstance(out, Image.Image) and label == 2 and np.asarray(out).std() > 0
+    assert never(pil, 2)[0] is pil
+    t = torch.zeros(1, 32, 32, dtype=torch.uint8)
+    assert always(t, 1)[0].dtype == torch.uint8 and always(t, 1)[0].shape == (1, 32, 32)
+    arr = np.zeros((32, 32), np.uint8)
+    assert always(arr, 0)[0].shape == (32, 32)
+    hits = sum(SyntheticReplace(model, p=0.3).make_params()["replace"] for _ in range(2000))
+    assert 500 < hits < 700
