@@ -43,6 +43,12 @@ class DataConfig(_Dict):
     strict: bool = False
     seed: int = 0
 
+    def __post_init__(self):
+        if self.per_class is not None and self.per_class < 1:
+            raise ConfigError(f"--per-class {self.per_class} must be at least 1")
+        if not 0.0 <= self.holdout < 1.0:
+            raise ConfigError(f"--holdout {self.holdout} must be in [0, 1)")
+
 
 @dataclass(frozen=True)
 class ModelConfig(_Dict):

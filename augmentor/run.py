@@ -69,7 +69,7 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
     if cfg.classes:
         full = data.select_classes(full, cfg.classes)
     kept, held = data.stratified_split(full, cfg.holdout, cfg.seed)
-    if cfg.per_class:
+    if cfg.per_class is not None:
         kept = kept[data.per_class_subset(full.subset(kept), cfg.per_class, cfg.seed)]
     train = full.subset(kept)
     if len(train) < 2:

@@ -95,7 +95,7 @@ def test_mix_balanced_and_weighted_labels(model):
     x = torch.rand(64, 1, 32, 32)
     y = torch.zeros(64, dtype=torch.long)  # only class 0
     loader = DataLoader(TensorDataset(x, y), batch_size=32)
-    for xb, yb, mask in SyntheticMix(loader, model, ratio=0.5, labels="balanced", return_mask=True):
+    for _, yb, mask in SyntheticMix(loader, model, ratio=0.5, labels="balanced", return_mask=True):
         assert set(yb[mask].tolist()) == {1, 2}  # slots go to the missing classes
         assert abs((yb[mask] == 1).sum() - (yb[mask] == 2).sum()) <= 1
     for _, yb, mask in SyntheticMix(loader, model, ratio=0.5, labels={"2": 1.0}, return_mask=True):
