@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from . import checkpoint
-from .errors import AugmentorError
+from .errors import TrainingDiverged
 from .plots import grid_image, write_gif
 from .train import Callback, Trainer
 
@@ -147,7 +147,7 @@ class NonFiniteGuard(Callback):
         trainer.nonfinite = False
         found = checkpoint.latest_good(self.folder, map_location=trainer.device)
         if found is None or self.restored_from == found[1]["step"]:
-            raise AugmentorError(
+            raise TrainingDiverged(
                 f"loss became NaN/inf at step {trainer.step}"
                 + (" again after restoring" if found else " before any checkpoint")
                 + "; try a lower --lr or --loss hinge (good checkpoints are kept)"

@@ -242,16 +242,16 @@ def sample(model, n, per_class, out, seed, device):
 
 
 def main(argv=None) -> None:
-    from .run import Interrupted
+    from .errors import Interrupted
 
     try:
         cli.main(args=argv, standalone_mode=False)
     except Interrupted as e:
         click.echo(str(e), err=True)
-        sys.exit(130)
+        sys.exit(e.exit_code)
     except AugmentorError as e:
         click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

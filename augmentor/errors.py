@@ -4,6 +4,8 @@
 class AugmentorError(Exception):
     """Base class: bad input, never a bug. The message tells the user what to do."""
 
+    exit_code = 2  # what the CLI exits with
+
 
 class DataError(AugmentorError, ValueError):
     """The dataset cannot be read or is unusable (missing, empty, corrupt, wrong layout)."""
@@ -19,3 +21,15 @@ class ModelFileError(AugmentorError, ValueError):
 
 class RunDirError(AugmentorError, OSError):
     """The run directory cannot be used (exists, locked, not writable, is a file)."""
+
+
+class TrainingDiverged(AugmentorError):
+    """The loss went NaN/inf again right after a rollback; the good checkpoints are kept."""
+
+    exit_code = 1
+
+
+class Interrupted(AugmentorError):
+    """Ctrl-C during fit: a checkpoint was written; the message says how to resume."""
+
+    exit_code = 130

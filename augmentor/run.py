@@ -27,7 +27,7 @@ import torch
 from . import __version__, checkpoint, data
 from .callbacks import Checkpointer, NonFiniteGuard, ProgressLog, SampleGrids, truncate_log
 from .config import DataConfig, ModelConfig, TrainConfig
-from .errors import AugmentorError, ConfigError, ModelFileError, RunDirError
+from .errors import ConfigError, Interrupted, ModelFileError, RunDirError
 from .plots import plot_losses
 from .train import Trainer
 
@@ -37,10 +37,6 @@ OUR_FILES = ("config.json", "holdout.json", "log.jsonl", "losses.png", "progress
 OUR_DIRS = ("checkpoints", "samples")
 # What --resume may change; anything else must match the stored run.
 RESUMABLE = {"steps", "device"}
-
-
-class Interrupted(AugmentorError):
-    """Ctrl-C: a checkpoint was written; the message says how to resume."""
 
 
 def resolve_device(device: str = "auto") -> torch.device:

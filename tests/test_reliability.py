@@ -21,7 +21,7 @@ from test_mix import real_loader
 
 from augmentor import checkpoint, data
 from augmentor.callbacks import Checkpointer, NonFiniteGuard, ProgressLog
-from augmentor.errors import AugmentorError, ConfigError, ModelFileError
+from augmentor.errors import ConfigError, ModelFileError, TrainingDiverged
 from augmentor.export import export_run
 from augmentor.mix import SyntheticDataset, SyntheticMix
 from augmentor.sampler import Sampler
@@ -359,7 +359,7 @@ def test_nan_restores_the_last_good_checkpoint(tmp_path, caplog):
 
 def test_nan_twice_in_one_interval_stops_with_an_error(tmp_path):
     trainer, callbacks = _nan_run(tmp_path, poison_at=[5], once=False)  # poisoned again after the restore
-    with pytest.raises(AugmentorError, match="NaN/inf at step 6 again"):
+    with pytest.raises(TrainingDiverged, match="NaN/inf at step 6 again"):
         trainer.fit(callbacks=callbacks)
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "ck")] == ["ckpt_000004.pt"]  # good ones stay
 
