@@ -12,7 +12,9 @@ from typing import Optional
 import torch
 
 from . import checkpoint
+from .data import to_unit_range
 from .errors import TrainingDiverged
+from .metrics import ClassReference
 from .plots import grid_image, write_gif
 from .train import Callback, Trainer
 
@@ -48,7 +50,8 @@ class ProgressLog(Callback):
         self.count += 1
         if self.bar is not None:
             self.bar.update(1)
-        if not _due(trainer.step, self.every, self.target):
+        extra = getattr(trainer, "extra_logs", None)
+        if not _due(trainer.step, self.every, self.target) and not extra:
             return
         values = {k: float(v) / self.count for k, v in self.sums.items()}  # the one sync
         self.sums, self.count = {}, 0
@@ -56,7 +59,9 @@ class ProgressLog(Callback):
         if any(v != v or v in (float("inf"), float("-inf")) for v in values.values()):
             trainer.nonfinite = True  # NonFiniteGuard acts on it
         row = {"step": trainer.step, **{k: round(v, 5) for k, v in values.items()}, "time": round(time.time() - self.t0, 2)}
-        row.update(getattr(trainer, "extra_logs", {}))
+        if extra:
+            row.update(extra)
+            trainer.extra_logs = {}
         if self.path is not None:
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -99,6 +104,63 @@ class SampleGrids(Callback):
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.gif is not None and trainer.step >= self.target:
             write_gif(sorted(self.folder.glob("step_*.png")), self.gif)
+
+
+class DiversityMonitor(Callback):
+    """Catches within-class collapse while training. Every ``every`` steps, ``n`` samples per class from
+    fixed noise are compared with that class's real images (metrics.ClassReference): the diversity ratio
+    and nearest-real ratio go to log.jsonl, the worst class to the progress bar, and a warning names any
+    class whose diversity falls below ``warn_below``."""
+
+    def __init__(self, every: int, n: int = 32, warn_below: float = 0.4):
+        self.every, self.n, self.warn_below = every, n, warn_below
+        self.warned: set = set()
+        self.history: list = []
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        cfg = trainer.model_cfg
+        self.names = list(cfg.class_names)
+        self.reference = ClassReference(to_unit_range(trainer.images).cpu(), trainer.labels.cpu(), cfg.num_classes)
+        g = torch.Generator().manual_seed(4321)
+        self.z = torch.randn(cfg.num_classes * self.n, cfg.nz, generator=g).to(trainer.device)
+        self.labels = torch.arange(cfg.num_classes).repeat_interleave(self.n).to(trainer.device)
+        self.target = trainer.train_cfg.steps
+
+    def on_step_end(self, trainer: Trainer, logs: dict) -> None:
+        if self.every > 0 and _due(trainer.step, self.every, self.target):
+            self.measure(trainer)
+
+    def measure(self, trainer: Trainer) -> dict:
+        with torch.no_grad():
+            samples = trainer.sampling_generator()(self.z, self.labels).cpu()
+        per_class = {}
+        for c, name in enumerate(self.names):
+            per_class[name] = self.reference.compare(samples[self.labels.cpu() == c], c)
+        diversity = {k: v["diversity"] for k, v in per_class.items() if v["diversity"] is not None}
+        nearest = {k: v["nearest_real"] for k, v in per_class.items() if v["nearest_real"] is not None}
+        recall = {k: v["recall"] for k, v in per_class.items() if v["recall"] is not None}
+        trainer.extra_logs = {
+            **getattr(trainer, "extra_logs", {}),
+            "diversity": diversity,
+            "nearest_real": nearest,
+            "recall": recall,
+        }
+        if diversity:
+            worst = min(diversity, key=diversity.get)
+            trainer.progress_extra = {"worst": f"{worst}:{diversity[worst]:.2f}"}
+            # A generator at initialisation is nearly constant: judge collapse only after a quarter of the run.
+            if trainer.step >= self.target // 4:
+                low = {name for name, v in diversity.items() if v < self.warn_below}
+                new = sorted(low - self.warned, key=self.names.index)
+                if new:
+                    log.warning(
+                        f"class{'es' if len(new) > 1 else ''} {', '.join(repr(n) for n in new)} look{'' if len(new) > 1 else 's'} "
+                        f"collapsed at step {trainer.step}: samples vary under {self.warn_below}× as much as the real images "
+                        f"(worst {diversity[worst]:.2f}); see samples/, try --coverage 5"
+                    )
+                self.warned = low
+        self.history.append((trainer.step, per_class))
+        return per_class
 
 
 class Checkpointer(Callback):

@@ -32,6 +32,10 @@ class SmallCNN(nn.Module):
     def forward(self, x):
         return self.head(self.features(x))
 
+    def embed(self, x):
+        """The 128-d penultimate features: the fixed space for FID, KID, precision and recall."""
+        return self.head[:-1](self.features(x))
+
 
 def train_classifier(
     images: torch.Tensor,
@@ -42,12 +46,14 @@ def train_classifier(
     lr: float = 1e-3,
     seed: int = 0,
     augment: Optional[Callable] = None,
+    balanced: bool = False,
     batches=None,
     device="cpu",
 ) -> nn.Module:
     """Adam with cosine decay, batches drawn with replacement. ``images`` float in [-1, 1].
-    ``augment(x, y) -> (x, y)`` edits each batch (classical augmentation, synthetic mixing);
-    ``batches`` (an iterator of (x, y)) replaces the built-in sampling altogether."""
+    ``augment(x, y) -> (x, y)`` edits each batch (classical augmentation, synthetic mixing); ``balanced``
+    draws classes uniformly (for imbalanced data); ``batches`` (an iterator of (x, y)) replaces the
+    built-in sampling altogether."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     model = SmallCNN(images.shape[1], num_classes, images.shape[-1]).to(device)
@@ -58,7 +64,7 @@ def train_classifier(
         if batches is not None:
             x, y = next(batches)
         else:
-            idx = torch.randint(len(labels), (batch_size,), generator=g)
+            idx = balanced_indices(labels, batch_size, g) if balanced else torch.randint(len(labels), (batch_size,), generator=g)
             x, y = images[idx], labels[idx]
         if augment is not None:
             x, y = augment(x, y)
@@ -76,3 +82,21 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> np
     device = next(model.parameters()).device
     out = [F.softmax(model(images[i : i + batch_size].to(device)), 1).cpu() for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy()
+
+
+def balanced_indices(labels: torch.Tensor, n: int, g: torch.Generator) -> torch.Tensor:
+    """n indices with classes drawn uniformly, then an image of that class uniformly."""
+    classes = torch.unique(labels)
+    c = classes[torch.randint(len(classes), (n,), generator=g)]
+    out = torch.empty(n, dtype=torch.long)
+    for k in classes.tolist():
+        members = torch.nonzero(labels == k).flatten()
+        pick = c == k
+        out[pick] = members[torch.randint(len(members), (int(pick.sum()),), generator=g)]
+    return out
+
+
+@torch.no_grad()
+def embed(model: SmallCNN, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    device = next(model.parameters()).device
+    return torch.cat([model.embed(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)])

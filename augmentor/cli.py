@@ -73,7 +73,10 @@ def cli():
 @click.option("--width", type=int, default=64, show_default=True, help="Base channels of G and D (DCGAN's ngf/ndf).")
 @click.option("--nz", type=int, default=128, show_default=True, help="Noise dimension.")
 @click.option(
-    "--coverage", type=float, default=0.0, show_default=True, help="Weight of the coverage term against within-class collapse."
+    "--coverage",
+    type=float,
+    default=None,
+    help="Weight of the coverage term against within-class collapse (default: 5 when a class has ≤ 100 images, else 0).",
 )
 @click.option("--coverage-k", type=int, default=8, show_default=True, help="Samples per real image in the coverage term.")
 @click.option("--coverage-space", type=click.Choice(["pixel", "feature"]), default="pixel", show_default=True)
@@ -239,6 +242,31 @@ def sample(model, n, per_class, out, seed, device):
 
     counts = write_image_folder(Sampler(model, device=device), n, out, per_class=per_class, seed=seed)
     click.echo(f"wrote {sum(counts.values())} images to {out}/ ({', '.join(f'{k}: {v}' for k, v in counts.items())})")
+
+
+@cli.command()
+@click.option("--data", default=None, help="Any --data source of fit (default sklearn:digits).")
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="New folder for report.md, results.json, plots, GAN runs."
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["quick", "full", "smoke"]),
+    default="quick",
+    show_default=True,
+    help="quick: ~15 min on 2 CPU cores; full: the whole protocol, for a GPU; smoke: seconds, a dry run.",
+)
+@click.option("--size", type=int, default=32, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def bench(data, out, preset, size, device):
+    """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
+    from .bench import bench as run_bench
+
+    if data is None:
+        click.echo("no --data given: benchmarking on the built-in sklearn:digits")
+    report = run_bench(data, out, preset=preset, size=size, device=device)
+    verdict = "helped" if report["synthetic_helped"] else "did NOT help"
+    click.echo(f"\nsynthetic data {verdict}; recommended ratio {report['recommended_ratio']}\nreport: {out / 'report.md'}")
 
 
 def main(argv=None) -> None:

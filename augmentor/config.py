@@ -97,7 +97,7 @@ class TrainConfig(_Dict):
     loss: str = "ns"  # non-saturating or hinge
     diffaug: str = "color,translation,cutout"  # empty string: off
     ema_decay: float = 0.999
-    coverage: float = 0.0  # weight of the coverage term (0: off)
+    coverage: Optional[float] = 0.0  # weight of the coverage term (0: off; None: run.fit decides from the data)
     coverage_k: int = 8
     coverage_space: str = "pixel"  # "pixel" or "feature" (discriminator features)
     seed: int = 0
@@ -116,7 +116,7 @@ class TrainConfig(_Dict):
             raise ConfigError(f"--diffaug: unknown op(s) {', '.join(bad)}; choose from {', '.join(DIFFAUG_OPS)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay {self.ema_decay} must be in [0, 1)")
-        if self.coverage < 0 or self.coverage_k < 1:
+        if (self.coverage is not None and self.coverage < 0) or self.coverage_k < 1:
             raise ConfigError("--coverage must be ≥ 0 and --coverage-k ≥ 1")
         if self.coverage_space not in ("pixel", "feature"):
             raise ConfigError(f"--coverage-space {self.coverage_space} must be pixel or feature")

@@ -59,3 +59,28 @@ def plot_losses(log_path: Path, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def plot_diversity(log_path: Path, out: Path) -> None:
+    """Per-class diversity ratio over training (1 ≈ as varied as the real images, near 0 = collapsed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("diversity")]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for name in rows[-1]["diversity"]:
+        ax.plot([r["step"] for r in rows], [r["diversity"].get(name, float("nan")) for r in rows], label=name)
+    ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+    ax.set_xlabel("step")
+    ax.set_ylabel("sample / real spread")
+    ax.set_title("within-class diversity (per class)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

@@ -12,6 +12,7 @@ out/
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -25,16 +26,28 @@ from typing import Optional
 import torch
 
 from . import __version__, checkpoint, data
-from .callbacks import Checkpointer, NonFiniteGuard, ProgressLog, SampleGrids, truncate_log
+from .callbacks import Checkpointer, DiversityMonitor, NonFiniteGuard, ProgressLog, SampleGrids, truncate_log
 from .config import DataConfig, ModelConfig, TrainConfig
 from .errors import ConfigError, Interrupted, ModelFileError, RunDirError
-from .plots import plot_losses
+from .plots import plot_diversity, plot_losses
 from .train import Trainer
 
 log = logging.getLogger("augmentor")
 
-OUR_FILES = ("config.json", "holdout.json", "log.jsonl", "losses.png", "progress.gif", "generator.onnx", "discriminator.onnx")
+OUR_FILES = (
+    "config.json",
+    "holdout.json",
+    "log.jsonl",
+    "losses.png",
+    "diversity.png",
+    "progress.gif",
+    "generator.onnx",
+    "discriminator.onnx",
+)
 OUR_DIRS = ("checkpoints", "samples")
+# Scarce data gets the coverage term by default (see README, "Diversity"): measured on MNIST 10-shot.
+SCARCE_PER_CLASS = 100
+DEFAULT_COVERAGE = 5.0
 # What --resume may change; anything else must match the stored run.
 RESUMABLE = {"steps", "device"}
 
@@ -71,6 +84,16 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
     if len(train) < 2:
         raise data.DataError(f"{cfg.source}: only {len(train)} training image(s) left after --classes/--holdout/--per-class")
     return PreparedData(full, train, kept, held)
+
+
+def resolve_coverage(train_cfg: TrainConfig, train: data.ImageSet) -> TrainConfig:
+    """coverage=None means "decide": on (DEFAULT_COVERAGE) when the smallest class has ≤ SCARCE_PER_CLASS images."""
+    if train_cfg.coverage is not None:
+        return train_cfg
+    scarce = min(c for c in train.class_counts() if c > 0) <= SCARCE_PER_CLASS
+    if scarce:
+        log.info(f"scarce data (≤ {SCARCE_PER_CLASS} images in a class): coverage term on, weight {DEFAULT_COVERAGE}")
+    return dataclasses.replace(train_cfg, coverage=DEFAULT_COVERAGE if scarce else 0.0)
 
 
 def model_config_for(train: data.ImageSet, mode: Optional[str] = None, **options) -> ModelConfig:
@@ -159,7 +182,7 @@ def read_config(out: Path) -> dict:
 
 def fit(
     out,
-    data_cfg: DataConfig,
+    data_cfg: DataConfig | data.ImageSet,
     train_cfg: TrainConfig,
     model_options: Optional[dict] = None,
     *,
@@ -171,18 +194,26 @@ def fit(
     progress: bool = True,
     export: bool = True,
 ) -> Path:
-    """Train a new run into ``out``. Returns the run directory."""
+    """Train a new run into ``out`` on a data source (DataConfig) or on images in memory (an ImageSet, e.g. a
+    split you made yourself; such a run cannot be resumed from the CLI). Returns the run directory."""
     out = Path(out)
     dev = resolve_device(device)
     _check_writable(out)
     with locked(out):
         _prepare_new_run(out, force)
-        prepared = prepare_data(data_cfg)
+        if isinstance(data_cfg, data.ImageSet):
+            n = len(data_cfg)
+            prepared = PreparedData(data_cfg, data_cfg, torch.arange(n), torch.arange(0))
+            data_record = {"source": data_cfg.source, "in_memory": True, "size": data_cfg.size, "channels": data_cfg.channels}
+        else:
+            prepared = prepare_data(data_cfg)
+            data_record = data_cfg.to_dict()
         options = dict(model_options or {})
         model_cfg = model_config_for(prepared.train, options.pop("mode", None), **options)
+        train_cfg = resolve_coverage(train_cfg, prepared.train)
         config = {
             "augmentor_version": __version__,
-            "data": data_cfg.to_dict(),
+            "data": data_record,
             "model": model_cfg.to_dict(),
             "train": train_cfg.to_dict(),
             "data_fingerprint": prepared.train.fingerprint(),
@@ -218,6 +249,8 @@ def resume(
     out = Path(out)
     dev = resolve_device(device)
     config = read_config(out)
+    if config["data"].get("in_memory"):
+        raise ConfigError(f"{out}: was trained on images passed from Python, not a --data source; resume it from Python")
     stored = {**config["data"], **config["model"], **config["train"]}
     for name, value in (overrides or {}).items():
         if name in RESUMABLE or value is None:
@@ -259,6 +292,7 @@ def _train(
 ) -> None:
     ckpt = Checkpointer(out / "checkpoints", checkpoint_every, keep, extra={"data_fingerprint": config["data_fingerprint"]})
     callbacks = [
+        DiversityMonitor(sample_every),  # before ProgressLog: its figures join that step's log row
         ProgressLog(out / "log.jsonl", every=max(1, min(10, checkpoint_every)), progress=progress),
         SampleGrids(out / "samples", sample_every, gif=out / "progress.gif"),
         ckpt,
@@ -272,6 +306,7 @@ def _train(
             f"interrupted at step {trainer.step}; checkpoint saved. Resume with: augmentor fit --out {out} --resume"
         )
     plot_losses(out / "log.jsonl", out / "losses.png")
+    plot_diversity(out / "log.jsonl", out / "diversity.png")
     if export:
         from .export import export_run
 

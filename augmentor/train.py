@@ -76,7 +76,12 @@ class Trainer:
         real, y = self.real_batch(self.train_cfg.batch_size)
         with torch.no_grad():
             fake = self.G(self.noise(len(y)), y)
-        loss = d_loss(self.D(self.augment(real), y), self.D(self.augment(fake), y), self.train_cfg.loss)
+        if self.model_cfg.spectral_norm:  # no batch norm in D: one pass over real + fake is the same math, half the calls
+            logits = self.D(self.augment(torch.cat([real, fake])), torch.cat([y, y]))
+            real_logits, fake_logits = logits[: len(y)], logits[len(y) :]
+        else:  # batch norm must not mix real and fake statistics
+            real_logits, fake_logits = self.D(self.augment(real), y), self.D(self.augment(fake), y)
+        loss = d_loss(real_logits, fake_logits, self.train_cfg.loss)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
@@ -89,7 +94,7 @@ class Trainer:
         fake = self.G(self.noise(len(y)), y)
         loss = g_loss(self.D(self.augment(fake), y), cfg.loss)
         cov = torch.zeros((), device=self.device)
-        if cfg.coverage > 0:
+        if cfg.coverage:
             cov = self.coverage_term(real[: max(1, len(y) // 2)], y[: max(1, len(y) // 2)])
             loss = loss + cfg.coverage * cov
         self.opt_g.zero_grad(set_to_none=True)

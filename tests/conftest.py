@@ -17,6 +17,8 @@ DATASETS = Path(os.environ.get("AUGMENTOR_DATASETS", Path(__file__).resolve().pa
 def dataset(name: str) -> Path:
     path = DATASETS / name
     if not path.exists():
+        if os.environ.get("CI") == "true":  # CI always has the shared datasets: a skip there would hide a broken path
+            pytest.fail(f"CI=true but the real dataset {path} is missing")
         pytest.skip(f"real dataset {path} is not here (set AUGMENTOR_DATASETS to the shared datasets folder)")
     return path
 

@@ -1,0 +1,198 @@
+"""Does the coverage term fix within-class collapse on tiny MNIST, and does it make mixing pay?
+
+    python benchmarks/diversity.py --shots 10 20 --seeds 0 1 2 --jobs 2      # the study in README
+    python benchmarks/diversity.py --report results/diversity.jsonl            # table from saved rows
+
+For each n-shot training set (drawn from the 5,000-image MNIST pool; the other 5,000 digits are the
+test set, never used for anything but the final number) and each generator recipe, it trains the GAN,
+then measures:
+- CAS: a SmallCNN trained on 5,000 synthetic images only, tested on real test digits;
+- real + aug + syn vs real + aug: the same SmallCNN and steps, classical augmentation (albumentations
+  affine + elastic, as in the findings), half of each batch replaced by synthetic images in the first;
+- diversity ratio, recall and nearest-real ratio (augmentor.metrics, 200 samples per class), the
+  fraction of samples nearer to a training image than the median train-to-train distance, ms per step.
+Each finished job is one JSON line, so an interrupted study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+VARIANTS = {  # name → TrainConfig overrides
+    "adv": {},
+    "cov5": {"coverage": 5.0, "coverage_k": 8},
+    "cov20": {"coverage": 20.0, "coverage_k": 8},
+    "cov5-feat": {"coverage": 5.0, "coverage_k": 8, "coverage_space": "feature"},
+}
+HERE = Path(__file__).resolve().parent
+
+
+def digit_augment():
+    import albumentations as A
+
+    return A.Compose(
+        [
+            A.Affine(scale=(0.9, 1.1), translate_percent=(-0.08, 0.08), rotate=(-12, 12), shear=(-8, 8), p=1.0),
+            A.ElasticTransform(alpha=34, sigma=4, p=0.5),
+        ]
+    )
+
+
+def augment_batch(aug, x: torch.Tensor) -> torch.Tensor:
+    """albumentations on each image of a [-1, 1] float batch (through uint8 HWC, as a user would)."""
+    u8 = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = np.stack([aug(image=im)["image"] for im in u8])
+    if out.ndim == 3:
+        out = out[..., None]
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def run_job(shot: int, seed: int, variant: str, steps: int, clf_steps: int, width: int) -> dict:
+    from common import environment, mnist_pool_test
+
+    from augmentor import data
+    from augmentor.classifier import predict, train_classifier
+    from augmentor.config import ModelConfig, TrainConfig
+    from augmentor.metrics import ClassReference, nearest_distances, pixel_features
+    from augmentor.train import Trainer
+
+    torch.set_num_threads(1)  # two jobs share 2 cores: one thread each (two 2-thread jobs thrash)
+    _, pool, test = mnist_pool_test()
+    train = pool.subset(data.per_class_subset(pool, shot, seed))
+    x_train, y_train = data.to_unit_range(train.images), train.labels
+    x_test, y_test = data.to_unit_range(test.images), test.labels.numpy()
+    aug = digit_augment()
+
+    def accuracy(model):
+        return float((predict(model, x_test).argmax(1) == y_test).mean())
+
+    row = {"shot": shot, "seed": seed, "variant": variant, "steps": steps, "width": width, "env": environment()}
+    if variant == "real+aug":
+        model = train_classifier(
+            x_train, y_train, 10, steps=clf_steps, seed=seed, augment=lambda x, y: (augment_batch(aug, x), y)
+        )
+        return {**row, "accuracy": accuracy(model)}
+
+    cfg = ModelConfig(size=32, channels=1, class_names=tuple(train.class_names), g_width=width, d_width=width)
+    tcfg = TrainConfig(steps=steps, lr=2e-4, seed=seed, **VARIANTS[variant])
+    t0 = time.time()
+    trainer = Trainer(cfg, tcfg, train).fit()
+    row["ms_per_step"] = round(1000 * (time.time() - t0) / steps, 1)
+
+    y_syn = torch.arange(5000) % 10
+    with torch.no_grad():
+        G = trainer.sampling_generator()
+        g = torch.Generator().manual_seed(10_000 + seed)
+        x_syn = torch.cat([G(torch.randn(500, cfg.nz, generator=g), y_syn[i : i + 500]) for i in range(0, 5000, 500)])
+    row["cas"] = accuracy(train_classifier(x_syn, y_syn, 10, steps=clf_steps, seed=seed))
+
+    gen = torch.Generator().manual_seed(seed)
+
+    def mix(x, y):  # real + aug, then half of the batch replaced by synthetic images (not augmented)
+        x = augment_batch(aug, x)
+        k = len(x) // 2
+        idx = torch.randint(len(x_syn), (k,), generator=gen)
+        return torch.cat([x[k:], x_syn[idx]]), torch.cat([y[k:], y_syn[idx]])
+
+    row["real_aug_syn"] = accuracy(train_classifier(x_train, y_train, 10, steps=clf_steps, seed=seed, augment=mix))
+
+    ref = ClassReference(x_train, y_train, 10)
+    per = [ref.compare(x_syn[y_syn == c][:200], c) for c in range(10)]
+    for key in ("diversity", "recall", "nearest_real"):
+        row[key] = round(statistics.mean(p[key] for p in per), 4)
+    # memorization: samples nearer to a training image than the median train-to-train NN distance
+    f_train, f_syn = pixel_features(x_train), pixel_features(x_syn[:2000])
+    median_nn = float(nearest_distances(f_train, f_train, exclude_self=True).median())
+    row["frac_nearer_than_median_train_nn"] = float((nearest_distances(f_syn, f_train) < median_nn).float().mean())
+    return row
+
+
+def report(rows: list) -> str:
+    by = {}
+    for r in rows:
+        by.setdefault((r["shot"], r["variant"]), []).append(r)
+
+    def ms(key, rs):
+        v = [r[key] for r in rs if key in r]
+        if not v:
+            return "—"
+        scale = 100 if key in ("accuracy", "cas", "real_aug_syn", "frac_nearer_than_median_train_nn") else 1
+        mean = statistics.mean(v) * scale
+        sd = statistics.stdev(v) * scale if len(v) > 1 else 0.0
+        return f"{mean:.1f} ± {sd:.1f}" if scale == 100 else f"{mean:.2f} ± {sd:.2f}"
+
+    lines = [
+        "| shots | recipe | seeds | CAS % | real+aug+syn % | real+aug % (paired) | diversity | recall | nearest-real | near-copies % | ms/step |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for shot in sorted({k[0] for k in by}):
+        base = by.get((shot, "real+aug"), [])
+        for variant in [v for v in VARIANTS if (shot, v) in by]:
+            rs = by[(shot, variant)]
+            lines.append(
+                f"| {shot} | {variant} | {len(rs)} | {ms('cas', rs)} | {ms('real_aug_syn', rs)} | {ms('accuracy', base)} | "
+                f"{ms('diversity', rs)} | {ms('recall', rs)} | {ms('nearest_real', rs)} | "
+                f"{ms('frac_nearer_than_median_train_nn', rs)} | {ms('ms_per_step', rs)} |"
+            )
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shots", type=int, nargs="+", default=[10, 20])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--clf-steps", type=int, default=1000)
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--jobs", type=int, default=1, help="parallel worker processes (one torch thread each)")
+    ap.add_argument("--out", default=str(HERE / "results" / "diversity.jsonl"))
+    ap.add_argument("--report", default=None, help="only print the table of a saved .jsonl")
+    ap.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.report:
+        print(report([json.loads(x) for x in Path(args.report).read_text().splitlines() if x.strip()]))
+        return
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    jobs = [(s, seed, v) for s in args.shots for seed in args.seeds for v in ["real+aug", *args.variants]]
+    done = set()
+    if out.exists():
+        done = {(r["shot"], r["seed"], r["variant"]) for r in map(json.loads, out.read_text().splitlines()) if r}
+    todo = [j for j in jobs if j not in done]
+    if args.worker is None and args.jobs > 1:  # fan out: worker i takes every jobs-th job
+        cmd = [sys.executable, __file__, *sys.argv[1:]]
+        procs = [
+            subprocess.Popen([*cmd, "--worker", str(i)], env={**os.environ, "OMP_NUM_THREADS": "1"}) for i in range(args.jobs)
+        ]
+        for p in procs:
+            p.wait()
+    else:
+        mine = todo if args.worker is None else todo[args.worker :: args.jobs]
+        for i, (shot, seed, variant) in enumerate(mine):
+            t0 = time.time()
+            row = run_job(shot, seed, variant, args.steps, args.clf_steps, args.width)
+            with open(out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(
+                f"[{i + 1}/{len(mine)}] {shot}-shot seed {seed} {variant}: {time.time() - t0:.0f}s "
+                + json.dumps({k: v for k, v in row.items() if k != "env"}),
+                flush=True,
+            )
+    if args.worker is None:
+        print(report([json.loads(x) for x in out.read_text().splitlines() if x.strip()]))
+
+
+if __name__ == "__main__":
+    main()

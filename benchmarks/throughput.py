@@ -1,0 +1,234 @@
+"""Images per second, each next to a baseline measured in the same run (absolute times drift; ratios don't).
+
+    python benchmarks/throughput.py                       # CPU: all sections, prints a table, writes JSON
+    python benchmarks/throughput.py --device cuda         # on a GPU machine
+
+1. Training step (G + D) for 32×32 gray and 64×64 RGB at batch 64 and 128: augmentor's Trainer (its
+   default recipe: DiffAugment, spectral norm, EMA, class-balanced batches on the device) vs a reference
+   loop written the way the DCGAN tutorials do it (DataLoader over a TensorDataset, BCE on sigmoid
+   outputs, batch-norm D, fp32, one ``.item()`` per step), same G and D widths.
+2. Sampling 64×64 RGB through ``Sampler`` (onnxruntime) vs torch eager on the same generator.
+3. ``SyntheticMix(ratio=0.3)`` overhead on a classifier training step vs the unwrapped loader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from common import environment
+from torch.utils.data import DataLoader, TensorDataset
+
+from augmentor import checkpoint, data
+from augmentor.classifier import SmallCNN
+from augmentor.config import ModelConfig, TrainConfig
+from augmentor.export import export_run
+from augmentor.mix import SyntheticMix
+from augmentor.models import build_discriminator, build_generator
+from augmentor.sampler import Sampler
+from augmentor.train import Trainer
+
+HERE = Path(__file__).resolve().parent
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, steps: int, warmup: int, device) -> float:
+    """Seconds per call, after warm-up."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
+def fake_dataset(n: int, size: int, channels: int, classes: int = 10) -> data.ImageSet:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=g)
+    return data.ImageSet(images, torch.arange(n) % classes, [str(i) for i in range(classes)], "random")
+
+
+def reference_loop(cfg: ModelConfig, ds: data.ImageSet, batch: int, device):
+    """The tutorials' loop: DataLoader, BCE on sigmoid, batch-norm D, .item() every step."""
+    cfg = ModelConfig(**{**cfg.to_dict(), "mode": "unconditional", "spectral_norm": False, "class_names": ("x",)})
+    G, D = build_generator(cfg).to(device), build_discriminator(cfg).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    loader = DataLoader(TensorDataset(data.to_unit_range(ds.images), ds.labels), batch_size=batch, shuffle=True, drop_last=True)
+    bce = torch.nn.BCELoss()
+    batches = iter(loader)
+    y0 = torch.zeros(batch, dtype=torch.long, device=device)
+
+    def step():
+        nonlocal batches
+        try:
+            real, _ = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            real, _ = next(batches)
+        real = real.to(device)
+        ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, device=device)
+        fake = G(torch.randn(batch, cfg.nz, device=device), y0)
+        loss_d = bce(torch.sigmoid(D(real, y0)), ones) + bce(torch.sigmoid(D(fake.detach(), y0)), zeros)
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        loss_g = bce(torch.sigmoid(D(fake, y0)), ones)
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        return loss_d.item(), loss_g.item()
+
+    return step
+
+
+def bench_training(device, steps: int, warmup: int, width: int) -> list:
+    rows = []
+    for size, channels in ((32, 1), (64, 3)):
+        ds = fake_dataset(2048, size, channels)
+        cfg = ModelConfig(size=size, channels=channels, class_names=tuple(ds.class_names), g_width=width, d_width=width)
+        for batch in (64, 128):
+            trainer = Trainer(cfg, TrainConfig(steps=10**9, batch_size=batch), ds, device)
+            ours = timed(trainer.train_step, steps, warmup, device)
+            ref = timed(reference_loop(cfg, ds, batch, device), steps, warmup, device)
+            rows.append(
+                {
+                    "section": "train",
+                    "case": f"{size}px {channels}ch batch {batch}",
+                    "ours_img_s": batch / ours,
+                    "baseline_img_s": batch / ref,
+                    "baseline": "tutorial loop",
+                    "ratio": ref / ours,
+                }
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def tiny_run(root: Path, size: int, channels: int, width: int) -> Path:
+    ds = fake_dataset(64, size, channels)
+    cfg = ModelConfig(size=size, channels=channels, class_names=tuple(ds.class_names), g_width=width, d_width=width)
+    trainer = Trainer(cfg, TrainConfig(steps=1, batch_size=8), ds)
+    trainer.fit()
+    (root / "checkpoints").mkdir(parents=True)
+    checkpoint.save(
+        root / "checkpoints" / "ckpt_000001.pt",
+        {**trainer.state_dict(), "model_config": cfg.to_dict(), "train_config": trainer.train_cfg.to_dict()},
+    )
+    export_run(root)
+    return root
+
+
+def bench_sampling(device, n: int, width: int, tmp: Path) -> list:
+    from augmentor.export import load_models
+
+    run = tiny_run(tmp / "sample64", 64, 3, width)
+    _, G, _ = load_models(checkpoint.latest_good(run / "checkpoints")[1], device)
+    rows = []
+    for chunk in (256, 1024):
+        sampler = Sampler(run, device=device.type, chunk=chunk)
+        z = torch.randn(n, sampler.nz, device=device)
+        y = torch.arange(n, device=device) % 10
+        ort_s = timed(lambda: sampler.generate(z, y), 3, 1, device)
+
+        @torch.no_grad()
+        def eager():
+            for i in range(0, n, chunk):
+                G(z[i : i + chunk], y[i : i + chunk])
+
+        torch_s = timed(eager, 3, 1, device)
+        rows.append(
+            {
+                "section": "sample",
+                "case": f"64px RGB chunk {chunk}",
+                "ours_img_s": n / ort_s,
+                "baseline_img_s": n / torch_s,
+                "baseline": "torch eager",
+                "ratio": torch_s / ort_s,
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def bench_mix(device, steps: int, width: int, tmp: Path) -> list:
+    run = tiny_run(tmp / "mix32", 32, 1, width)
+    ds = fake_dataset(4096, 32, 1)
+    loader = DataLoader(TensorDataset(data.to_unit_range(ds.images), ds.labels), batch_size=64, shuffle=True, drop_last=True)
+    mixed = SyntheticMix(loader, run, ratio=0.3, transform=lambda x: x * 2 - 1, device=device.type)
+    model = SmallCNN(1, 10, 32).to(device)
+    opt = torch.optim.Adam(model.parameters())
+
+    def epoch_step(source):
+        it = iter(source)
+
+        def step():
+            nonlocal it
+            try:
+                x, y = next(it)
+            except StopIteration:
+                it = iter(source)
+                x, y = next(it)
+            loss = F.cross_entropy(model(x.to(device)), y.to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        return step
+
+    plain = timed(epoch_step(loader), steps, 5, device)
+    with_mix = timed(epoch_step(mixed), steps, 5, device)
+    row = {
+        "section": "mix",
+        "case": "SmallCNN 32px batch 64, ratio 0.3",
+        "ours_img_s": 64 / with_mix,
+        "baseline_img_s": 64 / plain,
+        "baseline": "unwrapped loader",
+        "ratio": plain / with_mix,
+        "overhead_pct": 100 * (with_mix / plain - 1),
+    }
+    print(row, flush=True)
+    return [row]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--sample-n", type=int, default=4096)
+    ap.add_argument("--sections", nargs="+", default=["train", "sample", "mix"])
+    ap.add_argument("--out", default=str(HERE / "results" / "throughput.json"))
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if "train" in args.sections:
+            rows += bench_training(device, args.steps, 3, args.width)
+        if "sample" in args.sections:
+            rows += bench_sampling(device, args.sample_n, args.width, Path(tmp))
+        if "mix" in args.sections:
+            rows += bench_mix(device, 50, args.width, Path(tmp))
+    print("\n| section | case | augmentor img/s | baseline img/s | baseline | ratio |\n| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(
+            f"| {r['section']} | {r['case']} | {r['ours_img_s']:,.0f} | {r['baseline_img_s']:,.0f} | {r['baseline']} | {r['ratio']:.2f}× |"
+        )
+    result = {"rows": rows, "env": environment(), "device": str(device), "width": args.width}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
