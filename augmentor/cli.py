@@ -269,6 +269,32 @@ def bench(data, out, preset, size, device):
     click.echo(f"\nsynthetic data {verdict}; recommended ratio {report['recommended_ratio']}\nreport: {out / 'report.md'}")
 
 
+@cli.command()
+@click.option("--model", type=click.Path(path_type=Path), required=True, help="Run directory or discriminator.onnx.")
+@click.option("--data", required=True, help="Images to score (any --data source of fit).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV: image, label, score (higher = more anomalous).")
+@click.option(
+    "--method",
+    type=click.Choice(["discriminator", "features"]),
+    default="discriminator",
+    show_default=True,
+    help="D's logit, or distance of D's features to the training images' (needs the run directory).",
+)
+@click.option("--split", default="test", show_default=True, help="Split of an .npz / IDX source.")
+@click.option(
+    "--normal-classes", default=None, help="With labelled data: these classes are normal; prints AUROC/AUPRC, writes an ROC plot."
+)
+@click.option("--force", is_flag=True, help="Overwrite --out.")
+def score(model, data, out, method, split, normal_classes, force):
+    """Anomaly scores from a trained discriminator."""
+    from .anomaly import score_dataset
+
+    res = score_dataset(model, data, out, method=method, split=split, normal_classes=normal_classes, force=force)
+    click.echo(f"scored {res['n']} images → {res['csv']}")
+    if "auroc" in res:
+        click.echo(f"AUROC {res['auroc']:.4f}   AUPRC {res['auprc']:.4f}   ROC plot: {res['roc_plot']}")
+
+
 def main(argv=None) -> None:
     from .errors import Interrupted
 
