@@ -18,12 +18,11 @@ def g_loss(fake: torch.Tensor, kind: str) -> torch.Tensor:
     return F.softplus(-fake).mean()
 
 
-def coverage(real: torch.Tensor, fakes: torch.Tensor) -> torch.Tensor:
-    """Mean over real images of the squared distance to the nearest of its K generated candidates.
+def coverage(real: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance from each real image (M, D) to the nearest of its K generated candidates (M, D).
 
-    ``real`` (M, D), ``fakes`` (M, K, D) of the same class as each real image. Pulling the *nearest*
-    candidate towards every training image (implicit maximum likelihood, Li & Malik 2018) keeps every
-    training image reachable, so the generator cannot settle on one shape per class.
+    Pulling the *nearest* candidate towards every training image (implicit maximum likelihood, Li & Malik
+    2018) keeps every training image reachable, so the generator cannot settle on one shape per class.
+    The trainer picks the nearest candidate without gradients (Trainer.nearest_noise).
     """
-    dist = (fakes - real[:, None]).pow(2).mean(dim=2)  # (M, K)
-    return dist.min(dim=1).values.mean()
+    return (nearest - real).pow(2).mean()

@@ -91,11 +91,19 @@ class Trainer:
         cfg = self.train_cfg
         real, y = self.real_batch(cfg.batch_size)
         self.D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
-        fake = self.G(self.noise(len(y)), y)
+        z = self.noise(len(y))
+        m = max(1, len(y) // 2) if cfg.coverage else 0
+        if m:  # the samples nearest to half the real images join the batch: one G pass for both terms
+            z = torch.cat([z, self.nearest_noise(real[:m], y[:m])])
+        images = self.G(z, torch.cat([y, y[:m]]))
+        fake = images[: len(y)]
         loss = g_loss(self.D(self.augment(fake), y), cfg.loss)
         cov = torch.zeros((), device=self.device)
-        if cfg.coverage:
-            cov = self.coverage_term(real[: max(1, len(y) // 2)], y[: max(1, len(y) // 2)])
+        if m:
+            near, target = images[len(y) :], real[:m]
+            if cfg.coverage_space == "feature":
+                near, target = self.D.features(near, y[:m]), self.D.features(target, y[:m])
+            cov = coverage(target.flatten(1), near.flatten(1))
             loss = loss + cfg.coverage * cov
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
@@ -103,14 +111,20 @@ class Trainer:
         self.D.requires_grad_(True)
         return loss.detach(), cov.detach()
 
-    def coverage_term(self, real: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """For each real image, K fresh samples of its class; distance to the nearest (losses.coverage)."""
+    @torch.no_grad()
+    def nearest_noise(self, real: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """For each real image, draw K noise vectors of its class and keep the one whose sample lands nearest.
+
+        Choosing needs no gradients, so the K candidates cost one forward pass; only the chosen sample is
+        generated again with gradients (implicit maximum likelihood, Li & Malik 2018)."""
         k = self.train_cfg.coverage_k
         yk = y.repeat_interleave(k)
-        candidates = self.G(self.noise(len(yk)), yk)
+        zk = self.noise(len(yk))
+        candidates, target = self.G(zk, yk), real
         if self.train_cfg.coverage_space == "feature":
-            real, candidates = self.D.features(real, y), self.D.features(candidates, yk)
-        return coverage(real.flatten(1), candidates.reshape(len(y), k, -1))
+            candidates, target = self.D.features(candidates, yk), self.D.features(real, y)
+        dist = (candidates.reshape(len(y), k, -1) - target.reshape(len(y), 1, -1)).pow(2).mean(dim=2)  # (M, K)
+        return zk.reshape(len(y), k, -1)[torch.arange(len(y), device=zk.device), dist.argmin(dim=1)]
 
     @torch.no_grad()
     def update_ema(self) -> None:
