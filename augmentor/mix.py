@@ -117,7 +117,6 @@ class SyntheticMix:
         transform: Optional[Callable] = None,
         return_mask: bool = False,
         seed: int = 0,
-        device: str = "auto",
     ):
         if not 0.0 <= ratio <= 1.0:
             raise ConfigError(f"ratio {ratio} must be in [0, 1]")
@@ -125,7 +124,7 @@ class SyntheticMix:
             raise ConfigError(f"labels={labels!r} must be 'match', 'balanced' or a {{class: weight}} dict")
         self.loader, self.ratio, self.transform, self.return_mask = loader, ratio, transform, return_mask
         self.samplers = {}  # one per device the batches arrive on
-        self.model, self.device_hint = model, device
+        self.model = model
         first = _as_sampler(model, "cpu")
         self.samplers[torch.device("cpu")] = first
         self.meta_sampler = first

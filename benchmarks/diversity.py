@@ -76,7 +76,7 @@ def run_job(shot: int, seed: int, variant: str, steps: int, clf_steps: int, widt
     def accuracy(model):
         return float((predict(model, x_test).argmax(1) == y_test).mean())
 
-    row = {"shot": shot, "seed": seed, "variant": variant, "steps": steps, "width": width, "env": environment()}
+    row = {"shot": shot, "seed": seed, "variant": variant, "steps": steps, "width": width, "code": code_version(), "env": environment()}
     if variant == "real+aug":
         model = train_classifier(
             x_train, y_train, 10, steps=clf_steps, seed=seed, augment=lambda x, y: (augment_batch(aug, x), y)
@@ -115,6 +115,14 @@ def run_job(shot: int, seed: int, variant: str, steps: int, clf_steps: int, widt
     median_nn = float(nearest_distances(f_train, f_train, exclude_self=True).median())
     row["frac_nearer_than_median_train_nn"] = float((nearest_distances(f_syn, f_train) < median_nn).float().mean())
     return row
+
+
+def code_version() -> str:
+    """The commit the study ran on, so rows of different code versions are never mixed up."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
 
 
 def report(rows: list) -> str:

@@ -167,7 +167,7 @@ def bench_mix(device, steps: int, width: int, tmp: Path) -> list:
     run = tiny_run(tmp / "mix32", 32, 1, width)
     ds = fake_dataset(4096, 32, 1)
     loader = DataLoader(TensorDataset(data.to_unit_range(ds.images), ds.labels), batch_size=64, shuffle=True, drop_last=True)
-    mixed = SyntheticMix(loader, run, ratio=0.3, transform=lambda x: x * 2 - 1, device=device.type)
+    mixed = SyntheticMix(loader, run, ratio=0.3, transform=lambda x: x * 2 - 1)
     model = SmallCNN(1, 10, 32).to(device)
     opt = torch.optim.Adam(model.parameters())
 
