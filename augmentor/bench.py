@@ -16,6 +16,7 @@ recommends ratio 0.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
@@ -303,18 +304,30 @@ def verdict(summary: dict, metric: str) -> tuple:
     return helped, lines
 
 
-def bench(source: Optional[str], out, preset: str = "quick", size: int = 32, device: str = "auto", progress: bool = True) -> dict:
+def bench(
+    source: Optional[str],
+    out,
+    preset: str = "quick",
+    size: int = 32,
+    device: str = "auto",
+    progress: bool = True,
+    seeds: Optional[tuple] = None,
+) -> dict:
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset} is not one of {', '.join(PRESETS)}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (out / "results.json").exists()):
-        raise ConfigError(f"{out}: exists and holds a bench (or is a file); choose a new --out")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file; choose a new --out folder")
+    if (out / "results.json").exists():
+        raise ConfigError(f"{out}: holds a bench already; choose a new --out")
+    p = PRESETS[preset]
+    if seeds:
+        p = dataclasses.replace(p, seeds=tuple(seeds))
+    split = split_data(source, size)  # before anything is written: bad data leaves no trace
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"{out}: cannot write here ({e.strerror or e})") from None
-    p = PRESETS[preset]
-    split = split_data(source, size)
     counts = split.pool.class_counts()
     shots = p.shots
     if max(counts) > 1.5 * max(1, min(counts)):  # n-shot subsets would erase the imbalance the user has

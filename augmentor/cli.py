@@ -258,13 +258,18 @@ def sample(model, n, per_class, out, seed, device):
 )
 @click.option("--size", type=int, default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def bench(data, out, preset, size, device):
+@click.option("--seeds", default=None, help="Override the preset's seeds, e.g. '0' or '0,1,2'.")
+def bench(data, out, preset, size, device, seeds):
     """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
     from .bench import bench as run_bench
 
     if data is None:
         click.echo("no --data given: benchmarking on the built-in sklearn:digits")
-    report = run_bench(data, out, preset=preset, size=size, device=device)
+    try:
+        seed_list = tuple(int(x) for x in seeds.split(",")) if seeds else None
+    except ValueError:
+        raise click.BadParameter(f"'{seeds}' is not a comma-separated list of integers", param_hint="--seeds") from None
+    report = run_bench(data, out, preset=preset, size=size, device=device, seeds=seed_list)
     verdict = "helped" if report["synthetic_helped"] else "did NOT help"
     click.echo(f"\nsynthetic data {verdict}; recommended ratio {report['recommended_ratio']}\nreport: {out / 'report.md'}")
 
@@ -309,8 +314,10 @@ def main(argv=None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as e:
-        e.show()
+    except click.ClickException as e:  # a flag click rejected: one line too, with where to look
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        click.echo(f"error: {e.format_message()}{hint}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .sampler import Sampler
+from .sampler import Sampler, cuda_available_for_ort
 
 OUTPUTS = ("pil", "tensor", "numpy")
 
@@ -144,7 +144,11 @@ class SyntheticMix:
 
     def _sampler_for(self, device: torch.device) -> Sampler:
         if device not in self.samplers:
-            self.samplers[device] = _as_sampler(self.model, str(device)) if not isinstance(self.model, Sampler) else self.model
+            if isinstance(self.model, Sampler) or not cuda_available_for_ort():
+                # onnxruntime without CUDA (or a Sampler the user built): generate there, copy to the batch's device
+                self.samplers[device] = self.samplers[torch.device("cpu")]
+            else:
+                self.samplers[device] = Sampler(self.model, device=str(device))
         return self.samplers[device]
 
     def __iter__(self):

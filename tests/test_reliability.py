@@ -141,6 +141,35 @@ FIT_CASES = [
         "holds no augmentor run",
     ),
     ("resume without a run", lambda t: ["fit", "--out", folder(t, {"x.txt": b"x"}), "--resume"], "no config.json"),
+    ("mode not a choice", lambda t: fit(folder(t, TWO_OK), "--mode", "gan"), "Invalid value for '--mode'"),
+    ("steps not a number", lambda t: fit(folder(t, TWO_OK), "--steps", "many"), "'many' is not a valid integer"),
+    ("unknown subcommand", lambda t: ["train"], "No such command 'train'"),
+    (
+        "bench: missing data",
+        lambda t: ["bench", "--data", t / "nope", "--out", t / "b", "--preset", "smoke"],
+        "nope: no such file",
+    ),
+    ("bench: unknown preset", lambda t: ["bench", "--out", t / "b", "--preset", "huge"], "Invalid value for '--preset'"),
+    (
+        "bench: out is a file",
+        lambda t: ["bench", "--out", folder(t, {"r.md": b"mine"}) / "r.md", "--preset", "smoke"],
+        "is a file",
+    ),
+    (
+        "bench: empty folder",
+        lambda t: ["bench", "--data", folder(t, {}) if (t / "data").mkdir() is None else None, "--out", t / "b"],
+        "no images found",
+    ),
+    (
+        "score: missing model",
+        lambda t: ["score", "--model", t / "none", "--data", "sklearn:digits", "--out", t / "s.csv"],
+        "no discriminator here",
+    ),
+    (
+        "score: missing data",
+        lambda t: ["score", "--model", t / "none", "--data", t / "x", "--out", t / "s.csv"],
+        "no discriminator here",
+    ),
 ]
 
 
