@@ -154,6 +154,7 @@ class SyntheticMix:
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
         self.epoch += 1
+        self._buffer = {}  # per (device, class) images not used yet; new each epoch, so epochs are reproducible
         for batch in self.loader:
             x, y = batch[0], batch[1]
             self._check(x, y)
@@ -163,9 +164,8 @@ class SyntheticMix:
                 pos = torch.randperm(len(x), generator=g)[:k]
                 mask[pos] = True
                 syn_y = self._synthetic_labels(y.cpu(), pos, g)
-                seed = int(torch.randint(2**62, (1,), generator=g))
                 x, y = x.clone(), y.clone()
-                x[pos.to(x.device)] = self._synthetic(len(pos), syn_y, seed, x)
+                x[pos.to(x.device)] = self._synthetic(syn_y, g, x)
                 y[pos.to(y.device)] = syn_y.to(y.device, y.dtype)
             yield (x, y, mask.to(x.device)) if self.return_mask else (x, y)
 
@@ -198,16 +198,31 @@ class SyntheticMix:
             return torch.tensor(out, dtype=torch.long)
         return torch.multinomial(self.weights, len(pos), replacement=True, generator=g)
 
-    def _synthetic(self, n: int, labels: torch.Tensor, seed: int, like: torch.Tensor) -> torch.Tensor:
+    def _synthetic(self, labels: torch.Tensor, g: torch.Generator, like: torch.Tensor) -> torch.Tensor:
         device = like.device if like.device.type == "cuda" else torch.device("cpu")  # generate where the batch lives
         sampler = self._sampler_for(device)
+        images = torch.empty((len(labels), *sampler.image_shape), device=sampler.device)
+        for c in torch.unique(labels).tolist():
+            where = torch.nonzero(labels == c).flatten()
+            images[where.to(images.device)] = self._take(sampler, c, len(where), g)
         if like.dtype == torch.uint8:
-            images = sampler.sample(n, labels, seed=seed, value_range="uint8")
-        else:
-            images = sampler.sample(n, labels, seed=seed, value_range="unit")
+            images = images.mul(255).round_().to(torch.uint8)
         if self.transform is not None:
             images = self.transform(images)
         return images.to(like.device, like.dtype)
+
+    def _take(self, sampler: Sampler, c: int, n: int, g: torch.Generator) -> torch.Tensor:
+        """n fresh images of class c, from a per-class buffer refilled a block at a time: a batch needs only a
+        few images of each class, and one generator call per few images would cost far more per image."""
+        key = (sampler.device, c)
+        have = self._buffer.get(key)
+        if have is None or len(have) < n:
+            block = max(n, sampler.chunk if sampler.device.type == "cuda" else 64)
+            seed = int(torch.randint(2**62, (1,), generator=g))
+            fresh = sampler.sample(block, c, seed=seed, value_range="unit")
+            have = fresh if have is None else torch.cat([have, fresh])
+        self._buffer[key] = have[n:]
+        return have[:n]
 
 
 class SyntheticReplace:

@@ -172,7 +172,7 @@ class Sampler:
         for start in range(0, n, self.chunk):
             stop = min(start + self.chunk, n)
             zc, yc = z[start:stop], labels[start:stop]
-            if stop - start < self.chunk:  # pad to the one fixed shape onnxruntime has tuned for
+            if stop - start < self.chunk and z.device.type == "cuda":  # pad to the one shape cuDNN was tuned for (CPU: no need)
                 pad = self.chunk - (stop - start)
                 zc = torch.cat([zc, zc.new_zeros(pad, self.nz)])
                 yc = torch.cat([yc, yc.new_zeros(pad)])

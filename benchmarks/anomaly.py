@@ -34,8 +34,15 @@ HERE = Path(__file__).resolve().parent
 def evaluate(normal: data.ImageSet, test_x: torch.Tensor, is_anomaly: np.ndarray, steps: int, width: int, workdir: Path) -> dict:
     x_norm = data.to_unit_range(normal.images)
     t0 = time.time()
-    run.fit(workdir, normal, TrainConfig(steps=steps, lr=2e-4, coverage=0.0), {"g_width": width, "d_width": width}, progress=False,
-            sample_every=steps, checkpoint_every=steps)
+    run.fit(
+        workdir,
+        normal,
+        TrainConfig(steps=steps, lr=2e-4, coverage=0.0),
+        {"g_width": width, "d_width": width},
+        progress=False,
+        sample_every=steps,
+        checkpoint_every=steps,
+    )
     out = {"gan_seconds": round(time.time() - t0, 1)}
     out["discriminator"] = roc_auc_score(is_anomaly, AnomalyScorer(workdir).score(test_x))
     out["d_features_knn"] = roc_auc_score(is_anomaly, AnomalyScorer(workdir, method="features").fit(x_norm).score(test_x))
@@ -52,8 +59,9 @@ def main():
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--digits", type=int, nargs="+", default=list(range(10)))
     ap.add_argument("--out", default=str(HERE / "results" / "anomaly.json"))
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         _, pool, test = mnist_pool_test()
@@ -62,11 +70,13 @@ def main():
             normal = pool.subset(torch.nonzero(pool.labels == d).flatten())
             normal = data.ImageSet(normal.images, torch.zeros(len(normal), dtype=torch.long), [str(d)], f"mnist digit {d}")
             rows[f"mnist {d}"] = evaluate(normal, test_x, (test.labels != d).numpy(), args.steps, args.width, Path(tmp) / f"d{d}")
-            print(f"mnist {d}: " + json.dumps({k: round(v, 4) for k, v in rows[f'mnist {d}'].items()}), flush=True)
+            print(f"mnist {d}: " + json.dumps({k: round(v, 4) for k, v in rows[f"mnist {d}"].items()}), flush=True)
         npz = str(require("pneumoniamnist") / "pneumoniamnist_scarce_normal.npz")
         train, ptest = data.load(npz, size=32, split="train"), data.load(npz, size=32, split="test")
         normal = data.select_classes(train, "0")
-        rows["pneumonia"] = evaluate(normal, data.to_unit_range(ptest.images), (ptest.labels != 0).numpy(), args.steps, args.width, Path(tmp) / "pn")
+        rows["pneumonia"] = evaluate(
+            normal, data.to_unit_range(ptest.images), (ptest.labels != 0).numpy(), args.steps, args.width, Path(tmp) / "pn"
+        )
         print("pneumonia: " + json.dumps({k: round(v, 4) for k, v in rows["pneumonia"].items()}), flush=True)
 
     methods = ["discriminator", "d_features_knn", "pixels_isolation_forest", "pixels_knn"]
@@ -77,7 +87,9 @@ def main():
     if mnist:
         print("| **MNIST mean** | " + " | ".join(f"**{statistics.mean(r[m] for r in mnist):.3f}**" for m in methods) + " |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"rows": rows, "steps": args.steps, "width": args.width, "env": environment()}, indent=2))
+    Path(args.out).write_text(
+        json.dumps({"rows": rows, "steps": args.steps, "width": args.width, "env": environment()}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -76,7 +76,15 @@ def run_job(shot: int, seed: int, variant: str, steps: int, clf_steps: int, widt
     def accuracy(model):
         return float((predict(model, x_test).argmax(1) == y_test).mean())
 
-    row = {"shot": shot, "seed": seed, "variant": variant, "steps": steps, "width": width, "code": code_version(), "env": environment()}
+    row = {
+        "shot": shot,
+        "seed": seed,
+        "variant": variant,
+        "steps": steps,
+        "width": width,
+        "code": code_version(),
+        "env": environment(),
+    }
     if variant == "real+aug":
         model = train_classifier(
             x_train, y_train, 10, steps=clf_steps, seed=seed, augment=lambda x, y: (augment_batch(aug, x), y)
