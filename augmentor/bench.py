@@ -194,7 +194,8 @@ def run_setting(split: Split, shot: Optional[int], seed: int, preset: Preset, ou
 
     def mixed(ratio, classical):
         base = AugmentedBatches(loader(), aug) if classical else loader()
-        return iter(SyntheticMix(base, sampler, ratio=ratio, transform=lambda im: im * 2 - 1, seed=seed))
+        labels = "balanced" if imbalanced else "match"  # imbalanced data: synthetic images top up the rare classes
+        return iter(SyntheticMix(base, sampler, ratio=ratio, labels=labels, transform=lambda im: im * 2 - 1, seed=seed))
 
     def evaluate(model, xs=x_test, ys=y_test):
         return scores(predict(model, xs), ys)
@@ -291,6 +292,12 @@ def verdict(summary: dict, metric: str) -> tuple:
         best_real = max(real_arms, key=lambda a: real_arms[a]["mean"])
         gain = 100 * (arms[chosen][metric]["mean"] - real_arms[best_real]["mean"])
         noise = 100 * max(arms[chosen][metric]["std"], real_arms[best_real]["std"])
+        if len(arms[chosen][metric]["values"]) < 2:
+            lines.append(
+                f"- {shot} per class: {chosen} vs the best arm without it ({best_real}): {gain:+.1f} points ({metric}); "
+                "one seed only, so no spread to judge a gain by: run more seeds before relying on it."
+            )
+            continue
         if gain > noise:
             helped = True
             lines.append(
