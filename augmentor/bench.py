@@ -471,7 +471,7 @@ def plot_neighbours(result: dict, path: Path, n: int = 8) -> None:
     """Top row: synthetic images; bottom row: the nearest training image to each (pixel features)."""
     from .plots import grid_image
 
-    syn = result["x_syn"][:: max(1, len(result["x_syn"]) // n)][:n]
+    syn = result["x_syn"][:n]  # labels cycle through the classes, so these are n different classes
     train = data.to_unit_range(result["train"].images)
     nn = torch.cdist(metrics.pixel_features(syn), metrics.pixel_features(train)).argmin(1)
     grid_image(torch.cat([syn, train[nn]]), rows=2).save(path)
