@@ -153,7 +153,16 @@ def carve_validation(train: data.ImageSet, seed: int) -> tuple:
     return train.subset(kept), train.subset(val)
 
 
-def run_setting(split: Split, shot: Optional[int], seed: int, preset: Preset, out: Path, device: str, progress: bool) -> dict:
+def run_setting(
+    split: Split,
+    shot: Optional[int],
+    seed: int,
+    preset: Preset,
+    out: Path,
+    device: str,
+    progress: bool,
+    coverage: Optional[float] = None,
+) -> dict:
     pool = split.pool
     chosen = data.per_class_subset(pool, shot, seed) if shot else torch.arange(len(pool))
     train, val = carve_validation(pool.subset(chosen), seed)
@@ -171,7 +180,7 @@ def run_setting(split: Split, shot: Optional[int], seed: int, preset: Preset, ou
     run.fit(
         gan_dir,
         train,
-        TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, lr=5e-4, seed=seed, coverage=None),
+        TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, lr=5e-4, seed=seed, coverage=coverage),
         {"g_width": preset.width, "d_width": preset.width},
         device=device,
         force=True,
@@ -319,6 +328,7 @@ def bench(
     device: str = "auto",
     progress: bool = True,
     seeds: Optional[tuple] = None,
+    coverage: Optional[float] = None,
 ) -> dict:
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset} is not one of {', '.join(PRESETS)}")
@@ -341,7 +351,7 @@ def bench(
         shots = (None,)
         split.notes.append("imbalanced data: all training images used as given, with class-balanced arms")
     t0 = time.time()
-    results = [run_setting(split, shot, seed, p, out, device, progress) for shot in shots for seed in p.seeds]
+    results = [run_setting(split, shot, seed, p, out, device, progress, coverage) for shot in shots for seed in p.seeds]
     qual = quality(split, results, p)
     summary = summarize(results)
     metric = "balanced_accuracy" if any(r["imbalanced"] for r in results) else "accuracy"

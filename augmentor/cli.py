@@ -259,7 +259,10 @@ def sample(model, n, per_class, out, seed, device):
 @click.option("--size", type=int, default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seeds", default=None, help="Override the preset's seeds, e.g. '0' or '0,1,2'.")
-def bench(data, out, preset, size, device, seeds):
+@click.option(
+    "--coverage", type=float, default=None, help="Coverage weight of the GANs (default: fit's, 5 for ≤ 100 images a class)."
+)
+def bench(data, out, preset, size, device, seeds, coverage):
     """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
     from .bench import bench as run_bench
 
@@ -269,7 +272,7 @@ def bench(data, out, preset, size, device, seeds):
         seed_list = tuple(int(x) for x in seeds.split(",")) if seeds else None
     except ValueError:
         raise click.BadParameter(f"'{seeds}' is not a comma-separated list of integers", param_hint="--seeds") from None
-    report = run_bench(data, out, preset=preset, size=size, device=device, seeds=seed_list)
+    report = run_bench(data, out, preset=preset, size=size, device=device, seeds=seed_list, coverage=coverage)
     verdict = "helped" if report["synthetic_helped"] else "did NOT help"
     click.echo(f"\nsynthetic data {verdict}; recommended ratio {report['recommended_ratio']}\nreport: {out / 'report.md'}")
 

@@ -25,7 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 VARIANTS = {  # name → TrainConfig overrides
@@ -48,22 +47,14 @@ def digit_augment():
     )
 
 
-def augment_batch(aug, x: torch.Tensor) -> torch.Tensor:
-    """albumentations on each image of a [-1, 1] float batch (through uint8 HWC, as a user would)."""
-    u8 = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    out = np.stack([aug(image=im)["image"] for im in u8])
-    if out.ndim == 3:
-        out = out[..., None]
-    return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
 def run_job(shot: int, seed: int, variant: str, steps: int, clf_steps: int, width: int) -> dict:
     from common import environment, mnist_pool_test
 
     from augmentor import data
+    from augmentor.bench import augment_batch
     from augmentor.classifier import predict, train_classifier
     from augmentor.config import ModelConfig, TrainConfig
-    from augmentor.metrics import ClassReference, nearest_distances, pixel_features
+    from augmentor.metrics import ClassReference, memorization
     from augmentor.train import Trainer
 
     torch.set_num_threads(1)  # two jobs share 2 cores: one thread each (two 2-thread jobs thrash)
@@ -119,9 +110,7 @@ def run_job(shot: int, seed: int, variant: str, steps: int, clf_steps: int, widt
     for key in ("diversity", "recall", "nearest_real"):
         row[key] = round(statistics.mean(p[key] for p in per), 4)
     # memorization: samples nearer to a training image than the median train-to-train NN distance
-    f_train, f_syn = pixel_features(x_train), pixel_features(x_syn[:2000])
-    median_nn = float(nearest_distances(f_train, f_train, exclude_self=True).median())
-    row["frac_nearer_than_median_train_nn"] = float((nearest_distances(f_syn, f_train) < median_nn).float().mean())
+    row["frac_nearer_than_median_train_nn"] = memorization(x_syn[:2000], x_train, x_test[:2000])["near_copy_fraction"]
     return row
 
 

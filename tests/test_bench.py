@@ -38,10 +38,14 @@ def test_bench_on_imbalanced_npz_adds_balanced_arms_and_auroc(tmp_path, capsys):
     imgs = rng.integers(0, 255, (80, 28, 28), dtype=np.uint8)
     labels = np.array([[0]] * 20 + [[1]] * 60, np.uint8)
     np.savez(tmp_path / "x.npz", train_images=imgs, train_labels=labels, test_images=imgs[:40], test_labels=labels[:40])
-    code, _, err = run_cli(capsys, "bench", "--data", tmp_path / "x.npz", "--preset", "smoke", "--out", tmp_path / "b")
+    code, _, err = run_cli(
+        capsys, "bench", "--data", tmp_path / "x.npz", "--preset", "smoke", "--out", tmp_path / "b", "--coverage", 2
+    )
     assert code == 0, err
     res = json.loads((tmp_path / "b" / "results.json").read_text())
     assert res["primary_metric"] == "balanced_accuracy"
     arms = res["summary"]["all"]  # imbalanced: all images as given, not an n-shot subset
     assert "C real+balanced" in arms and "C' real+aug+balanced" in arms
     assert "auroc" in arms["A real"] and res["test_images"] == 40
+    gan = json.loads((tmp_path / "b" / "runs" / "shotall-seed0" / "config.json").read_text())
+    assert gan["train"]["coverage"] == 2.0  # --coverage reaches every GAN of the bench
