@@ -29,15 +29,14 @@ class ProgressLog(Callback):
     """Averages losses on the device and syncs once per ``every`` steps: one line to log.jsonl and the
     progress bar's losses. Reading a loss every step would stall a GPU on each one."""
 
-    def __init__(self, path: Optional[Path], every: int = 10, progress: bool = True, target: Optional[int] = None):
-        self.path, self.every, self.progress, self.target = path, max(1, every), progress, target
+    def __init__(self, path: Optional[Path], every: int = 10, progress: bool = True):
+        self.path, self.every, self.progress = path, max(1, every), progress
         self.sums: dict = {}
         self.count = 0
         self.bar = None
-        self.last: dict = {}
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        self.target = self.target or trainer.train_cfg.steps
+        self.target = trainer.train_cfg.steps
         self.t0 = time.time()
         if self.progress:
             from tqdm.auto import tqdm
@@ -50,12 +49,11 @@ class ProgressLog(Callback):
         self.count += 1
         if self.bar is not None:
             self.bar.update(1)
-        extra = getattr(trainer, "extra_logs", None)
+        extra = trainer.extra_logs
         if not _due(trainer.step, self.every, self.target) and not extra:
             return
         values = {k: float(v) / self.count for k, v in self.sums.items()}  # the one sync
         self.sums, self.count = {}, 0
-        self.last = values
         if any(v != v or v in (float("inf"), float("-inf")) for v in values.values()):
             trainer.nonfinite = True  # NonFiniteGuard acts on it
         row = {"step": trainer.step, **{k: round(v, 5) for k, v in values.items()}, "time": round(time.time() - self.t0, 2)}
@@ -67,7 +65,7 @@ class ProgressLog(Callback):
                 f.write(json.dumps(row) + "\n")
         if self.bar is not None:
             postfix = {k: f"{v:.3f}" for k, v in values.items() if k != "coverage" or v}
-            postfix.update(getattr(trainer, "progress_extra", {}))
+            postfix.update(trainer.progress_extra)
             self.bar.set_postfix(postfix, refresh=False)
 
     def on_fit_end(self, trainer: Trainer) -> None:
@@ -140,7 +138,7 @@ class DiversityMonitor(Callback):
         nearest = {k: v["nearest_real"] for k, v in per_class.items() if v["nearest_real"] is not None}
         recall = {k: v["recall"] for k, v in per_class.items() if v["recall"] is not None}
         trainer.extra_logs = {
-            **getattr(trainer, "extra_logs", {}),
+            **trainer.extra_logs,
             "diversity": diversity,
             "nearest_real": nearest,
             "recall": recall,
@@ -178,7 +176,7 @@ class Checkpointer(Callback):
             return
         if not all(bool(torch.isfinite(v)) for v in logs.values()):
             trainer.nonfinite = True  # never write a checkpoint of broken weights; NonFiniteGuard rolls back
-        elif not getattr(trainer, "nonfinite", False):
+        elif not trainer.nonfinite:
             self.save(trainer)
 
     def save(self, trainer: Trainer) -> Path:
@@ -204,7 +202,7 @@ class NonFiniteGuard(Callback):
         self.restored_from: Optional[int] = None
 
     def on_step_end(self, trainer: Trainer, logs: dict) -> None:
-        if not getattr(trainer, "nonfinite", False):
+        if not trainer.nonfinite:
             return
         trainer.nonfinite = False
         found = checkpoint.latest_good(self.folder, map_location=trainer.device)

@@ -44,7 +44,11 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=train_cfg.lr, betas=train_cfg.betas)
         self.rng = torch.Generator(device=self.device).manual_seed(train_cfg.seed)
         self.step = 0
-        self.stop_requested = False  # a callback may set it to end fit() after the current step
+        # Where callbacks talk to each other through the trainer:
+        self.stop_requested = False  # set (e.g. on Ctrl-C) to end fit() after the current step
+        self.nonfinite = False  # a NaN/inf loss was seen; NonFiniteGuard rolls back
+        self.extra_logs: dict = {}  # figures to add to the next log.jsonl row (e.g. diversity)
+        self.progress_extra: dict = {}  # short figures for the progress bar
 
         # Sort by class once; a class-balanced batch is then "pick a class, pick an offset".
         order = torch.argsort(data.labels, stable=True)
