@@ -49,6 +49,7 @@ class Trainer:
         self.nonfinite = False  # a NaN/inf loss was seen; NonFiniteGuard rolls back
         self.extra_logs: dict = {}  # figures to add to the next log.jsonl row (e.g. diversity)
         self.progress_extra: dict = {}  # short figures for the progress bar
+        self._sampling = (None, None)  # (step, generator made for sampling at that step)
 
         # Sort by class once; a class-balanced batch is then "pick a class, pick an offset".
         order = torch.argsort(data.labels, stable=True)
@@ -162,10 +163,13 @@ class Trainer:
     # ------------------------------------------------------------------ outputs and state
 
     def sampling_generator(self) -> nn.Module:
-        """A copy of the EMA generator with batch-norm statistics of its own, in eval mode."""
-        g = copy.deepcopy(self.G_ema)
-        refresh_batchnorm(g, self.model_cfg)
-        return g.eval()
+        """A copy of the EMA generator with batch-norm statistics of its own, in eval mode. Made once per
+        step: the sample grid and the diversity monitor of the same step share it."""
+        if self._sampling[0] != self.step:
+            g = copy.deepcopy(self.G_ema)
+            refresh_batchnorm(g, self.model_cfg)
+            self._sampling = (self.step, g.eval())
+        return self._sampling[1]
 
     @torch.no_grad()
     def sample(self, n: int, labels=None, seed: int = 0) -> torch.Tensor:
@@ -200,3 +204,4 @@ class Trainer:
         else:  # resumed on another kind of device: continue, but not bit-exactly
             self.rng.manual_seed(self.train_cfg.seed + int(state["step"]))
         self.step = int(state["step"])
+        self._sampling = (None, None)
