@@ -91,7 +91,7 @@ def split_data(source: Optional[str], size: int, test_fraction: float = 0.3) -> 
     )
 
 
-def classical_augmentation(channels: int):
+def classical_augmentation(channels: int, seed: int = 0):
     """Domain-appropriate defaults: gray → small affine + brightness/contrast, no flips (digits, X-rays);
     color → flips, rotation and color jitter (leaves, photos)."""
     import albumentations as A
@@ -101,7 +101,8 @@ def classical_augmentation(channels: int):
             [
                 A.Affine(scale=(0.9, 1.1), translate_percent=(-0.08, 0.08), rotate=(-12, 12), shear=(-8, 8), p=1.0),
                 A.RandomBrightnessContrast(0.1, 0.15, p=0.5),
-            ]
+            ],
+            seed=seed,  # albumentations draws from its own random state: seed it, or arms are not reproducible
         )
     return A.Compose(
         [
@@ -109,7 +110,8 @@ def classical_augmentation(channels: int):
             A.VerticalFlip(),
             A.Rotate(limit=30, border_mode=4, p=1.0),  # reflect
             A.ColorJitter(0.2, 0.2, 0.2, 0.02, p=0.8),
-        ]
+        ],
+        seed=seed,
     )
 
 
@@ -170,7 +172,7 @@ def run_setting(
     x_test, y_test = data.to_unit_range(split.test.images), split.test.labels.numpy()
     x_val, y_val = data.to_unit_range(val.images), val.labels.numpy()
     k = pool.num_classes
-    aug = classical_augmentation(pool.channels)
+    aug = classical_augmentation(pool.channels, seed)
     counts = train.class_counts()
     imbalanced = max(counts) > 1.5 * max(1, min(counts))
 

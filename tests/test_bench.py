@@ -49,3 +49,14 @@ def test_bench_on_imbalanced_npz_adds_balanced_arms_and_auroc(tmp_path, capsys):
     assert "auroc" in arms["A real"] and res["test_images"] == 40
     gan = json.loads((tmp_path / "b" / "runs" / "shotall-seed0" / "config.json").read_text())
     assert gan["train"]["coverage"] == 2.0  # --coverage reaches every GAN of the bench
+
+
+def test_classical_augmentation_is_seeded():
+    import torch
+
+    from augmentor.bench import augment_batch, classical_augmentation
+
+    x = torch.rand(8, 3, 32, 32) * 2 - 1
+    same = [augment_batch(classical_augmentation(3, seed=3), x) for _ in range(2)]
+    assert torch.equal(same[0], same[1])
+    assert not torch.equal(same[0], augment_batch(classical_augmentation(3, seed=4), x))
