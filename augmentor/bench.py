@@ -52,15 +52,18 @@ class Preset:
     width: int
     batch_size: int = 64
     n_synthetic: int = 2000
+    reference: bool = False  # also train the tutorials' plain recipe, to show what our training adds
 
 
 PRESETS = {
     # ~15 minutes on 2 CPU cores for sklearn:digits
     "quick": Preset(shots=(10,), seeds=(0, 1, 2), gan_steps=800, clf_steps=400, width=32),
     # for a GPU: the protocol of the README's tables
-    "full": Preset(shots=(10, 20, 50, 100), seeds=(0, 1, 2), gan_steps=3000, clf_steps=1000, width=64, n_synthetic=5000),
+    "full": Preset(
+        shots=(10, 20, 50, 100), seeds=(0, 1, 2), gan_steps=3000, clf_steps=1000, width=64, n_synthetic=5000, reference=True
+    ),
     # seconds: a dry run of every step, for tests
-    "smoke": Preset(shots=(6,), seeds=(0, 1), gan_steps=3, clf_steps=3, width=8, batch_size=16, n_synthetic=60),
+    "smoke": Preset(shots=(6,), seeds=(0, 1), gan_steps=3, clf_steps=3, width=8, batch_size=16, n_synthetic=60, reference=True),
 }
 
 
@@ -176,22 +179,28 @@ def run_setting(
     counts = train.class_counts()
     imbalanced = max(counts) > 1.5 * max(1, min(counts))
 
-    # The GAN sees this setting's training images only.
-    gan_dir = out / "runs" / f"shot{shot or 'all'}-seed{seed}"
+    # The GANs see this setting's training images only.
+    def train_gan(name: str, train_cfg: TrainConfig, options: dict) -> Sampler:
+        directory = out / "runs" / f"{name}shot{shot or 'all'}-seed{seed}"
+        run.fit(
+            directory,
+            train,
+            train_cfg,
+            {"g_width": preset.width, "d_width": preset.width, **options},
+            device=device,
+            force=True,
+            progress=progress,
+            sample_every=max(1, preset.gan_steps // 4),
+            checkpoint_every=preset.gan_steps,
+        )
+        return Sampler(directory, device="cpu")
+
     t0 = time.time()
-    run.fit(
-        gan_dir,
-        train,
-        TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, lr=5e-4, seed=seed, coverage=coverage),
-        {"g_width": preset.width, "d_width": preset.width},
-        device=device,
-        force=True,
-        progress=progress,
-        sample_every=max(1, preset.gan_steps // 4),
-        checkpoint_every=preset.gan_steps,
+    gan_dir = out / "runs" / f"shot{shot or 'all'}-seed{seed}"
+    sampler = train_gan(
+        "", TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, lr=5e-4, seed=seed, coverage=coverage), {}
     )
     gan_seconds = time.time() - t0
-    sampler = Sampler(gan_dir, device="cpu")
 
     def loader():
         ds = TensorDataset(x_train, y_train)
@@ -203,10 +212,10 @@ def run_setting(
     def fit_clf(**kw):
         return train_classifier(x_train, y_train, k, steps=preset.clf_steps, batch_size=preset.batch_size, seed=seed, **kw)
 
-    def mixed(ratio, classical):
+    def mixed(ratio, classical, source=sampler):
         base = AugmentedBatches(loader(), aug) if classical else loader()
         labels = "balanced" if imbalanced else "match"  # imbalanced data: synthetic images top up the rare classes
-        return iter(SyntheticMix(base, sampler, ratio=ratio, labels=labels, transform=lambda im: im * 2 - 1, seed=seed))
+        return iter(SyntheticMix(base, source, ratio=ratio, labels=labels, transform=lambda im: im * 2 - 1, seed=seed))
 
     def evaluate(model, xs=x_test, ys=y_test):
         return scores(predict(model, xs), ys)
@@ -233,6 +242,18 @@ def run_setting(
     y_syn = torch.arange(preset.n_synthetic) % k
     x_syn = sampler.sample(preset.n_synthetic, y_syn, seed=seed)
     arms["F synthetic only (CAS)"] = evaluate(train_classifier(x_syn, y_syn, k, steps=preset.clf_steps, seed=seed))
+
+    if preset.reference:  # the tutorials' recipe, same budget: per-class DCGANs, BCE, no DiffAugment, EMA or spectral norm
+        plain = train_gan(
+            "plain-",
+            TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, seed=seed, diffaug="", ema_decay=0.0, coverage=0.0),
+            {"mode": "per-class" if k >= 2 else "unconditional", "spectral_norm": False},
+        )
+        arms["R plain GAN: real+aug+syn 0.5"] = evaluate(fit_clf(batches=mixed(0.5, classical=True, source=plain)))
+        x_plain = plain.sample(preset.n_synthetic, y_syn, seed=seed)
+        arms["R plain GAN: synthetic only (CAS)"] = evaluate(
+            train_classifier(x_plain, y_syn, k, steps=preset.clf_steps, seed=seed)
+        )
 
     return {
         "shot": shot,

@@ -19,6 +19,10 @@ def test_bench_smoke_preset_writes_report_json_and_plots(tmp_path, capsys):
         "F synthetic only (CAS)",
     } <= set(arms)
     assert len(arms["A real"]["accuracy"]["values"]) == 2  # one per seed
+    assert {"R plain GAN: real+aug+syn 0.5", "R plain GAN: synthetic only (CAS)"} <= set(arms)  # the reference recipe
+    plain = json.loads((out / "runs" / "plain-shot6-seed0" / "config.json").read_text())
+    assert plain["model"]["mode"] == "per-class" and not plain["model"]["spectral_norm"]
+    assert plain["train"]["diffaug"] == "" and plain["train"]["ema_decay"] == 0.0 and plain["train"]["coverage"] == 0.0
     assert res["recommended_ratio"] in (0.0, 0.25, 0.5) and res["primary_metric"] == "accuracy"
     assert {"fid", "kid", "precision", "recall", "memorization"} <= set(res["quality"]["6"])
     for name in ("report.md", "gain.png", "nearest_neighbours.png"):
