@@ -196,7 +196,6 @@ def run_setting(
         return Sampler(directory, device="cpu")
 
     t0 = time.time()
-    gan_dir = out / "runs" / f"shot{shot or 'all'}-seed{seed}"
     sampler = train_gan(
         "", TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, lr=5e-4, seed=seed, coverage=coverage), {}
     )
@@ -265,7 +264,7 @@ def run_setting(
         "arms": arms,
         "val_balanced_accuracy": {str(r): v for r, v in val_scores.items()},
         "chosen_ratio": best,
-        "gan_run": str(gan_dir),
+        "gan_run": str(sampler.path.parent),  # the directory train_gan named
         "x_syn": x_syn,
         "train": train,
     }
