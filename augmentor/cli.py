@@ -82,6 +82,12 @@ def cli():
 @click.option("--coverage-space", type=click.Choice(["pixel", "feature"]), default="pixel", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option(
+    "--precision",
+    default="auto",
+    show_default=True,
+    help="Training math: auto (bf16 on CPUs with native bf16, else fp32), fp32 or bf16.",
+)
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
 @click.option("--sample-every", type=int, default=250, show_default=True)
 @click.option("--keep-checkpoints", type=int, default=3, show_default=True)
@@ -115,6 +121,7 @@ def fit(
     coverage_space,
     seed,
     device,
+    precision,
     checkpoint_every,
     sample_every,
     keep_checkpoints,
@@ -132,6 +139,7 @@ def fit(
         keep_checkpoints=keep_checkpoints,
         export=not no_export,
         device=device,
+        precision=precision,
     )
     if resume:
         given = _given(

@@ -49,7 +49,7 @@ OUR_DIRS = ("checkpoints", "samples")
 SCARCE_PER_CLASS = 100
 DEFAULT_COVERAGE = 5.0
 # What --resume may change; anything else must match the stored run.
-RESUMABLE = {"steps", "device"}
+RESUMABLE = {"steps", "device", "precision"}
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -187,6 +187,7 @@ def fit(
     model_options: Optional[dict] = None,
     *,
     device: str = "auto",
+    precision: str = "auto",
     force: bool = False,
     checkpoint_every: int = 500,
     sample_every: int = 250,
@@ -228,7 +229,7 @@ def fit(
             "holdout_paths": [prepared.full.paths[i] for i in prepared.holdout_index.tolist()] if prepared.full.paths else None,
         }
         checkpoint.atomic_write(out / "holdout.json", lambda f: f.write(json.dumps(holdout).encode()))
-        trainer = Trainer(model_cfg, train_cfg, prepared.train, dev)
+        trainer = Trainer(model_cfg, train_cfg, prepared.train, dev, precision)
         _train(out, trainer, config, checkpoint_every, sample_every, keep_checkpoints, progress, export)
     return out
 
@@ -238,6 +239,7 @@ def resume(
     overrides: Optional[dict] = None,
     *,
     device: str = "auto",
+    precision: str = "auto",
     checkpoint_every: int = 500,
     sample_every: int = 250,
     keep_checkpoints: int = 3,
@@ -270,7 +272,7 @@ def resume(
             raise ConfigError(
                 f"{out}: the training data changed since this run started ({config['data']['source']}); start a new --out"
             )
-        trainer = Trainer(model_cfg, train_cfg, prepared.train, dev)
+        trainer = Trainer(model_cfg, train_cfg, prepared.train, dev, precision)
         if found is None:
             log.warning(f"{out}: no usable checkpoint; starting from step 0")
         else:
@@ -298,6 +300,7 @@ def _train(
         ckpt,
         NonFiniteGuard(out / "checkpoints", out / "log.jsonl"),
     ]
+    log.info(f"training on {trainer.device}, {trainer.precision} math")
     with _stop_on_sigint(trainer):
         trainer.fit(callbacks=callbacks)
     if trainer.step < trainer.train_cfg.steps:  # stopped by Ctrl-C between two steps

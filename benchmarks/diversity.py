@@ -27,9 +27,10 @@ from pathlib import Path
 
 import torch
 
-VARIANTS = {  # name → TrainConfig overrides
+VARIANTS = {  # name → TrainConfig overrides (and "precision", the Trainer's; default auto)
     "adv": {},
     "cov5": {"coverage": 5.0, "coverage_k": 8},
+    "cov5-fp32": {"coverage": 5.0, "coverage_k": 8, "precision": "fp32"},
     "cov20": {"coverage": 20.0, "coverage_k": 8},
     "cov5-feat": {"coverage": 5.0, "coverage_k": 8, "coverage_space": "feature"},
 }
@@ -83,9 +84,12 @@ def run_job(shot: int, seed: int, variant: str, steps: int, clf_steps: int, widt
         return {**row, "accuracy": accuracy(model)}
 
     cfg = ModelConfig(size=32, channels=1, class_names=tuple(train.class_names), g_width=width, d_width=width)
-    tcfg = TrainConfig(steps=steps, lr=2e-4, seed=seed, **VARIANTS[variant])
+    options = dict(VARIANTS[variant])
+    precision = options.pop("precision", "auto")
+    tcfg = TrainConfig(steps=steps, lr=2e-4, seed=seed, **options)
     t0 = time.time()
-    trainer = Trainer(cfg, tcfg, train).fit()
+    trainer = Trainer(cfg, tcfg, train, precision=precision).fit()
+    row["precision"] = trainer.precision
     row["ms_per_step"] = round(1000 * (time.time() - t0) / steps, 1)
 
     y_syn = torch.arange(5000) % 10

@@ -4,7 +4,8 @@
     python benchmarks/throughput.py --device cuda         # on a GPU machine
 
 1. Training step (G + D) for 32×32 gray and 64×64 RGB at batch 64 and 128: augmentor's Trainer (its
-   default recipe: DiffAugment, spectral norm, EMA, class-balanced batches on the device) vs a reference
+   default recipe: DiffAugment, spectral norm, EMA, class-balanced batches on the device; with its default
+   ``precision="auto"`` and with fp32) vs a reference
    loop written the way the DCGAN tutorials do it (DataLoader over a TensorDataset, BCE on sigmoid
    outputs, batch-norm D, fp32, one ``.item()`` per step), same G and D widths.
 2. Sampling 64×64 RGB through ``Sampler`` (onnxruntime) vs torch eager on the same generator.
@@ -54,6 +55,18 @@ def timed(fn, steps: int, warmup: int, device) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+def interleaved(fns: dict, steps: int, warmup: int, device, rounds: int = 3) -> dict:
+    """Seconds per call of each function: rounds alternate between them, so drift hits all alike; median round."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name].append(timed(fn, steps, 0, device))
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
 def fake_dataset(n: int, size: int, channels: int, classes: int = 10) -> data.ImageSet:
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=g)
@@ -63,7 +76,11 @@ def fake_dataset(n: int, size: int, channels: int, classes: int = 10) -> data.Im
 def reference_loop(cfg: ModelConfig, ds: data.ImageSet, batch: int, device):
     """The tutorials' loop: DataLoader, BCE on sigmoid, batch-norm D, .item() every step."""
     cfg = ModelConfig(**{**cfg.to_dict(), "mode": "unconditional", "spectral_norm": False, "class_names": ("x",)})
-    G, D = build_generator(cfg).to(device), build_discriminator(cfg).to(device)
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    first = torch.nn.ConvTranspose2d(G.net[0].in_channels, G.net[0].out_channels, 4, bias=False)  # as the tutorials write it,
+    first.load_state_dict(G.net[0].state_dict())  # not augmentor's matrix-product Project layer
+    G.net[0] = first
+    G, D = G.to(device), D.to(device)
     opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
     loader = DataLoader(TensorDataset(data.to_unit_range(ds.images), ds.labels), batch_size=batch, shuffle=True, drop_last=True)
@@ -100,20 +117,25 @@ def bench_training(device, steps: int, warmup: int, width: int) -> list:
         ds = fake_dataset(2048, size, channels)
         cfg = ModelConfig(size=size, channels=channels, class_names=tuple(ds.class_names), g_width=width, d_width=width)
         for batch in (64, 128):
-            trainer = Trainer(cfg, TrainConfig(steps=10**9, batch_size=batch), ds, device)
-            ours = timed(trainer.train_step, steps, warmup, device)
-            ref = timed(reference_loop(cfg, ds, batch, device), steps, warmup, device)
-            rows.append(
-                {
-                    "section": "train",
-                    "case": f"{size}px {channels}ch batch {batch}",
-                    "ours_img_s": batch / ours,
-                    "baseline_img_s": batch / ref,
-                    "baseline": "tutorial loop",
-                    "ratio": ref / ours,
-                }
+            ours = {p: Trainer(cfg, TrainConfig(steps=10**9, batch_size=batch), ds, device, p) for p in ("auto", "fp32")}
+            t = interleaved(
+                {"reference": reference_loop(cfg, ds, batch, device), **{p: tr.train_step for p, tr in ours.items()}},
+                steps,
+                warmup,
+                device,
             )
-            print(rows[-1], flush=True)
+            for p, tr in ours.items():
+                rows.append(
+                    {
+                        "section": "train",
+                        "case": f"{size}px {channels}ch batch {batch}, {p}" + (f" ({tr.precision})" if p == "auto" else ""),
+                        "ours_img_s": batch / t[p],
+                        "baseline_img_s": batch / t["reference"],
+                        "baseline": "tutorial loop",
+                        "ratio": t["reference"] / t[p],
+                    }
+                )
+                print(rows[-1], flush=True)
     return rows
 
 
