@@ -45,7 +45,7 @@ RATIOS = (0.25, 0.5)
 
 @dataclass(frozen=True)
 class Preset:
-    shots: tuple  # images per class; None = all training images
+    shots: tuple  # images per class (see parse_shots for the other settings)
     seeds: tuple
     gan_steps: int
     clf_steps: int
@@ -57,7 +57,7 @@ class Preset:
 
 PRESETS = {
     # ~15 minutes on 2 CPU cores for sklearn:digits
-    "quick": Preset(shots=(10,), seeds=(0, 1, 2), gan_steps=800, clf_steps=400, width=32),
+    "quick": Preset(shots=(10,), seeds=(0, 1, 2), gan_steps=800, clf_steps=400, width=32, reference=True),
     # for a GPU: the protocol of the README's tables
     "full": Preset(
         shots=(10, 20, 50, 100), seeds=(0, 1, 2), gan_steps=3000, clf_steps=1000, width=64, n_synthetic=5000, reference=True
@@ -158,9 +158,46 @@ def carve_validation(train: data.ImageSet, seed: int) -> tuple:
     return train.subset(kept), train.subset(val)
 
 
+def parse_shots(text: str) -> tuple:
+    """'10,20' → images per class; '10%' → a stratified 10 % of the training images (imbalance kept); 'all'."""
+    shots = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            if item == "all":
+                shots.append("all")
+            elif item.endswith("%") and 0 < float(item[:-1]) < 100:
+                shots.append(f"{float(item[:-1]):g}%")
+            elif int(item) >= 1:
+                shots.append(int(item))
+            else:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"--shots: '{item}' is not a count per class (10), a share of the data (10%) or 'all'") from None
+    return tuple(shots)
+
+
+def describe(shot) -> str:
+    """A shot setting (or its key in results.json) in words."""
+    shot = str(shot)
+    if shot == "all":
+        return "all training images"
+    if shot.endswith("%"):
+        return f"{shot} of the training images"
+    return f"{shot} images per class"
+
+
+def choose_training_images(pool: data.ImageSet, shot, seed: int) -> torch.Tensor:
+    if shot == "all":
+        return torch.arange(len(pool))
+    if isinstance(shot, str):  # "10%": the same share of every class, so the imbalance stays as it was
+        return data.stratified_split(pool, float(shot[:-1]) / 100, seed)[1].sort().values
+    return data.per_class_subset(pool, shot, seed)
+
+
 def run_setting(
     split: Split,
-    shot: Optional[int],
+    shot,
     seed: int,
     preset: Preset,
     out: Path,
@@ -169,7 +206,7 @@ def run_setting(
     coverage: Optional[float] = None,
 ) -> dict:
     pool = split.pool
-    chosen = data.per_class_subset(pool, shot, seed) if shot else torch.arange(len(pool))
+    chosen = choose_training_images(pool, shot, seed)
     train, val = carve_validation(pool.subset(chosen), seed)
     x_train, y_train = data.to_unit_range(train.images), train.labels
     x_test, y_test = data.to_unit_range(split.test.images), split.test.labels.numpy()
@@ -181,7 +218,7 @@ def run_setting(
 
     # The GANs see this setting's training images only.
     def train_gan(name: str, train_cfg: TrainConfig, options: dict) -> Sampler:
-        directory = out / "runs" / f"{name}shot{shot or 'all'}-seed{seed}"
+        directory = out / "runs" / f"{name}shot{str(shot).replace('%', 'pct')}-seed{seed}"
         run.fit(
             directory,
             train,
@@ -281,7 +318,7 @@ def quality(split: Split, results: list, preset: Preset, seed: int = 0) -> dict:
             continue
         f_syn = embed(judge, r["x_syn"])
         precision, recall = metrics.precision_recall(f_pool[:2000], f_syn[:2000])
-        out[str(r["shot"] or "all")] = {
+        out[str(r["shot"])] = {
             "fid": metrics.fid(f_pool, f_syn),
             "kid": metrics.kid(f_pool, f_syn),
             "precision": precision,
@@ -299,7 +336,7 @@ def summarize(results: list) -> dict:
     for r in results:
         for arm, sc in r["arms"].items():
             for metric, v in sc.items():
-                table.setdefault(str(r["shot"] or "all"), {}).setdefault(arm, {}).setdefault(metric, []).append(v)
+                table.setdefault(str(r["shot"]), {}).setdefault(arm, {}).setdefault(metric, []).append(v)
     return {
         shot: {
             arm: {
@@ -325,18 +362,18 @@ def verdict(summary: dict, metric: str) -> tuple:
         noise = 100 * max(arms[chosen][metric]["std"], real_arms[best_real]["std"])
         if len(arms[chosen][metric]["values"]) < 2:
             lines.append(
-                f"- {shot} per class: {chosen} vs the best arm without it ({best_real}): {gain:+.1f} points ({metric}); "
+                f"- {describe(shot)}: {chosen} vs the best arm without it ({best_real}): {gain:+.1f} points ({metric}); "
                 "one seed only, so no spread to judge a gain by: run more seeds before relying on it."
             )
             continue
         if gain > noise:
             helped = True
             lines.append(
-                f"- {shot} per class: **synthetic data helped**: {chosen} beat {best_real} by {gain:+.1f} points ({metric}; seed spread {noise:.1f})."
+                f"- {describe(shot)}: **synthetic data helped**: {chosen} beat {best_real} by {gain:+.1f} points ({metric}; seed spread {noise:.1f})."
             )
         else:
             lines.append(
-                f"- {shot} per class: **synthetic data did not help**: {chosen} vs the best arm without it ({best_real}): "
+                f"- {describe(shot)}: **synthetic data did not help**: {chosen} vs the best arm without it ({best_real}): "
                 f"{gain:+.1f} points ({metric}), not more than the seed spread of {noise:.1f}."
             )
     return helped, lines
@@ -351,7 +388,10 @@ def bench(
     progress: bool = True,
     seeds: Optional[tuple] = None,
     coverage: Optional[float] = None,
+    shots: Optional[tuple] = None,
 ) -> dict:
+    """``shots``: the training sets to draw (see parse_shots); default the preset's n per class, or all
+    images when the data are imbalanced (n-shot sets would erase the imbalance)."""
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset} is not one of {', '.join(PRESETS)}")
     out = Path(out)
@@ -368,10 +408,11 @@ def bench(
     except OSError as e:
         raise ConfigError(f"{out}: cannot write here ({e.strerror or e})") from None
     counts = split.pool.class_counts()
-    shots = p.shots
-    if max(counts) > 1.5 * max(1, min(counts)):  # n-shot subsets would erase the imbalance the user has
-        shots = (None,)
-        split.notes.append("imbalanced data: all training images used as given, with class-balanced arms")
+    if not shots:
+        shots = p.shots
+        if max(counts) > 1.5 * max(1, min(counts)):  # n-shot subsets would erase the imbalance the user has
+            shots = ("all",)
+            split.notes.append("imbalanced data: all training images used as given, with class-balanced arms")
     t0 = time.time()
     results = [run_setting(split, shot, seed, p, out, device, progress, coverage) for shot in shots for seed in p.seeds]
     qual = quality(split, results, p)
@@ -437,7 +478,7 @@ def render(report: dict, lines: list) -> str:
     for shot, arms in report["summary"].items():
         metric_names = list(next(iter(arms.values())))
         md += [
-            f"### {shot} images per class",
+            f"### {describe(shot)}",
             "",
             "| arm | " + " | ".join(metric_names) + " |",
             "| --- |" + " --- |" * len(metric_names),
@@ -488,7 +529,7 @@ def plot_gain(summary: dict, metric: str, path: Path) -> None:
         means = [100 * summary[s][arm][metric]["mean"] if arm in summary[s] else np.nan for s in shots]
         stds = [100 * summary[s][arm][metric]["std"] if arm in summary[s] else 0 for s in shots]
         ax.bar(np.arange(len(shots)) + i * width, means, width, yerr=stds, capsize=3, label=arm)
-    ax.set_xticks(np.arange(len(shots)) + 0.4 - width / 2, [f"{s} / class" for s in shots])
+    ax.set_xticks(np.arange(len(shots)) + 0.4 - width / 2, [describe(s) for s in shots])
     ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
     low = min(100 * summary[s][a][metric]["mean"] for s in shots for a in summary[s])
     ax.set_ylim(max(0, low - 10), 100)

@@ -270,17 +270,24 @@ def sample(model, n, per_class, out, seed, device):
 @click.option(
     "--coverage", type=float, default=None, help="Coverage weight of the GANs (default: fit's, 5 for ≤ 100 images a class)."
 )
-def bench(data, out, preset, size, device, seeds, coverage):
+@click.option(
+    "--shots",
+    default=None,
+    help="Training sets to draw, e.g. '10,50' per class, '10%' of the data (imbalance kept) or 'all'; default the preset's.",
+)
+def bench(data, out, preset, size, device, seeds, coverage, shots):
     """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
     from .bench import bench as run_bench
+    from .bench import parse_shots
 
+    shot_list = parse_shots(shots) if shots else None
     if data is None:
         click.echo("no --data given: benchmarking on the built-in sklearn:digits")
     try:
         seed_list = tuple(int(x) for x in seeds.split(",")) if seeds else None
     except ValueError:
         raise click.BadParameter(f"'{seeds}' is not a comma-separated list of integers", param_hint="--seeds") from None
-    report = run_bench(data, out, preset=preset, size=size, device=device, seeds=seed_list, coverage=coverage)
+    report = run_bench(data, out, preset=preset, size=size, device=device, seeds=seed_list, coverage=coverage, shots=shot_list)
     verdict = "helped" if report["synthetic_helped"] else "did NOT help"
     click.echo(f"\nsynthetic data {verdict}; recommended ratio {report['recommended_ratio']}\nreport: {out / 'report.md'}")
 

@@ -106,6 +106,11 @@ class SyntheticMix:
     Without one, float batches get [0, 1] and uint8 batches 0..255. ``labels``: "match" keeps each
     replaced sample's label; "balanced" gives the synthetic slots to the classes rarest in the batch;
     a {class: weight} dict draws labels with those weights. ``len()`` and epochs follow the loader.
+
+    ``pool``: where the synthetic images come from. An int N: N images per class, generated once (on first
+    use of the class) and drawn in a fresh random order each pass; None: freshly generated images for
+    every batch. "auto" (default): fresh on a GPU, a pool of 1,000 per class on the CPU, where generating
+    costs about as much as the classifier step it feeds (benchmarks/throughput.py) and would slow it.
     """
 
     def __init__(
@@ -117,9 +122,12 @@ class SyntheticMix:
         transform: Optional[Callable] = None,
         return_mask: bool = False,
         seed: int = 0,
+        pool: Union[int, str, None] = "auto",
     ):
         if not 0.0 <= ratio <= 1.0:
             raise ConfigError(f"ratio {ratio} must be in [0, 1]")
+        if not (pool is None or pool == "auto" or (isinstance(pool, int) and not isinstance(pool, bool) and pool > 0)):
+            raise ConfigError(f"pool={pool!r} must be a count > 0, None (fresh images every batch) or 'auto'")
         if not (labels in ("match", "balanced") or isinstance(labels, dict)):
             raise ConfigError(f"labels={labels!r} must be 'match', 'balanced' or a {{class: weight}} dict")
         self.loader, self.ratio, self.transform, self.return_mask = loader, ratio, transform, return_mask
@@ -138,6 +146,8 @@ class SyntheticMix:
             self.weights = w / w.sum()
         self.seed = seed
         self.epoch = 0
+        self.pool = pool
+        self._pools = {}  # (device, class) → uint8 images; kept across epochs
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -154,7 +164,7 @@ class SyntheticMix:
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
         self.epoch += 1
-        self._buffer = {}  # per (device, class) images not used yet; new each epoch, so epochs are reproducible
+        self._buffer = {}  # per (device, class): images (or pool order) not used yet; new each epoch, so epochs are reproducible
         for batch in self.loader:
             x, y = batch[0], batch[1]
             self._check(x, y)
@@ -212,6 +222,22 @@ class SyntheticMix:
         return images.to(like.device, like.dtype)
 
     def _take(self, sampler: Sampler, c: int, n: int, g: torch.Generator) -> torch.Tensor:
+        size = self.pool if self.pool != "auto" else (None if sampler.device.type == "cuda" else 1000)
+        return self._fresh(sampler, c, n, g) if size is None else self._from_pool(sampler, c, n, g, size)
+
+    def _from_pool(self, sampler: Sampler, c: int, n: int, g: torch.Generator, size: int) -> torch.Tensor:
+        """n images of class c from its pool, without repeats until the pool has been gone through."""
+        key = (sampler.device, c)
+        if key not in self._pools:
+            seed = (self.seed * 1_000_003 + c) % 2**62  # the pool depends on (seed, class) alone
+            self._pools[key] = sampler.sample(size, c, seed=seed, value_range="uint8")  # uint8: a quarter of the memory
+        order = self._buffer.get(key, torch.empty(0, dtype=torch.long))
+        while len(order) < n:
+            order = torch.cat([order, torch.randperm(size, generator=g)])
+        self._buffer[key] = order[n:]
+        return self._pools[key][order[:n].to(sampler.device)].float().div_(255)
+
+    def _fresh(self, sampler: Sampler, c: int, n: int, g: torch.Generator) -> torch.Tensor:
         """n fresh images of class c, from a per-class buffer refilled a block at a time: a batch needs only a
         few images of each class, and one generator call per few images would cost far more per image."""
         key = (sampler.device, c)

@@ -54,6 +54,38 @@ def test_bench_on_imbalanced_npz_adds_balanced_arms_and_auroc(tmp_path, capsys):
     gan = json.loads((tmp_path / "b" / "runs" / "shotall-seed0" / "config.json").read_text())
     assert gan["train"]["coverage"] == 2.0  # --coverage reaches every GAN of the bench
 
+    code, _, err = run_cli(
+        capsys,
+        "bench",
+        "--data",
+        tmp_path / "x.npz",
+        "--preset",
+        "smoke",
+        "--out",
+        tmp_path / "c",
+        "--shots",
+        "50%",
+        "--seeds",
+        "0",
+    )
+    assert code == 0, err
+    res = json.loads((tmp_path / "c" / "results.json").read_text())
+    (setting,) = res["settings"]
+    assert setting["shot"] == "50%" and setting["train_images"] + setting["val_images"] == 40  # half of each class
+    assert setting["imbalanced"] and "50% of the training images" in (tmp_path / "c" / "report.md").read_text()
+
+
+def test_shots_parse_counts_shares_and_all():
+    import pytest
+
+    from augmentor.bench import parse_shots
+    from augmentor.errors import ConfigError
+
+    assert parse_shots("10, 50") == (10, 50) and parse_shots("10%,all") == ("10%", "all")
+    for bad in ("0", "ten", "150%", "0%"):
+        with pytest.raises(ConfigError, match="--shots"):
+            parse_shots(bad)
+
 
 def test_classical_augmentation_is_seeded():
     import torch

@@ -102,11 +102,31 @@ def test_mix_balanced_and_weighted_labels(model):
         assert set(yb[mask].tolist()) == {2}
 
 
+def test_mix_pool_is_made_once_and_gone_through_before_repeating(model):
+    loader = DataLoader(TensorDataset(torch.rand(48, 1, 32, 32), torch.zeros(48, dtype=torch.long)), batch_size=8)
+
+    def synthetic(mix):  # every synthetic image of one epoch, in order
+        return torch.cat([x[mask] for x, _, mask in mix])
+
+    pooled = SyntheticMix(loader, model, ratio=0.5, pool=12, return_mask=True)  # 4 per batch × 6 batches = 24 per epoch
+    first, second = synthetic(pooled), synthetic(pooled)
+    for epoch in (first, second):
+        images, counts = torch.unique(epoch.flatten(1), dim=0, return_counts=True)
+        assert len(images) == 12 and counts.tolist() == [2] * 12  # each pooled image twice, none before the pool is used up
+        assert torch.equal(torch.unique(first[:12].flatten(1), dim=0), images)  # the first pass alone shows the whole pool
+    assert torch.equal(torch.unique(first.flatten(1), dim=0), torch.unique(second.flatten(1), dim=0))  # same pool next epoch
+    assert not torch.equal(first, second)  # in another order
+    fresh = synthetic(SyntheticMix(loader, model, ratio=0.5, pool=None, return_mask=True))
+    assert len(torch.unique(fresh.flatten(1), dim=0)) == 24
+
+
 def test_mix_refuses_a_model_of_another_shape(rgb_model, model):
     with pytest.raises(ConfigError, match=r"shape \(3, 32, 32\).*\(1, 32, 32\)"):
         next(iter(SyntheticMix(real_loader(), rgb_model)))
     with pytest.raises(ConfigError, match="ratio"):
         SyntheticMix(real_loader(), model, ratio=1.5)
+    with pytest.raises(ConfigError, match="pool=0"):
+        SyntheticMix(real_loader(), model, pool=0)
     with pytest.raises(ConfigError, match="label 4"):
         next(iter(SyntheticMix(real_loader(classes=5), model)))
 
