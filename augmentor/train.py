@@ -53,10 +53,11 @@ class Trainer:
         self.device = torch.device(device)
         self.precision = resolve_precision(precision, self.device)  # of the training math; weights, EMA and samples stay fp32
         torch.manual_seed(train_cfg.seed)  # only model initialisation uses the global generator
-        # channels_last: measured 5-12 % faster on the CPU (oneDNN) for these convolutions, and the layout GPUs prefer
+        # channels_last: 5-12 % faster on the CPU in fp32 (oneDNN; no difference in bf16), and the layout GPUs prefer
         self.G = build_generator(model_cfg).to(self.device, memory_format=torch.channels_last)
         self.D = build_discriminator(model_cfg).to(self.device, memory_format=torch.channels_last)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
+        # fused: one kernel for all parameters (CPU and CUDA since torch 2.4); measured −2 ms of a 66 ms CPU step
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=train_cfg.lr, betas=train_cfg.betas, fused=True)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=train_cfg.lr, betas=train_cfg.betas, fused=True)
         self.rng = torch.Generator(device=self.device).manual_seed(train_cfg.seed)
