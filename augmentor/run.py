@@ -30,7 +30,7 @@ from .callbacks import Checkpointer, DiversityMonitor, NonFiniteGuard, ProgressL
 from .config import DataConfig, ModelConfig, TrainConfig
 from .errors import ConfigError, Interrupted, ModelFileError, RunDirError
 from .plots import plot_diversity, plot_losses
-from .train import Trainer
+from .train import Trainer, resolve_precision
 
 log = logging.getLogger("augmentor")
 
@@ -199,6 +199,7 @@ def fit(
     split you made yourself; such a run cannot be resumed from the CLI). Returns the run directory."""
     out = Path(out)
     dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)  # bad flags fail before anything is written
     _check_writable(out)
     with locked(out):
         _prepare_new_run(out, force)
@@ -250,6 +251,7 @@ def resume(
     explicitly (name → value): ``steps`` may grow the run; any other that contradicts the run is refused."""
     out = Path(out)
     dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)  # bad flags fail before anything is written
     config = read_config(out)
     if config["data"].get("in_memory"):
         raise ConfigError(f"{out}: was trained on images passed from Python, not a --data source; resume it from Python")

@@ -87,3 +87,18 @@ def test_diffaug_is_differentiable():
     x = torch.rand(2, 1, 32, 32, requires_grad=True)
     diffaug.diff_augment(x, ("color", "translation", "cutout"), torch.Generator().manual_seed(0)).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_first_generator_layer_is_a_transposed_convolution_computed_as_a_matmul():
+    from torch import nn
+
+    from augmentor.models import Project
+
+    fast, plain = Project(16, 8, 4, bias=False), nn.ConvTranspose2d(16, 8, 4, bias=False)
+    plain.load_state_dict(fast.state_dict())  # same parameters, same names
+    x = torch.randn(5, 16, 1, 1, requires_grad=True)
+    y_fast, y_plain = fast(x), plain(x)
+    assert y_fast.shape == (5, 8, 4, 4) and torch.allclose(y_fast, y_plain, atol=1e-6)
+    (g_fast,) = torch.autograd.grad(y_fast.square().sum(), x)
+    (g_plain,) = torch.autograd.grad(y_plain.square().sum(), x)
+    assert torch.allclose(g_fast, g_plain, atol=1e-5)

@@ -124,6 +124,7 @@ FIT_CASES = [
     ("size 48", lambda t: fit(folder(t, TWO_OK), "--size", 48), "--size 48"),
     ("unknown device", lambda t: fit(folder(t, TWO_OK), "--device", "tpu"), "--device tpu"),
     ("cuda without a GPU", lambda t: fit(folder(t, TWO_OK), "--device", "cuda"), "no CUDA GPU"),
+    ("unknown precision", lambda t: fit(folder(t, TWO_OK), "--precision", "fp8"), "--precision fp8"),
     ("holdout 1.5", lambda t: fit(folder(t, TWO_OK), "--holdout", 1.5), "--holdout 1.5"),
     ("per-class 0", lambda t: fit(folder(t, TWO_OK), "--per-class", 0), "--per-class 0"),
     ("unknown class", lambda t: fit(folder(t, TWO_OK), "--classes", "zebra"), "unknown class 'zebra'"),
@@ -150,6 +151,7 @@ FIT_CASES = [
         "nope: no such file",
     ),
     ("bench: unknown preset", lambda t: ["bench", "--out", t / "b", "--preset", "huge"], "Invalid value for '--preset'"),
+    ("bench: bad shots", lambda t: ["bench", "--out", t / "b", "--shots", "10,lots"], "--shots: 'lots'"),
     (
         "bench: out is a file",
         lambda t: ["bench", "--out", folder(t, {"r.md": b"mine"}) / "r.md", "--preset", "smoke"],

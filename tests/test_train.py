@@ -81,3 +81,20 @@ def test_ema_is_an_average_not_a_copy(digits):
     trainer = Trainer(tiny_model([str(i) for i in range(10)]), tiny_train(steps=30), digits).fit()
     ema, raw = trainer.G_ema.net[0].weight, trainer.G.net[0].weight
     assert not torch.equal(ema, raw) and (ema - raw).abs().max() < 0.1
+
+
+def test_precision_is_resolved_and_bf16_keeps_weights_and_samples_fp32(digits):
+    from augmentor.errors import ConfigError
+    from augmentor.train import resolve_precision
+
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cuda")) == "fp32"  # bf16 autocast was slower on an H100
+    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")  # bf16 only with native CPU support
+    with pytest.raises(ConfigError, match="--precision fp8"):
+        resolve_precision("fp8", torch.device("cpu"))
+    trainer = Trainer(tiny_model([str(i) for i in range(10)]), tiny_train(steps=3, coverage=1.0), digits, precision="bf16")
+    logs = trainer.fit().train_step()
+    assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in logs.values())
+    params = [*trainer.G.parameters(), *trainer.D.parameters(), *trainer.G_ema.parameters()]
+    assert all(p.dtype == torch.float32 for p in params)
+    assert trainer.sample(4).dtype == torch.float32
