@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import platform
+import shutil
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -448,8 +449,21 @@ def bench(
     (out / "results.json").write_text(json.dumps(report, indent=2, default=str))
     plot_gain(summary, metric, out / "gain.png")
     plot_neighbours(results[0], out / "nearest_neighbours.png")
+    report["sample_grids"] = copy_sample_grids(results, out)
     (out / "report.md").write_text(render(report, lines))
     return report
+
+
+def copy_sample_grids(results: list, out: Path) -> dict:
+    """The last sample grid of each shot setting's first GAN, beside the report (the runs may not be kept)."""
+    grids = {}
+    for r in results:
+        name = f"samples_{str(r['shot']).replace('%', 'pct')}.png"
+        found = sorted((Path(r["gan_run"]) / "samples").glob("step_*.png"))
+        if found and str(r["shot"]) not in grids:
+            shutil.copyfile(found[-1], out / name)
+            grids[str(r["shot"])] = name
+    return grids
 
 
 def render(report: dict, lines: list) -> str:
@@ -508,8 +522,12 @@ def render(report: dict, lines: list) -> str:
         "",
         "![nearest neighbours](nearest_neighbours.png)",
         "",
-        f"Sample grids: `{Path(report['settings'][0]['gan_run']).name}/samples/`. Wall time {report['wall_seconds']:.0f} s; "
-        f"torch {report['env']['torch']}, augmentor {report['env']['augmentor']}, {report['env']['threads']} threads.",
+    ]
+    for shot, name in report["sample_grids"].items():
+        md += [f"Samples, {describe(shot)} (first seed; one row per class):", "", f"![samples]({name})", ""]
+    md += [
+        f"GAN runs (checkpoints, all sample grids, logs): `runs/`. Wall time {report['wall_seconds']:.0f} s; "
+        f"torch {report['env']['torch']}, augmentor {report['env']['augmentor']}, {report['env']['threads']} thread(s).",
         "",
     ]
     return "\n".join(md)

@@ -25,7 +25,7 @@ def test_bench_smoke_preset_writes_report_json_and_plots(tmp_path, capsys):
     assert plain["train"]["diffaug"] == "" and plain["train"]["ema_decay"] == 0.0 and plain["train"]["coverage"] == 0.0
     assert res["recommended_ratio"] in (0.0, 0.25, 0.5) and res["primary_metric"] == "accuracy"
     assert {"fid", "kid", "precision", "recall", "memorization"} <= set(res["quality"]["6"])
-    for name in ("report.md", "gain.png", "nearest_neighbours.png"):
+    for name in ("report.md", "gain.png", "nearest_neighbours.png", "samples_6.png"):
         assert (out / name).exists()
     report = (out / "report.md").read_text()
     assert "## Verdict" in report and ("did not help" in report or "helped" in report)
