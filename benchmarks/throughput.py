@@ -68,6 +68,12 @@ def interleaved(fns: dict, steps: int, warmup: int, device, rounds: int = 3) -> 
     return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
+def forever(iterable):
+    """Batches without end: a new pass (a new epoch, for a DataLoader or SyntheticMix) whenever one runs out."""
+    while True:
+        yield from iterable
+
+
 def fake_dataset(n: int, size: int, channels: int, classes: int = 10) -> data.ImageSet:
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=g)
@@ -86,17 +92,11 @@ def reference_loop(cfg: ModelConfig, ds: data.ImageSet, batch: int, device):
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
     loader = DataLoader(TensorDataset(data.to_unit_range(ds.images), ds.labels), batch_size=batch, shuffle=True, drop_last=True)
     bce = torch.nn.BCELoss()
-    batches = iter(loader)
+    batches = forever(loader)
     y0 = torch.zeros(batch, dtype=torch.long, device=device)
 
     def step():
-        nonlocal batches
-        try:
-            real, _ = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            real, _ = next(batches)
-        real = real.to(device)
+        real = next(batches)[0].to(device)
         ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, device=device)
         fake = G(torch.randn(batch, cfg.nz, device=device), y0)
         loss_d = bce(torch.sigmoid(D(real, y0)), ones) + bce(torch.sigmoid(D(fake.detach(), y0)), zeros)
@@ -195,15 +195,10 @@ def bench_mix(device, steps: int, width: int, tmp: Path) -> list:
     opt = torch.optim.Adam(model.parameters())
 
     def epoch_step(source):
-        it = iter(source)
+        batches = forever(source)
 
         def step():
-            nonlocal it
-            try:
-                x, y = next(it)
-            except StopIteration:
-                it = iter(source)
-                x, y = next(it)
+            x, y = next(batches)
             loss = F.cross_entropy(model(x.to(device)), y.to(device))
             opt.zero_grad()
             loss.backward()
