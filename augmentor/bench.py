@@ -224,7 +224,7 @@ def run_setting(
             directory,
             train,
             train_cfg,
-            {"g_width": preset.width, "d_width": preset.width, **options},
+            {"width": preset.width, **options},
             device=device,
             force=True,
             progress=progress,

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .config import FIT_CONFIGS, DataConfig, ModelConfig, RunOptions, TrainConfig, declared
 from .errors import AugmentorError
 
 log = logging.getLogger("augmentor")
@@ -31,9 +32,34 @@ def _setup_logging(verbose: bool = False) -> None:
     log.propagate = False
 
 
-def _given(ctx: click.Context, *names) -> dict:
-    """The flags the user typed (not defaults): what --resume must check against the stored run."""
-    return {n: ctx.params[n] for n in names if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
+def _click_options(*config_classes):
+    """The click options of every field declared with an Option in config.py (flag, help, type, default)."""
+
+    def decorate(f):
+        for d in reversed(declared(*config_classes)):
+            opt, kind = d.option, d.field.type
+            kw = {"help": opt.help, "default": d.default, "show_default": d.default not in (None, "")}
+            if "bool" in kind:
+                decls = [f"{d.flag}/--no-{d.flag[2:]}" if opt.switch else d.flag]
+                kw["is_flag"] = True
+            else:
+                decls = [d.flag]
+                python_type = int if "int" in kind else float if "float" in kind else str
+                kw["type"] = click.Choice([str(c) for c in opt.choices]) if opt.choices else python_type
+            f = click.option(*decls, d.name, **kw)(f)
+        return f
+
+    return decorate
+
+
+def _typed(values: dict) -> dict:
+    """click.Choice hands back strings: give the declared type back (e.g. --size 64 → 64)."""
+    by_name = {d.name: d for d in declared(*FIT_CONFIGS)}
+    out = {}
+    for k, v in values.items():
+        d = by_name[k]
+        out[k] = int(v) if v is not None and d.option.choices and "int" in d.field.type else v
+    return out
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,155 +70,27 @@ def cli():
 
 
 @cli.command()
-@click.option(
-    "--data",
-    default=None,
-    help="Folder of class subfolders, MedMNIST-style .npz, folder of MNIST IDX files, or sklearn:digits (default).",
-)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True, help="Run directory.")
-@click.option(
-    "--mode",
-    type=click.Choice(["conditional", "per-class", "unconditional"]),
-    default=None,
-    help="Default: conditional with ≥ 2 classes, unconditional with one.",
-)
-@click.option("--size", type=int, default=32, show_default=True, help="Image side: 32, 64 or 128.")
-@click.option("--channels", type=int, default=None, help="1 or 3 (default: detected).")
-@click.option("--split", default="train", show_default=True, help="Split of an .npz / IDX source.")
-@click.option("--classes", default=None, help="Subset of classes by name or index, e.g. 'healthy,leaf_scorch'.")
-@click.option("--per-class", type=int, default=None, help="Seeded n-shot subset: N images per class.")
-@click.option("--holdout", type=float, default=0.0, show_default=True, help="Seeded stratified fraction kept out of training.")
-@click.option("--strict", is_flag=True, help="Stop on the first unreadable image instead of skipping it.")
-@click.option("--steps", type=int, default=3000, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=2e-4, show_default=True)
-@click.option("--loss", type=click.Choice(["ns", "hinge"]), default="ns", show_default=True)
-@click.option("--diffaug", default="color,translation,cutout", show_default=True, help="DiffAugment ops; '' for none.")
-@click.option("--ema", type=float, default=0.999, show_default=True, help="EMA decay of the generator used for sampling.")
-@click.option("--spectral-norm/--no-spectral-norm", default=True, show_default=True, help="Spectral norm in D (else batch norm).")
-@click.option("--width", type=int, default=64, show_default=True, help="Base channels of G and D (DCGAN's ngf/ndf).")
-@click.option("--nz", type=int, default=128, show_default=True, help="Noise dimension.")
-@click.option(
-    "--coverage",
-    type=float,
-    default=None,
-    help="Weight of the coverage term against within-class collapse (default: 5 when a class has ≤ 100 images, else 0).",
-)
-@click.option("--coverage-k", type=int, default=8, show_default=True, help="Samples per real image in the coverage term.")
-@click.option("--coverage-space", type=click.Choice(["pixel", "feature"]), default="pixel", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option(
-    "--precision",
-    default="auto",
-    show_default=True,
-    help="Training math: auto (bf16 on CPUs with native bf16, else fp32), fp32 or bf16.",
-)
-@click.option("--checkpoint-every", type=int, default=500, show_default=True)
-@click.option("--sample-every", type=int, default=250, show_default=True)
-@click.option("--keep-checkpoints", type=int, default=3, show_default=True)
+@_click_options(*FIT_CONFIGS)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its newest good checkpoint.")
-@click.option("--force", is_flag=True, help="Overwrite the run in --out.")
-@click.option("--no-export", is_flag=True, help="Skip the ONNX export at the end.")
+@click.option("--force", is_flag=True, help="Overwrite the run in --out (only files a run writes are removed).")
 @click.pass_context
-def fit(
-    ctx,
-    data,
-    out,
-    mode,
-    size,
-    channels,
-    split,
-    classes,
-    per_class,
-    holdout,
-    strict,
-    steps,
-    batch_size,
-    lr,
-    loss,
-    diffaug,
-    ema,
-    spectral_norm,
-    width,
-    nz,
-    coverage,
-    coverage_k,
-    coverage_space,
-    seed,
-    device,
-    precision,
-    checkpoint_every,
-    sample_every,
-    keep_checkpoints,
-    resume,
-    force,
-    no_export,
-):
+def fit(ctx, out, resume, force, **values):
     """Train a GAN on a small image dataset."""
     from . import run
-    from .config import DataConfig, TrainConfig
 
-    every = dict(
-        checkpoint_every=checkpoint_every,
-        sample_every=sample_every,
-        keep_checkpoints=keep_checkpoints,
-        export=not no_export,
-        device=device,
-        precision=precision,
-    )
+    values = _typed(values)
     if resume:
-        given = _given(
-            ctx,
-            "data",
-            "mode",
-            "size",
-            "channels",
-            "split",
-            "classes",
-            "per_class",
-            "holdout",
-            "steps",
-            "batch_size",
-            "lr",
-            "loss",
-            "diffaug",
-            "nz",
-            "coverage",
-            "coverage_k",
-            "seed",
-        )
-        if "data" in given:
-            given["source"] = given.pop("data")
-        done = run.resume(out, given, **every)
+        typed = {k: v for k, v in values.items() if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+        done = run.resume(out, typed)
     else:
-        if data is None:
+        if values["source"] is None:
             click.echo("no --data given: using the built-in sklearn:digits (1,797 8×8 digits, 10 classes)")
-        data_cfg = DataConfig(
-            source=data or "sklearn:digits",
-            split=split,
-            size=size,
-            channels=channels,
-            classes=classes,
-            per_class=per_class,
-            holdout=holdout,
-            strict=strict,
-            seed=seed,
-        )
-        train_cfg = TrainConfig(
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            loss=loss,
-            diffaug=diffaug,
-            ema_decay=ema,
-            coverage=coverage,
-            coverage_k=coverage_k,
-            coverage_space=coverage_space,
-            seed=seed,
-        )
-        model = dict(mode=mode, nz=nz, g_width=width, d_width=width, spectral_norm=spectral_norm)
-        done = run.fit(out, data_cfg, train_cfg, model, force=force, **every)
+            values["source"] = DataConfig.source
+        pick = lambda cls: {d.name: values[d.name] for d in declared(cls)}  # noqa: E731
+        data_cfg = DataConfig(**pick(DataConfig), seed=values["seed"])
+        train_cfg = TrainConfig(**pick(TrainConfig))
+        done = run.fit(out, data_cfg, train_cfg, pick(ModelConfig), force=force, **pick(RunOptions))
     _print_run(done)
 
 

@@ -45,7 +45,7 @@ class Generator(nn.Module):
     def __init__(self, cfg: ModelConfig, num_classes: int = 0):
         super().__init__()
         n = cfg.n_upsamplings
-        widths = [cfg.g_width * min(2 ** (n - 1 - i), 8) for i in range(n)]  # e.g. 32 px: 4w, 2w, w
+        widths = [cfg.width * min(2 ** (n - 1 - i), 8) for i in range(n)]  # e.g. 32 px: 4w, 2w, w
         self.embed = nn.Embedding(num_classes, cfg.nz) if num_classes else None
         in_dim = cfg.nz * (2 if num_classes else 1)
         layers = [
@@ -71,7 +71,7 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: ModelConfig, num_classes: int = 0):
         super().__init__()
         n = cfg.n_upsamplings
-        widths = [cfg.d_width * min(2**i, 8) for i in range(n)]  # e.g. 32 px: w, 2w, 4w
+        widths = [cfg.width * min(2**i, 8) for i in range(n)]  # e.g. 32 px: w, 2w, 4w
 
         def conv(a, b, k, s, p):
             c = nn.Conv2d(a, b, k, s, p, bias=False)

@@ -27,7 +27,7 @@ import torch
 
 from . import __version__, checkpoint, data
 from .callbacks import Checkpointer, DiversityMonitor, NonFiniteGuard, ProgressLog, SampleGrids, truncate_log
-from .config import DataConfig, ModelConfig, TrainConfig
+from .config import FIXED, GROW, SECTIONS, DataConfig, ModelConfig, RunOptions, TrainConfig, declared
 from .errors import ConfigError, Interrupted, ModelFileError, RunDirError
 from .plots import plot_diversity, plot_losses
 from .train import Trainer, resolve_precision
@@ -48,8 +48,6 @@ OUR_DIRS = ("checkpoints", "samples")
 # Scarce data gets the coverage term by default (see README, "Diversity"): measured on MNIST 10-shot.
 SCARCE_PER_CLASS = 100
 DEFAULT_COVERAGE = 5.0
-# What --resume may change; anything else must match the stored run.
-RESUMABLE = {"steps", "device", "precision"}
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -186,20 +184,18 @@ def fit(
     train_cfg: TrainConfig,
     model_options: Optional[dict] = None,
     *,
-    device: str = "auto",
-    precision: str = "auto",
     force: bool = False,
-    checkpoint_every: int = 500,
-    sample_every: int = 250,
-    keep_checkpoints: int = 3,
     progress: bool = True,
-    export: bool = True,
+    **run_options,
 ) -> Path:
     """Train a new run into ``out`` on a data source (DataConfig) or on images in memory (an ImageSet, e.g. a
-    split you made yourself; such a run cannot be resumed from the CLI). Returns the run directory."""
+    split you made yourself; such a run cannot be resumed from the CLI). ``model_options``: ModelConfig fields
+    (mode, nz, width, spectral_norm); ``run_options``: RunOptions fields (device, precision, checkpoint_every,
+    sample_every, keep_checkpoints, export). Returns the run directory."""
     out = Path(out)
-    dev = resolve_device(device)
-    precision = resolve_precision(precision, dev)  # bad flags fail before anything is written
+    opts = RunOptions(**run_options)
+    dev = resolve_device(opts.device)
+    precision = resolve_precision(opts.precision, dev)  # bad flags fail before anything is written
     _check_writable(out)
     with locked(out):
         _prepare_new_run(out, force)
@@ -231,44 +227,38 @@ def fit(
         }
         checkpoint.atomic_write(out / "holdout.json", lambda f: f.write(json.dumps(holdout).encode()))
         trainer = Trainer(model_cfg, train_cfg, prepared.train, dev, precision)
-        _train(out, trainer, config, checkpoint_every, sample_every, keep_checkpoints, progress, export)
+        _train(out, trainer, config, opts, progress)
     return out
 
 
-def resume(
-    out,
-    overrides: Optional[dict] = None,
-    *,
-    device: str = "auto",
-    precision: str = "auto",
-    checkpoint_every: int = 500,
-    sample_every: int = 250,
-    keep_checkpoints: int = 3,
-    progress: bool = True,
-    export: bool = True,
-) -> Path:
-    """Continue the run in ``out`` from its newest good checkpoint. ``overrides`` are flags the user gave
-    explicitly (name → value): ``steps`` may grow the run; any other that contradicts the run is refused."""
+def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
+    """Continue the run in ``out`` from its newest good checkpoint. ``given``: the options the user gave
+    explicitly (field name → value, as declared in config.py). Run-time options (RunOptions) apply to this
+    process; ``steps`` may grow the run; any other option that contradicts the stored run is refused."""
     out = Path(out)
-    dev = resolve_device(device)
-    precision = resolve_precision(precision, dev)  # bad flags fail before anything is written
+    given = dict(given or {})
+    options = {d.name: d for d in declared(DataConfig, ModelConfig, TrainConfig, RunOptions)}
+    unknown = set(given) - set(options)
+    if unknown:
+        raise ConfigError(f"resume: unknown option(s) {', '.join(sorted(unknown))}")
+    opts = RunOptions(**{k: v for k, v in given.items() if options[k].owner is RunOptions})
+    dev = resolve_device(opts.device)
+    precision = resolve_precision(opts.precision, dev)  # bad flags fail before anything is written
     config = read_config(out)
     if config["data"].get("in_memory"):
         raise ConfigError(f"{out}: was trained on images passed from Python, not a --data source; resume it from Python")
-    stored = {**config["data"], **config["model"], **config["train"]}
-    for name, value in (overrides or {}).items():
-        if name in RESUMABLE or value is None:
-            continue
-        have = stored.get(name)
-        if isinstance(have, list):
-            have = tuple(have)
-        if name in stored and have != value:
-            flag = "--" + name.replace("_", "-")
-            raise ConfigError(f"{flag} {value} contradicts the run in {out} ({have}); drop the flag or start a new --out")
-    train_cfg = TrainConfig.from_dict({**config["train"], "steps": (overrides or {}).get("steps") or config["train"]["steps"]})
+    for name, value in given.items():
+        if options[name].option.on_resume == FIXED:
+            _check_unchanged(out, config, options[name], value)
+    train_cfg = TrainConfig.from_dict({**config["train"], "steps": given.get("steps", config["train"]["steps"])})
     model_cfg = ModelConfig.from_dict(config["model"])
     with locked(out):
         found = checkpoint.latest_good(out / "checkpoints", map_location=dev)
+        if found is not None and ModelConfig.from_dict(found[1]["model_config"]) != model_cfg:
+            raise ModelFileError(f"{found[0]}: its model differs from {out / 'config.json'}; the run directory was altered")
+        done = int(found[1]["step"]) if found is not None else 0
+        if train_cfg.steps < done:
+            raise ConfigError(f"--steps {train_cfg.steps} is below the {done} steps this run has done; give --steps ≥ {done}")
         prepared = prepare_data(DataConfig.from_dict(config["data"]))
         if prepared.train.fingerprint() != config["data_fingerprint"]:
             raise ConfigError(
@@ -287,18 +277,30 @@ def resume(
                 stale.unlink()
         config["train"] = train_cfg.to_dict()
         checkpoint.atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2).encode()))
-        _train(out, trainer, config, checkpoint_every, sample_every, keep_checkpoints, progress, export)
+        _train(out, trainer, config, opts, progress)
     return out
 
 
-def _train(
-    out: Path, trainer: Trainer, config: dict, checkpoint_every: int, sample_every: int, keep: int, progress: bool, export: bool
-) -> None:
-    ckpt = Checkpointer(out / "checkpoints", checkpoint_every, keep, extra={"data_fingerprint": config["data_fingerprint"]})
+def _check_unchanged(out: Path, config: dict, option, value) -> None:
+    """Refuse a value that contradicts the stored run. A setting stored as None ("detect" / "decide") is
+    compared with what the run resolved it to (e.g. --channels with the model's channels)."""
+    have = config[SECTIONS[option.owner]].get(option.name)
+    if have is None:
+        have = config["model"].get(option.name, config["train"].get(option.name))
+    have = tuple(have) if isinstance(have, list) else have
+    if value is None or value == have:
+        return
+    raise ConfigError(f"{option.flag} {value} contradicts the run in {out} (it has {have}); drop the flag or start a new --out")
+
+
+def _train(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress: bool) -> None:
+    ckpt = Checkpointer(
+        out / "checkpoints", opts.checkpoint_every, opts.keep_checkpoints, extra={"data_fingerprint": config["data_fingerprint"]}
+    )
     callbacks = [
-        DiversityMonitor(sample_every),  # before ProgressLog: its figures join that step's log row
-        ProgressLog(out / "log.jsonl", every=max(1, min(10, checkpoint_every)), progress=progress),
-        SampleGrids(out / "samples", sample_every, gif=out / "progress.gif"),
+        DiversityMonitor(opts.sample_every),  # before ProgressLog: its figures join that step's log row
+        ProgressLog(out / "log.jsonl", every=max(1, min(10, opts.checkpoint_every)), progress=progress),
+        SampleGrids(out / "samples", opts.sample_every, gif=out / "progress.gif"),
         ckpt,
         NonFiniteGuard(out / "checkpoints", out / "log.jsonl"),
     ]
@@ -312,7 +314,7 @@ def _train(
         )
     plot_losses(out / "log.jsonl", out / "losses.png")
     plot_diversity(out / "log.jsonl", out / "diversity.png")
-    if export:
+    if opts.export:
         from .export import export_run
 
         export_run(out)

@@ -38,7 +38,7 @@ def evaluate(normal: data.ImageSet, test_x: torch.Tensor, is_anomaly: np.ndarray
         workdir,
         normal,
         TrainConfig(steps=steps, lr=2e-4, coverage=0.0),
-        {"g_width": width, "d_width": width},
+        {"width": width},
         progress=False,
         sample_every=steps,
         checkpoint_every=steps,

@@ -83,7 +83,7 @@ def run_job(shot: int, seed: int, variant: str, steps: int, clf_steps: int, widt
         )
         return {**row, "accuracy": accuracy(model)}
 
-    cfg = ModelConfig(size=32, channels=1, class_names=tuple(train.class_names), g_width=width, d_width=width)
+    cfg = ModelConfig(size=32, channels=1, class_names=tuple(train.class_names), width=width)
     options = dict(VARIANTS[variant])
     precision = options.pop("precision", "auto")
     tcfg = TrainConfig(steps=steps, lr=2e-4, seed=seed, **options)

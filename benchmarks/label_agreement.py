@@ -39,7 +39,7 @@ def main():
     judge = train_classifier(data.to_unit_range(pool.images), pool.labels, 10, steps=1000, seed=args.seed)
     judge_acc = float((predict(judge, data.to_unit_range(test.images)).argmax(1) == test.labels.numpy()).mean())
 
-    cfg = ModelConfig(size=32, channels=1, class_names=tuple(pool.class_names), g_width=args.width, d_width=args.width)
+    cfg = ModelConfig(size=32, channels=1, class_names=tuple(pool.class_names), width=args.width)
     tcfg = TrainConfig(steps=args.steps, lr=args.lr, coverage=args.coverage, seed=args.seed)
     t0 = time.time()
     trainer = Trainer(cfg, tcfg, train, args.device).fit()

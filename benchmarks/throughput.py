@@ -116,7 +116,7 @@ def bench_training(device, steps: int, warmup: int, width: int) -> list:
     rows = []
     for size, channels in ((32, 1), (64, 3)):
         ds = fake_dataset(2048, size, channels)
-        cfg = ModelConfig(size=size, channels=channels, class_names=tuple(ds.class_names), g_width=width, d_width=width)
+        cfg = ModelConfig(size=size, channels=channels, class_names=tuple(ds.class_names), width=width)
         for batch in (64, 128):
             ours = {p: Trainer(cfg, TrainConfig(steps=10**9, batch_size=batch), ds, device, p) for p in ("auto", "fp32")}
             t = interleaved(
@@ -142,7 +142,7 @@ def bench_training(device, steps: int, warmup: int, width: int) -> list:
 
 def tiny_run(root: Path, size: int, channels: int, width: int) -> Path:
     ds = fake_dataset(64, size, channels)
-    cfg = ModelConfig(size=size, channels=channels, class_names=tuple(ds.class_names), g_width=width, d_width=width)
+    cfg = ModelConfig(size=size, channels=channels, class_names=tuple(ds.class_names), width=width)
     trainer = Trainer(cfg, TrainConfig(steps=1, batch_size=8), ds)
     trainer.fit()
     (root / "checkpoints").mkdir(parents=True)

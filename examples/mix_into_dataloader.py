@@ -53,7 +53,7 @@ def main():
     if not (Path(args.run) / "generator.onnx").exists():
         cfg = DataConfig(source=str(MNIST), size=32, holdout=0.5, per_class=20, seed=0)
         recipe = TrainConfig(steps=args.gan_steps, lr=5e-4, coverage=None)  # None: as the CLI, coverage on for scarce classes
-        run.fit(args.run, cfg, recipe, {"g_width": 32, "d_width": 32}, force=True)
+        run.fit(args.run, cfg, recipe, {"width": 32}, force=True)
     train_idx = torch.tensor(__import__("json").loads((Path(args.run) / "holdout.json").read_text())["train_index"])
     assert not set(train_idx.tolist()) & set(test_idx.tolist())  # the GAN never saw a test digit
     train = full.subset(train_idx)

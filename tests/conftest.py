@@ -25,7 +25,7 @@ def dataset(name: str) -> Path:
 
 def tiny_model(class_names=("a", "b"), mode="conditional", size=32, channels=1, width=8, nz=16) -> ModelConfig:
     return ModelConfig(
-        size=size, channels=channels, class_names=tuple(class_names), mode=mode, g_width=width, d_width=width, nz=nz
+        size=size, channels=channels, class_names=tuple(class_names), mode=mode, width=width, nz=nz
     )
 
 

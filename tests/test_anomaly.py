@@ -19,7 +19,7 @@ def zero_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("anom") / "zeros"
     cfg = DataConfig(source="sklearn:digits", classes="0", holdout=0.2, seed=0)
-    run.fit(out, cfg, TrainConfig(steps=150, batch_size=32, lr=5e-4), {"g_width": 16, "d_width": 16, "nz": 32}, progress=False)
+    run.fit(out, cfg, TrainConfig(steps=150, batch_size=32, lr=5e-4), {"width": 16, "nz": 32}, progress=False)
     return out
 
 

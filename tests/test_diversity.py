@@ -40,7 +40,7 @@ def test_reference_ratios_on_real_and_collapsed_sets():
 
 def test_collapsed_class_triggers_a_warning_naming_it(caplog):
     ds = digits_10_shot()
-    cfg = ModelConfig(size=32, channels=1, class_names=tuple(ds.class_names), g_width=8, d_width=8, nz=16)
+    cfg = ModelConfig(size=32, channels=1, class_names=tuple(ds.class_names), width=8, nz=16)
     trainer = Trainer(cfg, tiny_train(steps=1), ds)
     first_of_each = torch.stack([data.to_unit_range(ds.images[ds.labels == c][0]) for c in range(10)])
     trainer.sampling_generator = lambda: OneShapePerClass(first_of_each)
@@ -57,7 +57,7 @@ def test_collapsed_class_triggers_a_warning_naming_it(caplog):
 def test_coverage_term_raises_within_class_recall():
     """10 digits per class, 400 steps: measured recall 0.72 (adversarial only) vs 1.00 (coverage 5)."""
     ds = digits_10_shot()
-    cfg = ModelConfig(size=32, channels=1, class_names=tuple(ds.class_names), g_width=16, d_width=16, nz=32)
+    cfg = ModelConfig(size=32, channels=1, class_names=tuple(ds.class_names), width=16, nz=32)
     recall = {}
     for weight in (0.0, 5.0):
         monitor = DiversityMonitor(every=400, warn_below=0)

@@ -37,7 +37,7 @@ def label_agreement(trainer, clf, n=500) -> float:
     ],
 )
 def test_samples_are_classified_as_their_conditioning_label(digits, digit_classifier, mode, steps, width, lr, bound):
-    cfg = ModelConfig(size=32, channels=1, class_names=tuple(digits.class_names), mode=mode, g_width=width, d_width=width, nz=32)
+    cfg = ModelConfig(size=32, channels=1, class_names=tuple(digits.class_names), mode=mode, width=width, nz=32)
     trainer = Trainer(cfg, TrainConfig(steps=steps, batch_size=32, lr=lr, seed=0), digits).fit()
     agreement = label_agreement(trainer, digit_classifier)
     print(f"{mode}: label agreement {agreement:.3f}")
