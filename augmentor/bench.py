@@ -121,10 +121,10 @@ def classical_augmentation(channels: int, seed: int = 0):
 
 def augment_batch(aug, x: torch.Tensor) -> torch.Tensor:
     """albumentations on each image of a [-1, 1] float batch, through uint8 HWC as a user's pipeline would."""
-    u8 = data.to_uint8(x).permute(0, 2, 3, 1).numpy()
+    u8 = data.tanh_to_uint8(x).permute(0, 2, 3, 1).numpy()
     out = np.stack([aug(image=im)["image"] for im in u8])
     out = out[..., None] if out.ndim == 3 else out
-    return data.to_unit_range(torch.from_numpy(out).permute(0, 3, 1, 2))
+    return data.uint8_to_tanh(torch.from_numpy(out).permute(0, 3, 1, 2))
 
 
 class AugmentedBatches:
@@ -209,9 +209,9 @@ def run_setting(
     pool = split.pool
     chosen = choose_training_images(pool, shot, seed)
     train, val = carve_validation(pool.subset(chosen), seed)
-    x_train, y_train = data.to_unit_range(train.images), train.labels
-    x_test, y_test = data.to_unit_range(split.test.images), split.test.labels.numpy()
-    x_val, y_val = data.to_unit_range(val.images), val.labels.numpy()
+    x_train, y_train = data.uint8_to_tanh(train.images), train.labels
+    x_test, y_test = data.uint8_to_tanh(split.test.images), split.test.labels.numpy()
+    x_val, y_val = data.uint8_to_tanh(val.images), val.labels.numpy()
     k = pool.num_classes
     aug = classical_augmentation(pool.channels, seed)
     counts = train.class_counts()
@@ -252,7 +252,7 @@ def run_setting(
     def mixed(ratio, classical, source=sampler):
         base = AugmentedBatches(loader(), aug) if classical else loader()
         labels = "balanced" if imbalanced else "match"  # imbalanced data: synthetic images top up the rare classes
-        return iter(SyntheticMix(base, source, ratio=ratio, labels=labels, transform=lambda im: im * 2 - 1, seed=seed))
+        return iter(SyntheticMix(base, source, ratio=ratio, labels=labels, transform=data.unit_to_tanh, seed=seed))
 
     def evaluate(model, xs=x_test, ys=y_test):
         return scores(predict(model, xs), ys)
@@ -311,8 +311,8 @@ def run_setting(
 def quality(split: Split, results: list, preset: Preset, seed: int = 0) -> dict:
     """Feature-space measures for the first seed of each shot, against a judge trained on the whole pool."""
     pool = split.pool
-    judge = train_classifier(data.to_unit_range(pool.images), pool.labels, pool.num_classes, steps=preset.clf_steps, seed=seed)
-    f_pool = embed(judge, data.to_unit_range(pool.images[:5000]))
+    judge = train_classifier(data.uint8_to_tanh(pool.images), pool.labels, pool.num_classes, steps=preset.clf_steps, seed=seed)
+    f_pool = embed(judge, data.uint8_to_tanh(pool.images[:5000]))
     out = {}
     for r in results:
         if r["seed"] != results[0]["seed"]:
@@ -325,7 +325,7 @@ def quality(split: Split, results: list, preset: Preset, seed: int = 0) -> dict:
             "precision": precision,
             "recall": recall,
             "memorization": metrics.memorization(
-                r["x_syn"][:2000], data.to_unit_range(r["train"].images), data.to_unit_range(split.test.images[:2000])
+                r["x_syn"][:2000], data.uint8_to_tanh(r["train"].images), data.uint8_to_tanh(split.test.images[:2000])
             ),
         }
     return out
@@ -563,6 +563,6 @@ def plot_neighbours(result: dict, path: Path, n: int = 8) -> None:
     from .plots import grid_image
 
     syn = result["x_syn"][:n]  # labels cycle through the classes, so these are n different classes
-    train = data.to_unit_range(result["train"].images)
+    train = data.uint8_to_tanh(result["train"].images)
     nn = torch.cdist(metrics.pixel_features(syn), metrics.pixel_features(train)).argmin(1)
     grid_image(torch.cat([syn, train[nn]]), rows=2).save(path)

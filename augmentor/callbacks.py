@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from . import checkpoint
-from .data import to_unit_range
+from .data import uint8_to_tanh
 from .errors import TrainingDiverged
 from .metrics import ClassReference
 from .plots import grid_image, write_gif
@@ -118,7 +118,7 @@ class DiversityMonitor(Callback):
     def on_fit_start(self, trainer: Trainer) -> None:
         cfg = trainer.model_cfg
         self.names = list(cfg.class_names)
-        self.reference = ClassReference(to_unit_range(trainer.images).cpu(), trainer.labels.cpu(), cfg.num_classes)
+        self.reference = ClassReference(uint8_to_tanh(trainer.images).cpu(), trainer.labels.cpu(), cfg.num_classes)
         g = torch.Generator().manual_seed(4321)
         self.z = torch.randn(cfg.num_classes * self.n, cfg.nz, generator=g).to(trainer.device)
         self.labels = torch.arange(cfg.num_classes).repeat_interleave(self.n).to(trainer.device)

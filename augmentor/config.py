@@ -149,7 +149,9 @@ class ModelConfig(_Dict):
         if "g_width" in d:  # runs written before 0.2 kept G's and D's widths apart (always equal)
             g, dw = d.pop("g_width"), d.pop("d_width", None)
             if dw not in (None, g):
-                raise ConfigError(f"this run has generator width {g} and discriminator width {dw}; augmentor ≥ 0.2 needs them equal")
+                raise ConfigError(
+                    f"this run has generator width {g} and discriminator width {dw}; augmentor ≥ 0.2 needs them equal"
+                )
             d["width"] = g
         return super().from_dict(d)
 

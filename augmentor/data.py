@@ -77,14 +77,37 @@ class ImageSet:
         return h.hexdigest()[:16]
 
 
-def to_unit_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] → float [-1, 1], the range of the generator's tanh."""
+# Value ranges, by name: "uint8" 0..255 (files, datasets), "tanh" float [-1, 1] (the generator's output and
+# the discriminator's input), "unit" float [0, 1] (torchvision's ToDtype(scale=True)). Convert only through
+# these, so a range is never guessed: a mistake here raises nothing and quietly costs accuracy.
+VALUE_RANGES = ("tanh", "unit", "uint8")
+
+
+def uint8_to_tanh(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(127.5).sub_(1.0)
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] → uint8 [0, 255]."""
+def tanh_to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def tanh_to_unit(images: torch.Tensor) -> torch.Tensor:
+    return images.add(1.0).mul_(0.5).clamp_(0, 1)
+
+
+def unit_to_tanh(images: torch.Tensor) -> torch.Tensor:
+    return images.mul(2.0).sub_(1.0)
+
+
+def convert_range(images: torch.Tensor, source: str, target: str) -> torch.Tensor:
+    """Between any two of VALUE_RANGES (through "tanh")."""
+    for r in (source, target):
+        if r not in VALUE_RANGES:
+            raise ConfigError(f"value_range {r!r} is not one of {', '.join(VALUE_RANGES)}")
+    if source == target:
+        return images
+    x = {"tanh": lambda t: t, "unit": unit_to_tanh, "uint8": uint8_to_tanh}[source](images)
+    return {"tanh": lambda t: t, "unit": tanh_to_unit, "uint8": tanh_to_uint8}[target](x)
 
 
 # ----------------------------------------------------------------------------------------- loading

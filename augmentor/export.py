@@ -8,7 +8,6 @@ Noise is an input: a ``torch.randn`` inside ``forward`` would be traced as a con
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -21,10 +20,9 @@ from torch import nn
 from . import __version__, checkpoint
 from .config import ModelConfig
 from .errors import ModelFileError
+from .modelfiles import MODEL_FILES, encode_metadata
 from .models import build_discriminator, build_generator, refresh_batchnorm, without_spectral_norm
 
-FORMAT = "1"
-PREFIX = "augmentor."
 PARITY_TOL = {False: 1e-4, True: 2e-2}  # fp32, fp16
 
 
@@ -62,20 +60,20 @@ class _DiscriminatorOutputs(nn.Module):
         return self.D(image, label), self.D.features(image, label).flatten(1)
 
 
-def metadata(cfg: ModelConfig, kind: str, state: dict, fp16: bool) -> dict:
+def metadata(cfg: ModelConfig, kind: str, state: dict, fp16: bool, pair: str) -> dict:
     return {
-        "format": FORMAT,
         "kind": kind,
         "mode": cfg.mode,
-        "class_names": json.dumps(list(cfg.class_names)),
-        "size": str(cfg.size),
-        "channels": str(cfg.channels),
-        "nz": str(cfg.nz),
+        "class_names": cfg.class_names,
+        "size": cfg.size,
+        "channels": cfg.channels,
+        "nz": cfg.nz,
         "value_range": "-1,1",
         "precision": "fp16" if fp16 else "fp32",
         "augmentor_version": __version__,
-        "data_fingerprint": str(state.get("data_fingerprint", "")),
-        "step": str(state["step"]),
+        "data_fingerprint": state.get("data_fingerprint", ""),
+        "step": state["step"],
+        "pair": pair,
     }
 
 
@@ -91,12 +89,13 @@ def export_run(run, out: Optional[Path] = None, fp16: bool = False) -> dict:
         if found is None:
             raise ModelFileError(f"{run}: no usable checkpoint to export (train with: augmentor fit --out {run})")
         path, state = found
-    g_path = Path(out) if out else run / ("generator-fp16.onnx" if fp16 else "generator.onnx")
-    d_path = (
-        g_path.with_name(g_path.name.replace("generator", "discriminator"))
-        if "generator" in g_path.name
-        else g_path.with_name(g_path.stem + "-discriminator.onnx")
-    )
+    if out is None:  # generator.onnx + discriminator.onnx (-fp16 before .onnx for half precision)
+        suffix = "-fp16.onnx" if fp16 else ".onnx"
+        g_path, d_path = (run / MODEL_FILES[k].replace(".onnx", suffix) for k in ("generator", "discriminator"))
+    else:  # the file asked for, and its discriminator beside it
+        g_path = Path(out)
+        d_path = g_path.with_name(g_path.stem + "-discriminator.onnx")
+    # each file names the other in its metadata ("pair"), so either finds its partner
     cfg, G, D = load_models(state)
     n = 4
     z = torch.randn(n, cfg.nz, generator=torch.Generator().manual_seed(0))
@@ -106,7 +105,7 @@ def export_run(run, out: Optional[Path] = None, fp16: bool = False) -> dict:
     else:
         D = _DiscriminatorOutputs(D)
     G, D = G.eval(), D.eval()  # a new wrapper starts in training mode, and export restores that mode on all children
-    _export(G, (z, labels), g_path, ["z", "label"], ["image"], metadata(cfg, "generator", state, fp16), fp16)
+    _export(G, (z, labels), g_path, ["z", "label"], ["image"], metadata(cfg, "generator", state, fp16, d_path.name), fp16)
     images = G(z, labels).detach()
     _export(
         D,
@@ -114,7 +113,7 @@ def export_run(run, out: Optional[Path] = None, fp16: bool = False) -> dict:
         d_path,
         ["image", "label"],
         ["logit", "features"],
-        metadata(cfg, "discriminator", state, fp16),
+        metadata(cfg, "discriminator", state, fp16, g_path.name),
         fp16,
     )
     diff = max(parity(G, g_path, (z, labels)), parity(D, d_path, (images, labels)))
@@ -141,8 +140,8 @@ def _export(model, args, path: Path, inputs, outputs, meta: dict, fp16: bool) ->
     proto = onnx.load(str(tmp))
     if fp16:
         proto = to_fp16(proto)
-    for k, v in meta.items():
-        proto.metadata_props.add(key=PREFIX + k, value=v)
+    for k, v in encode_metadata(meta).items():
+        proto.metadata_props.add(key=k, value=v)
     onnx.checker.check_model(proto)
     checkpoint.atomic_write(path, lambda f: f.write(proto.SerializeToString()))
     tmp.unlink(missing_ok=True)
@@ -192,28 +191,3 @@ def parity(model: nn.Module, path: Path, args) -> float:
     ref = ref if isinstance(ref, tuple) else (ref,)
     got = sess.run(None, feeds)
     return max(float(np.abs(r.numpy() - g).max()) for r, g in zip(ref, got))
-
-
-def read_metadata(path) -> dict:
-    """Our metadata of an ONNX file, values decoded. Raises ModelFileError for a file that is not ours."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception:
-        raise ModelFileError(f"{path}: not an ONNX file") from None
-    meta = {p.key[len(PREFIX) :]: p.value for p in proto.metadata_props if p.key.startswith(PREFIX)}
-    if "format" not in meta:
-        raise ModelFileError(
-            f"{path}: an ONNX model not made by augmentor (no augmentor metadata); export one with `augmentor export RUN`"
-        )
-    if meta["format"] != FORMAT:
-        raise ModelFileError(f"{path}: augmentor ONNX format {meta['format']} is not supported by this version ({__version__})")
-    try:
-        meta["class_names"] = json.loads(meta["class_names"])
-        for k in ("size", "channels", "nz", "step"):
-            meta[k] = int(meta[k])
-    except (KeyError, ValueError) as e:
-        raise ModelFileError(f"{path}: damaged augmentor metadata ({e})") from None
-    return meta

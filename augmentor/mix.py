@@ -7,13 +7,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
 
+from .data import convert_range
 from .errors import ConfigError
-from .sampler import Sampler, cuda_available_for_ort
+from .modelfiles import ort_cuda_usable
+from .sampler import Sampler
 
 OUTPUTS = ("pil", "tensor", "numpy")
 
@@ -107,6 +110,10 @@ class SyntheticMix:
     replaced sample's label; "balanced" gives the synthetic slots to the classes rarest in the batch;
     a {class: weight} dict draws labels with those weights. ``len()`` and epochs follow the loader.
 
+    Batches may be tuples ``(x, y, ...)`` or dicts (the Hugging Face datasets style): a dict batch has its
+    ``image_key`` and ``label_key`` entries mixed and comes back as a dict with its other entries unchanged
+    (and ``"is_synthetic"`` with ``return_mask``).
+
     ``pool``: where the synthetic images come from. An int N: N images per class, generated once (on first
     use of the class) and drawn in a fresh random order each pass; None: freshly generated images for
     every batch. "auto" (default): fresh on a GPU, a pool of 1,000 per class on the CPU, where generating
@@ -123,6 +130,8 @@ class SyntheticMix:
         return_mask: bool = False,
         seed: int = 0,
         pool: Union[int, str, None] = "auto",
+        image_key: str = "image",
+        label_key: str = "label",
     ):
         if not 0.0 <= ratio <= 1.0:
             raise ConfigError(f"ratio {ratio} must be in [0, 1]")
@@ -131,6 +140,7 @@ class SyntheticMix:
         if not (labels in ("match", "balanced") or isinstance(labels, dict)):
             raise ConfigError(f"labels={labels!r} must be 'match', 'balanced' or a {{class: weight}} dict")
         self.loader, self.ratio, self.transform, self.return_mask = loader, ratio, transform, return_mask
+        self.image_key, self.label_key = image_key, label_key
         self.samplers = {}  # one per device the batches arrive on
         self.model = model
         first = _as_sampler(model, "cpu")
@@ -154,7 +164,7 @@ class SyntheticMix:
 
     def _sampler_for(self, device: torch.device) -> Sampler:
         if device not in self.samplers:
-            if isinstance(self.model, Sampler) or not cuda_available_for_ort():
+            if isinstance(self.model, Sampler) or not ort_cuda_usable():
                 # onnxruntime without CUDA (or a Sampler the user built): generate there, copy to the batch's device
                 self.samplers[device] = self.samplers[torch.device("cpu")]
             else:
@@ -166,7 +176,7 @@ class SyntheticMix:
         self.epoch += 1
         self._buffer = {}  # per (device, class): images (or pool order) not used yet; new each epoch, so epochs are reproducible
         for batch in self.loader:
-            x, y = batch[0], batch[1]
+            x, y = self._unpack(batch)
             self._check(x, y)
             k = int(round(self.ratio * len(x)))
             mask = torch.zeros(len(x), dtype=torch.bool)
@@ -177,7 +187,28 @@ class SyntheticMix:
                 x, y = x.clone(), y.clone()
                 x[pos.to(x.device)] = self._synthetic(syn_y, g, x)
                 y[pos.to(y.device)] = syn_y.to(y.device, y.dtype)
-            yield (x, y, mask.to(x.device)) if self.return_mask else (x, y)
+            yield self._pack(batch, x, y, mask.to(x.device))
+
+    def _unpack(self, batch) -> tuple:
+        if isinstance(batch, Mapping):
+            missing = [k for k in (self.image_key, self.label_key) if k not in batch]
+            if missing:
+                raise ConfigError(
+                    f"the loader's batches are dicts with keys {sorted(batch)}, without {missing}; "
+                    "name the image and label entries: SyntheticMix(..., image_key=..., label_key=...)"
+                )
+            return batch[self.image_key], batch[self.label_key]
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            raise ConfigError(
+                f"the loader's batches are {type(batch).__name__}; SyntheticMix needs (images, labels) pairs or dicts of them"
+            )
+        return batch[0], batch[1]
+
+    def _pack(self, batch, x, y, mask):
+        if isinstance(batch, Mapping):
+            out = {**batch, self.image_key: x, self.label_key: y}
+            return {**out, "is_synthetic": mask} if self.return_mask else out
+        return (x, y, mask) if self.return_mask else (x, y)
 
     def _check(self, x, y) -> None:
         want = self.meta_sampler.image_shape
@@ -216,7 +247,7 @@ class SyntheticMix:
             where = torch.nonzero(labels == c).flatten()
             images[where.to(images.device)] = self._take(sampler, c, len(where), g)
         if like.dtype == torch.uint8:
-            images = images.mul(255).round_().to(torch.uint8)
+            images = convert_range(images, "unit", "uint8")
         if self.transform is not None:
             images = self.transform(images)
         return images.to(like.device, like.dtype)

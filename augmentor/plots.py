@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import to_uint8
+from .data import tanh_to_uint8
 
 
 def grid_image(images: torch.Tensor, rows: int) -> Image.Image:
     """(N, C, H, W) in [-1, 1] → one PIL image, ``rows`` rows (one per class), 2-pixel gaps."""
-    x = to_uint8(images.detach().cpu())
+    x = tanh_to_uint8(images.detach().cpu())
     n, c, h, w = x.shape
     cols = -(-n // rows)
     pad = 2

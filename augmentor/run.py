@@ -1,14 +1,5 @@
-"""A run directory: prepare the data, train with callbacks, resume, lock, and leave everything on disk.
-
-out/
-  config.json        data, model and training configs, data fingerprint, versions
-  holdout.json       which images were held out of training (for later evaluation)
-  checkpoints/       ckpt_XXXXXX.pt, the newest --keep-checkpoints
-  samples/           step_XXXXXX.png grids (one row per class)
-  progress.gif       the grids as an animation
-  log.jsonl          losses every few steps; losses.png the same as a plot
-  generator.onnx     (+ discriminator.onnx) written by export at the end
-"""
+"""A run: prepare the data, train with callbacks, resume, lock, and leave everything on disk (the layout:
+modelfiles.py)."""
 
 from __future__ import annotations
 
@@ -27,24 +18,14 @@ import torch
 
 from . import __version__, checkpoint, data
 from .callbacks import Checkpointer, DiversityMonitor, NonFiniteGuard, ProgressLog, SampleGrids, truncate_log
-from .config import FIXED, GROW, SECTIONS, DataConfig, ModelConfig, RunOptions, TrainConfig, declared
+from .config import FIXED, SECTIONS, DataConfig, ModelConfig, RunOptions, TrainConfig, declared
 from .errors import ConfigError, Interrupted, ModelFileError, RunDirError
+from .modelfiles import CHECKPOINTS, CONFIG, HOLDOUT, LOG, RUN_DIRS, RUN_FILES, SAMPLES
 from .plots import plot_diversity, plot_losses
 from .train import Trainer, resolve_precision
 
 log = logging.getLogger("augmentor")
 
-OUR_FILES = (
-    "config.json",
-    "holdout.json",
-    "log.jsonl",
-    "losses.png",
-    "diversity.png",
-    "progress.gif",
-    "generator.onnx",
-    "discriminator.onnx",
-)
-OUR_DIRS = ("checkpoints", "samples")
 # Scarce data gets the coverage term by default (see README, "Diversity"): measured on MNIST 10-shot.
 SCARCE_PER_CLASS = 100
 DEFAULT_COVERAGE = 5.0
@@ -154,19 +135,19 @@ def _check_writable(out: Path) -> None:
 
 
 def _prepare_new_run(out: Path, force: bool) -> None:
-    if out.is_dir() and (out / "config.json").exists() and not force:
+    if out.is_dir() and (out / CONFIG).exists() and not force:
         raise RunDirError(f"{out}: holds a run already; pass --resume to continue it or --force to overwrite it")
-    if out.is_dir() and any(p for p in out.iterdir() if p.name != ".lock") and not (out / "config.json").exists() and not force:
+    if out.is_dir() and any(p for p in out.iterdir() if p.name != ".lock") and not (out / CONFIG).exists() and not force:
         raise RunDirError(f"{out}: is not empty and holds no augmentor run; choose another --out (or --force to write into it)")
     if force:  # only what a run writes; anything else of the user's stays
-        for name in OUR_FILES:
+        for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
-        for name in OUR_DIRS:
+        for name in RUN_DIRS:
             shutil.rmtree(out / name, ignore_errors=True)
 
 
 def read_config(out: Path) -> dict:
-    path = Path(out) / "config.json"
+    path = Path(out) / CONFIG
     if not path.exists():
         raise ModelFileError(f"{out}: no config.json; not an augmentor run directory")
     try:
@@ -219,13 +200,13 @@ def fit(
             "class_counts": prepared.train.class_counts(),
             "skipped_files": len(prepared.full.skipped),
         }
-        checkpoint.atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2).encode()))
+        checkpoint.atomic_write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()))
         holdout = {
             "holdout_index": prepared.holdout_index.tolist(),
             "train_index": prepared.train_index.tolist(),
             "holdout_paths": [prepared.full.paths[i] for i in prepared.holdout_index.tolist()] if prepared.full.paths else None,
         }
-        checkpoint.atomic_write(out / "holdout.json", lambda f: f.write(json.dumps(holdout).encode()))
+        checkpoint.atomic_write(out / HOLDOUT, lambda f: f.write(json.dumps(holdout).encode()))
         trainer = Trainer(model_cfg, train_cfg, prepared.train, dev, precision)
         _train(out, trainer, config, opts, progress)
     return out
@@ -253,7 +234,7 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
     train_cfg = TrainConfig.from_dict({**config["train"], "steps": given.get("steps", config["train"]["steps"])})
     model_cfg = ModelConfig.from_dict(config["model"])
     with locked(out):
-        found = checkpoint.latest_good(out / "checkpoints", map_location=dev)
+        found = checkpoint.latest_good(out / CHECKPOINTS, map_location=dev)
         if found is not None and ModelConfig.from_dict(found[1]["model_config"]) != model_cfg:
             raise ModelFileError(f"{found[0]}: its model differs from {out / 'config.json'}; the run directory was altered")
         done = int(found[1]["step"]) if found is not None else 0
@@ -271,12 +252,12 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
             path, state = found
             trainer.load_state_dict(state)
             log.info(f"resuming {out} from {path.name} (step {trainer.step} of {train_cfg.steps})")
-        truncate_log(out / "log.jsonl", trainer.step)
-        for stale in (out / "samples").glob("step_*.png"):
+        truncate_log(out / LOG, trainer.step)
+        for stale in (out / SAMPLES).glob("step_*.png"):
             if int(stale.stem.split("_")[1]) > trainer.step:
                 stale.unlink()
         config["train"] = train_cfg.to_dict()
-        checkpoint.atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2).encode()))
+        checkpoint.atomic_write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()))
         _train(out, trainer, config, opts, progress)
     return out
 
@@ -295,14 +276,14 @@ def _check_unchanged(out: Path, config: dict, option, value) -> None:
 
 def _train(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress: bool) -> None:
     ckpt = Checkpointer(
-        out / "checkpoints", opts.checkpoint_every, opts.keep_checkpoints, extra={"data_fingerprint": config["data_fingerprint"]}
+        out / CHECKPOINTS, opts.checkpoint_every, opts.keep_checkpoints, extra={"data_fingerprint": config["data_fingerprint"]}
     )
     callbacks = [
         DiversityMonitor(opts.sample_every),  # before ProgressLog: its figures join that step's log row
-        ProgressLog(out / "log.jsonl", every=max(1, min(10, opts.checkpoint_every)), progress=progress),
-        SampleGrids(out / "samples", opts.sample_every, gif=out / "progress.gif"),
+        ProgressLog(out / LOG, every=max(1, min(10, opts.checkpoint_every)), progress=progress),
+        SampleGrids(out / SAMPLES, opts.sample_every, gif=out / "progress.gif"),
         ckpt,
-        NonFiniteGuard(out / "checkpoints", out / "log.jsonl"),
+        NonFiniteGuard(out / CHECKPOINTS, out / LOG),
     ]
     log.info(f"training on {trainer.device}, {trainer.precision} math")
     with _stop_on_sigint(trainer):
@@ -312,8 +293,8 @@ def _train(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress
         raise Interrupted(
             f"interrupted at step {trainer.step}; checkpoint saved. Resume with: augmentor fit --out {out} --resume"
         )
-    plot_losses(out / "log.jsonl", out / "losses.png")
-    plot_diversity(out / "log.jsonl", out / "diversity.png")
+    plot_losses(out / LOG, out / "losses.png")
+    plot_diversity(out / LOG, out / "diversity.png")
     if opts.export:
         from .export import export_run
 

@@ -11,7 +11,6 @@ handed to DataLoader workers: each worker makes its own session.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -19,32 +18,9 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .data import to_uint8
-from .errors import ConfigError, ModelFileError
-from .export import read_metadata
-
-VALUE_RANGES = ("tanh", "unit", "uint8")
-
-
-def resolve_model(model) -> Path:
-    """A generator .onnx file, or a run directory holding one."""
-    path = Path(model)
-    if path.is_dir():
-        path = path / "generator.onnx"
-    if not path.exists():
-        raise ModelFileError(
-            f"{path}: no such model (give a generator .onnx or a run directory; `augmentor export RUN` makes one)"
-        )
-    return path
-
-
-def cuda_available_for_ort() -> bool:
-    """Only ask onnxruntime for CUDA where there is a GPU: onnxruntime-gpu logs an error otherwise."""
-    if not torch.cuda.is_available():
-        return False
-    import onnxruntime as ort
-
-    return "CUDAExecutionProvider" in ort.get_available_providers()
+from .data import VALUE_RANGES, convert_range
+from .errors import ConfigError
+from .modelfiles import LazySession, find_model, read_metadata, resolve_ort_device
 
 
 class Sampler:
@@ -55,22 +31,14 @@ class Sampler:
     """
 
     def __init__(self, model, device: str = "auto", chunk: int = 256):
-        self.path = resolve_model(model)
+        self.path = find_model(model, "generator")
         self.meta = read_metadata(self.path)
-        if self.meta.get("kind") != "generator":
-            raise ModelFileError(f"{self.path}: is an augmentor {self.meta.get('kind')}, not a generator")
-        if device == "auto":
-            device = "cuda" if cuda_available_for_ort() else "cpu"
-        if device.startswith("cuda") and not cuda_available_for_ort():
-            raise ConfigError(f"device {device}: no GPU that onnxruntime can use here; use device='cpu'")
-        if device != "cpu" and not device.startswith("cuda"):
-            raise ConfigError(f"device {device!r} is not one of auto, cpu, cuda")
         if chunk < 1:
             raise ConfigError(f"chunk {chunk} must be positive")
+        device = resolve_ort_device(device)
         self.device = torch.device(device)
         self.chunk = chunk
-        self._session = None
-        self._pid = None
+        self._session = LazySession(self.path, device)
 
     # ------------------------------------------------------------------ metadata
 
@@ -94,24 +62,7 @@ class Sampler:
 
     @property
     def session(self):
-        if self._session is None or self._pid != os.getpid():  # new process (forked worker): new session
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = max(1, torch.get_num_threads())  # 1 in DataLoader workers
-            opts.log_severity_level = 3
-            if self.device.type == "cuda":
-                providers = [("CUDAExecutionProvider", {"device_id": self.device.index or 0}), "CPUExecutionProvider"]
-            else:
-                providers = ["CPUExecutionProvider"]
-            self._session = ort.InferenceSession(str(self.path), opts, providers=providers)
-            self._pid = os.getpid()
-        return self._session
-
-    def __getstate__(self):  # picklable for spawn-started workers: the session is rebuilt there
-        state = self.__dict__.copy()
-        state["_session"] = None
-        return state
+        return self._session.get()
 
     # ------------------------------------------------------------------ sampling
 
@@ -162,7 +113,7 @@ class Sampler:
         y = self.labels_for(labels, n, g)
         z = torch.randn(n, self.nz, generator=g)  # drawn on the CPU: the same seed gives the same noise everywhere
         images = self.generate(z.to(self.device), y.to(self.device))
-        images = convert_range(images, value_range)
+        images = convert_range(images, "tanh", value_range)
         return images.cpu().numpy() if numpy else images
 
     def generate(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -192,14 +143,6 @@ class Sampler:
         torch.cuda.current_stream(z.device).synchronize()  # inputs written by torch are ready
         self.session.run_with_iobinding(binding)
         return out
-
-
-def convert_range(images: torch.Tensor, value_range: str) -> torch.Tensor:
-    if value_range == "unit":
-        return images.add(1).mul_(0.5).clamp_(0, 1)
-    if value_range == "uint8":
-        return to_uint8(images)
-    return images
 
 
 # ----------------------------------------------------------------------------------------- files

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .config import PRECISIONS, ModelConfig, TrainConfig
-from .data import ImageSet, to_unit_range
+from .data import ImageSet, uint8_to_tanh
 from .diffaug import diff_augment
 from .errors import ConfigError
 from .losses import coverage, d_loss, g_loss
@@ -87,7 +87,7 @@ class Trainer:
         c = self.classes[torch.randint(len(self.classes), (n,), generator=self.rng, device=self.device)]
         offset = (torch.rand(n, generator=self.rng, device=self.device) * self.counts[c]).long()
         idx = self.offsets[c] + offset
-        return to_unit_range(self.images[idx]), self.labels[idx]
+        return uint8_to_tanh(self.images[idx]), self.labels[idx]
 
     def noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.model_cfg.nz, generator=self.rng, device=self.device)

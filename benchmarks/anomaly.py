@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def evaluate(normal: data.ImageSet, test_x: torch.Tensor, is_anomaly: np.ndarray, steps: int, width: int, workdir: Path) -> dict:
-    x_norm = data.to_unit_range(normal.images)
+    x_norm = data.uint8_to_tanh(normal.images)
     t0 = time.time()
     run.fit(
         workdir,
@@ -65,7 +65,7 @@ def main():
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         _, pool, test = mnist_pool_test()
-        test_x = data.to_unit_range(test.images)
+        test_x = data.uint8_to_tanh(test.images)
         for d in args.digits:
             normal = pool.subset(torch.nonzero(pool.labels == d).flatten())
             normal = data.ImageSet(normal.images, torch.zeros(len(normal), dtype=torch.long), [str(d)], f"mnist digit {d}")
@@ -75,7 +75,7 @@ def main():
         train, ptest = data.load(npz, size=32, split="train"), data.load(npz, size=32, split="test")
         normal = data.select_classes(train, "0")
         rows["pneumonia"] = evaluate(
-            normal, data.to_unit_range(ptest.images), (ptest.labels != 0).numpy(), args.steps, args.width, Path(tmp) / "pn"
+            normal, data.uint8_to_tanh(ptest.images), (ptest.labels != 0).numpy(), args.steps, args.width, Path(tmp) / "pn"
         )
         print("pneumonia: " + json.dumps({k: round(v, 4) for k, v in rows["pneumonia"].items()}), flush=True)
 

@@ -61,8 +61,8 @@ def run_job(shot: int, seed: int, variant: str, steps: int, clf_steps: int, widt
     torch.set_num_threads(1)  # two jobs share 2 cores: one thread each (two 2-thread jobs thrash)
     _, pool, test = mnist_pool_test()
     train = pool.subset(data.per_class_subset(pool, shot, seed))
-    x_train, y_train = data.to_unit_range(train.images), train.labels
-    x_test, y_test = data.to_unit_range(test.images), test.labels.numpy()
+    x_train, y_train = data.uint8_to_tanh(train.images), train.labels
+    x_test, y_test = data.uint8_to_tanh(test.images), test.labels.numpy()
     aug = digit_augment()
 
     def accuracy(model):

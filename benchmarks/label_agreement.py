@@ -36,8 +36,8 @@ def main():
 
     _, pool, test = mnist_pool_test()
     train = pool.subset(data.per_class_subset(pool, args.per_class, args.seed))
-    judge = train_classifier(data.to_unit_range(pool.images), pool.labels, 10, steps=1000, seed=args.seed)
-    judge_acc = float((predict(judge, data.to_unit_range(test.images)).argmax(1) == test.labels.numpy()).mean())
+    judge = train_classifier(data.uint8_to_tanh(pool.images), pool.labels, 10, steps=1000, seed=args.seed)
+    judge_acc = float((predict(judge, data.uint8_to_tanh(test.images)).argmax(1) == test.labels.numpy()).mean())
 
     cfg = ModelConfig(size=32, channels=1, class_names=tuple(pool.class_names), width=args.width)
     tcfg = TrainConfig(steps=args.steps, lr=args.lr, coverage=args.coverage, seed=args.seed)

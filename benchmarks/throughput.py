@@ -90,7 +90,7 @@ def reference_loop(cfg: ModelConfig, ds: data.ImageSet, batch: int, device):
     G, D = G.to(device), D.to(device)
     opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
-    loader = DataLoader(TensorDataset(data.to_unit_range(ds.images), ds.labels), batch_size=batch, shuffle=True, drop_last=True)
+    loader = DataLoader(TensorDataset(data.uint8_to_tanh(ds.images), ds.labels), batch_size=batch, shuffle=True, drop_last=True)
     bce = torch.nn.BCELoss()
     batches = forever(loader)
     y0 = torch.zeros(batch, dtype=torch.long, device=device)
@@ -190,7 +190,7 @@ def bench_mix(device, steps: int, width: int, tmp: Path) -> list:
     """SyntheticMix(ratio=0.3) vs the unwrapped loader, with fresh images every batch and with its pool."""
     run = tiny_run(tmp / "mix32", 32, 1, width)
     ds = fake_dataset(4096, 32, 1)
-    loader = DataLoader(TensorDataset(data.to_unit_range(ds.images), ds.labels), batch_size=64, shuffle=True, drop_last=True)
+    loader = DataLoader(TensorDataset(data.uint8_to_tanh(ds.images), ds.labels), batch_size=64, shuffle=True, drop_last=True)
     model = SmallCNN(1, 10, 32).to(device)
     opt = torch.optim.Adam(model.parameters())
 

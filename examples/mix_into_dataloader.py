@@ -34,7 +34,7 @@ def train_and_test(loader, test, epochs):
             opt.step()
     model.eval()
     with torch.no_grad():
-        pred = model(data.to_unit_range(test.images)).argmax(1)
+        pred = model(data.uint8_to_tanh(test.images)).argmax(1)
     return (pred == test.labels).float().mean().item()
 
 
@@ -58,7 +58,7 @@ def main():
     assert not set(train_idx.tolist()) & set(test_idx.tolist())  # the GAN never saw a test digit
     train = full.subset(train_idx)
 
-    x = data.to_unit_range(train.images)  # the classifier's normalization: [-1, 1]
+    x = data.uint8_to_tanh(train.images)  # the classifier's normalization: [-1, 1]
     loader = DataLoader(TensorDataset(x, train.labels), batch_size=32, shuffle=True)
     to_classifier_range = lambda images: images * 2 - 1  # noqa: E731  synthetic [0, 1] → [-1, 1]
     mixed = SyntheticMix(loader, f"{args.run}/generator.onnx", ratio=0.3, transform=to_classifier_range)

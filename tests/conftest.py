@@ -24,9 +24,7 @@ def dataset(name: str) -> Path:
 
 
 def tiny_model(class_names=("a", "b"), mode="conditional", size=32, channels=1, width=8, nz=16) -> ModelConfig:
-    return ModelConfig(
-        size=size, channels=channels, class_names=tuple(class_names), mode=mode, width=width, nz=nz
-    )
+    return ModelConfig(size=size, channels=channels, class_names=tuple(class_names), mode=mode, width=width, nz=nz)
 
 
 def tiny_train(steps=4, **kw) -> TrainConfig:

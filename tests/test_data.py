@@ -16,9 +16,9 @@ def test_image_folder_classes_sizes_and_range(image_folder):
     assert ds.class_names == ["cats", "dogs"]
     assert ds.labels.tolist() == [0] * 4 + [1] * 4
     assert any("cat 0.png" in p for p in ds.paths)  # spaces in names are fine
-    x = data.to_unit_range(ds.images)
+    x = data.uint8_to_tanh(ds.images)
     assert x.min() >= -1 and x.max() <= 1
-    assert torch.equal(data.to_uint8(x), ds.images)
+    assert torch.equal(data.tanh_to_uint8(x), ds.images)
 
 
 def test_flat_folder_is_one_class(tmp_path):

@@ -29,7 +29,7 @@ class OneShapePerClass(nn.Module):
 
 def test_reference_ratios_on_real_and_collapsed_sets():
     ds = digits_10_shot()
-    x = data.to_unit_range(ds.images)
+    x = data.uint8_to_tanh(ds.images)
     ref = ClassReference(x, ds.labels, 10)
     same = ref.compare(x[ds.labels == 3], 3)
     assert 0.99 < same["diversity"] < 1.01 and same["recall"] == 1.0 and same["nearest_real"] == 0.0
@@ -42,7 +42,7 @@ def test_collapsed_class_triggers_a_warning_naming_it(caplog):
     ds = digits_10_shot()
     cfg = ModelConfig(size=32, channels=1, class_names=tuple(ds.class_names), width=8, nz=16)
     trainer = Trainer(cfg, tiny_train(steps=1), ds)
-    first_of_each = torch.stack([data.to_unit_range(ds.images[ds.labels == c][0]) for c in range(10)])
+    first_of_each = torch.stack([data.uint8_to_tanh(ds.images[ds.labels == c][0]) for c in range(10)])
     trainer.sampling_generator = lambda: OneShapePerClass(first_of_each)
     monitor = DiversityMonitor(every=1)
     monitor.on_fit_start(trainer)

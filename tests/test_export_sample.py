@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import onnx
 import pytest
@@ -8,7 +10,8 @@ from PIL import Image
 
 from augmentor import checkpoint, data
 from augmentor.errors import ConfigError, ModelFileError
-from augmentor.export import export_run, load_models, read_metadata
+from augmentor.export import export_run, load_models
+from augmentor.modelfiles import read_metadata
 from augmentor.sampler import Sampler, class_folders, safe_name
 from augmentor.train import Trainer
 
@@ -92,8 +95,12 @@ def test_sampler_refuses_foreign_models_and_unknown_labels(tmp_path, exported):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(ModelFileError, match="not an ONNX file"):
         Sampler(tmp_path / "junk.onnx")
+    assert Sampler(exported / "discriminator.onnx").path.name == "generator.onnx"  # its pair, named in its metadata
+    lone = tmp_path / "lone" / "d.onnx"
+    lone.parent.mkdir()
+    shutil.copy(exported / "discriminator.onnx", lone)
     with pytest.raises(ModelFileError, match="not a generator"):
-        Sampler(exported / "discriminator.onnx")
+        Sampler(lone)
     with pytest.raises(ConfigError, match="label 5 is not a class"):
         Sampler(exported, "cpu").sample(2, labels=[0, 5])
     with pytest.raises(ConfigError, match="'cat' is not one of"):

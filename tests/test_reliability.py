@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,7 +38,15 @@ def models(tmp_path_factory):
     rgb = make_run(root, names=("0", "1"), channels=3)
     export_run(gray)
     export_run(rgb)
-    return {"gray": gray, "rgb": rgb}
+    return {"gray": gray, "rgb": rgb, "tmp": root}
+
+
+def lone_discriminator(run, tmp):
+    """A discriminator.onnx copied away from its generator: nothing to pair it with."""
+    lone = tmp / "lone" / "d.onnx"
+    lone.parent.mkdir(exist_ok=True)
+    shutil.copy(run / "discriminator.onnx", lone)
+    return lone
 
 
 # ------------------------------------------------------------------ setups: each makes the user's files, returns argv
@@ -187,7 +196,7 @@ def run_case(models, tmp):
             "not an ONNX file",
         ),
         "sample: discriminator": (
-            ["sample", models["gray"] / "discriminator.onnx", "--n", 2, "--out", tmp / "s"],
+            ["sample", lone_discriminator(models["gray"], tmp), "--n", 2, "--out", tmp / "s"],
             "not a generator",
         ),
         "sample: n 0": (["sample", models["gray"], "--n", 0, "--out", tmp / "s"], "--n 0"),
@@ -278,7 +287,7 @@ API_CASES = [
     ("Sampler: unknown label", lambda m: Sampler(m["gray"], "cpu").sample(3, labels=[0, 1, 7]), ConfigError, "label 7"),
     ("Sampler: bad value range", lambda m: Sampler(m["gray"], "cpu").sample(3, value_range="hdr"), ConfigError, "value_range"),
     ("Sampler: label count", lambda m: Sampler(m["gray"], "cpu").sample(3, labels=[0, 1]), ConfigError, "2 labels for 3"),
-    ("Sampler: discriminator", lambda m: Sampler(m["gray"] / "discriminator.onnx"), ModelFileError, "not a generator"),
+    ("Sampler: discriminator", lambda m: Sampler(lone_discriminator(m["gray"], m["tmp"])), ModelFileError, "not a generator"),
     ("Dataset: bad output", lambda m: SyntheticDataset(m["gray"], 4, output="jpeg"), ConfigError, "output='jpeg'"),
     ("Dataset: negative n", lambda m: SyntheticDataset(m["gray"], -1), ConfigError, "n must be"),
     ("Dataset: unknown class", lambda m: SyntheticDataset(m["gray"], class_counts={"cat": 2}), ConfigError, "'cat'"),

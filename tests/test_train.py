@@ -17,7 +17,7 @@ def digits():
 @pytest.fixture(scope="module")
 def digit_classifier(digits):
     """A real-digit classifier: logistic regression on 8×8 average-pooled images (99 % on the digits)."""
-    x = F.avg_pool2d(data.to_unit_range(digits.images), 4).flatten(1).numpy()
+    x = F.avg_pool2d(data.uint8_to_tanh(digits.images), 4).flatten(1).numpy()
     return LogisticRegression(max_iter=2000).fit(x, digits.labels.numpy())
 
 
