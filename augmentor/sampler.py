@@ -11,7 +11,7 @@ handed to DataLoader workers: each worker makes its own session.
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -147,13 +147,13 @@ class Sampler:
 
 # ----------------------------------------------------------------------------------------- files
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
-
-
 def safe_name(name: str, fallback: str) -> str:
-    """A class name made safe as one folder name: no separators, no '..', no NUL, never empty."""
-    s = _UNSAFE.sub("_", str(name)).strip(" .")
-    return s[:100] if s else fallback
+    """A class name as one folder name, every character kept that a file system takes (accents, CJK, spaces):
+    only path separators, NUL and control characters become "_", and "." / ".." / "" become ``fallback``.
+    Cut to 200 bytes of UTF-8 (file systems allow 255), never inside a character."""
+    s = "".join("_" if ch in "/\\" or unicodedata.category(ch) == "Cc" else ch for ch in str(name))
+    s = s.encode("utf-8")[:200].decode("utf-8", errors="ignore")
+    return fallback if s.strip() in ("", ".", "..") else s
 
 
 def class_folders(class_names: Sequence[str]) -> list:

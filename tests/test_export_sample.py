@@ -108,8 +108,11 @@ def test_sampler_refuses_foreign_models_and_unknown_labels(tmp_path, exported):
 
 
 def test_safe_class_folders():
-    assert safe_name("../etc/passwd", "x") == "_etc_passwd"
+    assert safe_name("../etc/passwd", "x") == ".._etc_passwd"  # one path component, never a way out of --out
     assert safe_name("/abs", "x") == "_abs" and safe_name("a\0b", "x") == "a_b" and safe_name("..", "x") == "x"
+    assert safe_name("a\\b\tc\x7f", "x") == "a_b_c_" and safe_name(".", "x") == "x" and safe_name("  ", "x") == "x"
+    assert safe_name("été chaud", "x") == "été chaud" and safe_name("雪", "x") == "雪"  # every character a file system takes
+    assert len(safe_name("雪" * 100, "x").encode()) <= 200 and set(safe_name("雪" * 100, "x")) == {"雪"}  # cut between characters
     assert class_folders(["a/b", "a_b", "", "A_B"]) == ["a_b", "a_b_1", "class_2", "A_B_3"]
 
 
@@ -123,3 +126,18 @@ def test_sample_cli_writes_an_image_folder(tmp_path, capsys):
     assert len(files) == 4 and Image.open(files[0]).size == (32, 32)
     code, _, err = run_cli(capsys, "sample", run, "--n", 4, "--out", tmp_path / "syn")  # never overwrite
     assert code == 2 and "not an empty folder" in one_line_error(err)
+
+
+def test_sample_keeps_non_ascii_class_names(tmp_path, capsys):
+    from clihelp import TINY, run_cli
+    from conftest import write_image
+
+    for name in ("été chaud", "雪"):
+        for i in range(3):
+            write_image(tmp_path / "data" / name / f"{i}.png", seed=i)
+    run = tmp_path / "run"
+    assert run_cli(capsys, "fit", "--data", tmp_path / "data", "--out", run, "--steps", 2, *TINY)[0] == 0
+    code, _, err = run_cli(capsys, "sample", run, "--n", 2, "--per-class", "--out", tmp_path / "syn")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "syn").iterdir()) == sorted(["été chaud", "雪"])
+    assert all(len(list(p.iterdir())) == 2 for p in (tmp_path / "syn").iterdir())

@@ -1,3 +1,5 @@
+import logging
+
 import albumentations as A
 import numpy as np
 import pytest
@@ -144,3 +146,54 @@ def test_replace_transform_keeps_type_and_label(model):
     assert always(arr, 0)[0].shape == (32, 32)
     hits = sum(SyntheticReplace(model, p=0.3).make_params()["replace"] for _ in range(2000))
     assert 500 < hits < 700
+
+
+class DictBatches(torch.utils.data.Dataset):
+    """The Hugging Face datasets style: each item (and so each batch) is a dict."""
+
+    def __init__(self, n=24):
+        self.x, self.y = torch.rand(n, 1, 32, 32), torch.arange(n) % 3
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"pixel_values": self.x[i], "labels": self.y[i], "id": i}
+
+
+def test_mix_over_dict_batches(model):
+    loader = DataLoader(DictBatches(), batch_size=8)
+    with pytest.raises(ConfigError, match="image_key=..., label_key=..."):
+        next(iter(SyntheticMix(loader, model, ratio=0.5)))
+    mixed = SyntheticMix(loader, model, ratio=0.5, image_key="pixel_values", label_key="labels", return_mask=True)
+    plain = list(loader)
+    for batch, orig in zip(mixed, plain):
+        assert set(batch) == {"pixel_values", "labels", "id", "is_synthetic"}
+        mask = batch["is_synthetic"]
+        assert mask.sum() == 4 and torch.equal(batch["id"], orig["id"])  # other entries untouched
+        assert torch.equal(batch["pixel_values"][~mask], orig["pixel_values"][~mask])
+        assert not torch.equal(batch["pixel_values"][mask], orig["pixel_values"][mask])
+        assert torch.equal(batch["labels"], orig["labels"])  # labels="match"
+
+
+def test_mix_refuses_batches_it_cannot_read(model):
+    loader = DataLoader(TensorDataset(torch.rand(8, 1, 32, 32)), batch_size=4)  # images only, no labels
+    with pytest.raises(ConfigError, match="pairs or dicts"):
+        next(iter(SyntheticMix(loader, model)))
+
+
+def test_gpu_without_onnxruntime_cuda_says_so_once(model, monkeypatch, caplog):
+    import onnxruntime
+
+    from augmentor import modelfiles
+    from augmentor.sampler import Sampler
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(modelfiles, "_warned_no_cuda_ep", False)
+    monkeypatch.setattr(logging.getLogger("augmentor"), "propagate", True)  # the CLI tests turn it off
+    with caplog.at_level("WARNING", logger="augmentor"):
+        assert Sampler(model).device.type == "cpu"
+        Sampler(model)
+    warnings = [r.message for r in caplog.records if "no CUDA provider" in r.message]
+    assert len(warnings) == 1 and "pip install onnxruntime-gpu" in warnings[0]
