@@ -147,6 +147,7 @@ class Sampler:
 
 # ----------------------------------------------------------------------------------------- files
 
+
 def safe_name(name: str, fallback: str) -> str:
     """A class name as one folder name, every character kept that a file system takes (accents, CJK, spaces):
     only path separators, NUL and control characters become "_", and "." / ".." / "" become ``fallback``.

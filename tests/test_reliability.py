@@ -176,11 +176,6 @@ FIT_CASES = [
         lambda t: ["score", "--model", t / "none", "--data", "sklearn:digits", "--out", t / "s.csv"],
         "no discriminator here",
     ),
-    (
-        "score: missing data",
-        lambda t: ["score", "--model", t / "none", "--data", t / "x", "--out", t / "s.csv"],
-        "no discriminator here",
-    ),
 ]
 
 
@@ -194,6 +189,10 @@ def run_case(models, tmp):
         "sample: junk onnx": (
             ["sample", folder(tmp, {"m.onnx": b"junk"}) / "m.onnx", "--n", 2, "--out", tmp / "s"],
             "not an ONNX file",
+        ),
+        "score: missing data": (
+            ["score", "--model", models["gray"], "--data", tmp / "no-such-folder", "--out", tmp / "s.csv"],
+            "no such file or directory",
         ),
         "sample: discriminator": (
             ["sample", lone_discriminator(models["gray"], tmp), "--n", 2, "--out", tmp / "s"],

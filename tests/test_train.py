@@ -28,20 +28,14 @@ def label_agreement(trainer, clf, n=500) -> float:
     return float((torch.from_numpy(pred) == y).float().mean())
 
 
-@pytest.mark.parametrize(
-    "mode,steps,width,lr,bound",
-    [
-        # Measured: conditional 97 %, per-class 79 % (chance is 10 %); the bounds leave a wide margin.
-        ("conditional", 600, 32, 5e-4, 0.6),
-        ("per-class", 300, 16, 2e-4, 0.45),
-    ],
-)
-def test_samples_are_classified_as_their_conditioning_label(digits, digit_classifier, mode, steps, width, lr, bound):
-    cfg = ModelConfig(size=32, channels=1, class_names=tuple(digits.class_names), mode=mode, width=width, nz=32)
-    trainer = Trainer(cfg, TrainConfig(steps=steps, batch_size=32, lr=lr, seed=0), digits).fit()
-    agreement = label_agreement(trainer, digit_classifier)
-    print(f"{mode}: label agreement {agreement:.3f}")
-    assert agreement >= bound
+@pytest.mark.parametrize("mode", ["conditional", "per-class"])
+def test_samples_are_classified_as_their_conditioning_label(digits, digit_classifier, mode):
+    """A short, seeded run on digits 0 and 1: measured agreement 98.5 % (conditional) and 99.3 % (per-class)
+    after 120 steps, 48 % for the conditional model after 60. The long study: benchmarks/label_agreement.py."""
+    two = data.select_classes(digits, "0,1")
+    cfg = ModelConfig(size=32, channels=1, class_names=tuple(two.class_names), mode=mode, width=16, nz=32)
+    trainer = Trainer(cfg, TrainConfig(steps=120, batch_size=32, lr=5e-4, seed=0), two).fit()
+    assert label_agreement(trainer, digit_classifier, n=400) >= 0.9
 
 
 def test_batches_are_class_balanced_and_on_device(digits):
@@ -83,13 +77,17 @@ def test_ema_is_an_average_not_a_copy(digits):
     assert not torch.equal(ema, raw) and (ema - raw).abs().max() < 0.1
 
 
-def test_precision_is_resolved_and_bf16_keeps_weights_and_samples_fp32(digits):
+def test_precision_is_resolved_and_bf16_keeps_weights_and_samples_fp32(digits, monkeypatch):
     from augmentor.errors import ConfigError
     from augmentor.train import resolve_precision
 
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
     assert resolve_precision("auto", torch.device("cuda")) == "fp32"  # bf16 autocast was slower on an H100
-    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")  # bf16 only with native CPU support
+    for avx512_bf16, amx, expected in [(True, False, "bf16"), (False, True, "bf16"), (False, False, "fp32")]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert resolve_precision("auto", torch.device("cpu")) == expected  # bf16 only with native CPU support
+    monkeypatch.undo()
     with pytest.raises(ConfigError, match="--precision fp8"):
         resolve_precision("fp8", torch.device("cpu"))
     trainer = Trainer(tiny_model([str(i) for i in range(10)]), tiny_train(steps=3, coverage=1.0), digits, precision="bf16")
