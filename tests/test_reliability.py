@@ -272,12 +272,15 @@ CASE_NAMES = [
     "sample: missing model",
     "sample: unknown device",
     "info: not onnx",
+    "score: missing data",
 ]
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
 def test_export_sample_info_bad_input(tmp_path, capsys, models, name):
-    argv, expected = run_case(models, tmp_path)[name]
+    cases = run_case(models, tmp_path)
+    assert set(cases) == set(CASE_NAMES)  # every case is run
+    argv, expected = cases[name]
     check_cli_case(capsys, tmp_path, argv, expected)
 
 
