@@ -22,6 +22,7 @@ import torch
 from . import checkpoint, data
 from .errors import ConfigError, ModelFileError
 from .modelfiles import CHECKPOINTS, CONFIG, LazySession, find_model, read_metadata
+from .plots import plot_roc
 
 
 @dataclass(frozen=True)
@@ -207,24 +208,5 @@ def score_dataset(
             )
         result.update(auroc=float(roc_auc_score(y, scores)), auprc=float(average_precision_score(y, scores)))
         result["roc_plot"] = out.with_suffix(".roc.png")
-        _plot_roc(y, scores, result["auroc"], result["roc_plot"])
+        plot_roc(y, scores, result["auroc"], result["roc_plot"])
     return result
-
-
-def _plot_roc(y, scores, auroc: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, _ = roc_curve(y, scores)
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.plot(fpr, tpr, label=f"AUROC {auroc:.3f}")
-    ax.plot([0, 1], [0, 1], color="gray", ls="--", lw=0.8)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Optional
@@ -16,7 +17,7 @@ from .data import uint8_to_tanh
 from .errors import TrainingDiverged
 from .metrics import ClassReference
 from .plots import grid_image, write_gif
-from .train import Callback, Trainer
+from .train import Callback, StepReport, Trainer
 
 log = logging.getLogger("augmentor")
 
@@ -27,12 +28,15 @@ def _due(step: int, every: int, target: int) -> bool:
 
 class ProgressLog(Callback):
     """Averages losses on the device and syncs once per ``every`` steps: one line to log.jsonl and the
-    progress bar's losses. Reading a loss every step would stall a GPU on each one."""
+    progress bar's losses. Reading a loss every step would stall a GPU on each one. Reports a NaN/inf
+    average; writes the other callbacks' log fields into the same step's row."""
 
     def __init__(self, path: Optional[Path], every: int = 10, progress: bool = True):
         self.path, self.every, self.progress = path, max(1, every), progress
         self.sums: dict = {}
         self.count = 0
+        self.values: Optional[dict] = None  # this step's averages, once synced
+        self.postfix: dict = {}
         self.bar = None
 
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -43,30 +47,36 @@ class ProgressLog(Callback):
 
             self.bar = tqdm(total=self.target, initial=trainer.step, unit="step", desc="fit", dynamic_ncols=True)
 
-    def on_step_end(self, trainer: Trainer, logs: dict) -> None:
+    def on_step_end(self, trainer: Trainer, logs: dict) -> Optional[StepReport]:
         for k, v in logs.items():
             self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
         self.count += 1
         if self.bar is not None:
             self.bar.update(1)
-        extra = trainer.extra_logs
-        if not _due(trainer.step, self.every, self.target) and not extra:
-            return
-        values = {k: float(v) / self.count for k, v in self.sums.items()}  # the one sync
+        self.values = None
+        if not _due(trainer.step, self.every, self.target):
+            return None
+        self._average()
+        return StepReport(nonfinite=any(not math.isfinite(v) for v in self.values.values()))
+
+    def _average(self) -> None:
+        self.values = {k: float(v) / self.count for k, v in self.sums.items()}  # the one sync
         self.sums, self.count = {}, 0
-        if any(v != v or v in (float("inf"), float("-inf")) for v in values.values()):
-            trainer.nonfinite = True  # NonFiniteGuard acts on it
-        row = {"step": trainer.step, **{k: round(v, 5) for k, v in values.items()}, "time": round(time.time() - self.t0, 2)}
-        if extra:
-            row.update(extra)
-            trainer.extra_logs = {}
+
+    def on_step_reported(self, trainer: Trainer, logs: dict, report: StepReport) -> None:
+        if report.nonfinite or (self.values is None and not report.log):
+            return  # a broken step's row is not written: the run rolls back past it
+        if self.values is None:  # another callback has figures for this step: write its row now
+            self._average()
+        row = {"step": trainer.step, **{k: round(v, 5) for k, v in self.values.items()}, "time": round(time.time() - self.t0, 2)}
+        row.update(report.log)
         if self.path is not None:
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")
         if self.bar is not None:
-            postfix = {k: f"{v:.3f}" for k, v in values.items() if k != "coverage" or v}
-            postfix.update(trainer.progress_extra)
-            self.bar.set_postfix(postfix, refresh=False)
+            self.postfix.update({k: f"{v:.3f}" for k, v in self.values.items() if k != "coverage" or v})
+            self.postfix.update(report.progress)
+            self.bar.set_postfix(self.postfix, refresh=False)
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.bar is not None:
@@ -88,8 +98,8 @@ class SampleGrids(Callback):
         self.labels = torch.arange(rows).repeat_interleave(self.per_row).to(trainer.device)
         self.target = trainer.train_cfg.steps
 
-    def on_step_end(self, trainer: Trainer, logs: dict) -> None:
-        if _due(trainer.step, self.every, self.target):
+    def on_step_reported(self, trainer: Trainer, logs: dict, report: StepReport) -> None:
+        if _due(trainer.step, self.every, self.target) and not report.nonfinite:
             self.write(trainer)
 
     def write(self, trainer: Trainer) -> Path:
@@ -124,11 +134,13 @@ class DiversityMonitor(Callback):
         self.labels = torch.arange(cfg.num_classes).repeat_interleave(self.n).to(trainer.device)
         self.target = trainer.train_cfg.steps
 
-    def on_step_end(self, trainer: Trainer, logs: dict) -> None:
+    def on_step_end(self, trainer: Trainer, logs: dict) -> Optional[StepReport]:
         if self.every > 0 and _due(trainer.step, self.every, self.target):
-            self.measure(trainer)
+            return self.measure(trainer)
+        return None
 
-    def measure(self, trainer: Trainer) -> dict:
+    def measure(self, trainer: Trainer) -> StepReport:
+        """The per-class figures as a report: log fields and the worst class for the progress bar."""
         with torch.no_grad():
             samples = trainer.sampling_generator()(self.z, self.labels).cpu()
         per_class = {}
@@ -137,15 +149,10 @@ class DiversityMonitor(Callback):
         diversity = {k: v["diversity"] for k, v in per_class.items() if v["diversity"] is not None}
         nearest = {k: v["nearest_real"] for k, v in per_class.items() if v["nearest_real"] is not None}
         recall = {k: v["recall"] for k, v in per_class.items() if v["recall"] is not None}
-        trainer.extra_logs = {
-            **trainer.extra_logs,
-            "diversity": diversity,
-            "nearest_real": nearest,
-            "recall": recall,
-        }
+        report = StepReport(log={"diversity": diversity, "nearest_real": nearest, "recall": recall})
         if diversity:
             worst = min(diversity, key=diversity.get)
-            trainer.progress_extra = {"worst": f"{worst}:{diversity[worst]:.2f}"}
+            report.progress["worst"] = f"{worst}:{diversity[worst]:.2f}"
             # A generator at initialisation is nearly constant: judge collapse only after a quarter of the run.
             if trainer.step >= self.target // 4:
                 low = {name for name, v in diversity.items() if v < self.warn_below}
@@ -158,7 +165,7 @@ class DiversityMonitor(Callback):
                     )
                 self.warned = low
         self.history.append((trainer.step, per_class))
-        return per_class
+        return report
 
 
 class Checkpointer(Callback):
@@ -171,12 +178,13 @@ class Checkpointer(Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         self.target = trainer.train_cfg.steps
 
-    def on_step_end(self, trainer: Trainer, logs: dict) -> None:
-        if not _due(trainer.step, self.every, self.target):
-            return
-        if not all(bool(torch.isfinite(v)) for v in logs.values()):
-            trainer.nonfinite = True  # never write a checkpoint of broken weights; NonFiniteGuard rolls back
-        elif not trainer.nonfinite:
+    def on_step_end(self, trainer: Trainer, logs: dict) -> Optional[StepReport]:
+        if _due(trainer.step, self.every, self.target) and not all(bool(torch.isfinite(v)) for v in logs.values()):
+            return StepReport(nonfinite=True)  # never write a checkpoint of broken weights
+        return None
+
+    def on_step_reported(self, trainer: Trainer, logs: dict, report: StepReport) -> None:
+        if _due(trainer.step, self.every, self.target) and not report.nonfinite:
             self.save(trainer)
 
     def save(self, trainer: Trainer) -> Path:
@@ -201,10 +209,9 @@ class NonFiniteGuard(Callback):
         self.folder, self.log_path = Path(folder), log_path
         self.restored_from: Optional[int] = None
 
-    def on_step_end(self, trainer: Trainer, logs: dict) -> None:
-        if not trainer.nonfinite:
+    def on_step_reported(self, trainer: Trainer, logs: dict, report: StepReport) -> None:
+        if not report.nonfinite:
             return
-        trainer.nonfinite = False
         found = checkpoint.latest_good(self.folder, map_location=trainer.device)
         if found is None or self.restored_from == found[1]["step"]:
             raise TrainingDiverged(

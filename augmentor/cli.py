@@ -173,7 +173,14 @@ def sample(model, n, per_class, out, seed, device):
     default=None,
     help="Training sets to draw, e.g. '10,50' per class, '10%' of the data (imbalance kept) or 'all'; default the preset's.",
 )
-def bench(data, out, preset, size, device, seeds, coverage, shots):
+@click.option(
+    "--augment",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Your albumentations pipeline, saved with albumentations.save(pipeline, FILE), for the classical arms "
+    "(default: the built-in preset or none, whichever scores better on the validation images).",
+)
+def bench(data, out, preset, size, device, seeds, coverage, shots, augment):
     """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
     from .bench import bench as run_bench
     from .bench import parse_shots
@@ -185,7 +192,9 @@ def bench(data, out, preset, size, device, seeds, coverage, shots):
         seed_list = tuple(int(x) for x in seeds.split(",")) if seeds else None
     except ValueError:
         raise click.BadParameter(f"'{seeds}' is not a comma-separated list of integers", param_hint="--seeds") from None
-    report = run_bench(data, out, preset=preset, size=size, device=device, seeds=seed_list, coverage=coverage, shots=shot_list)
+    report = run_bench(
+        data, out, preset=preset, size=size, device=device, seeds=seed_list, coverage=coverage, shots=shot_list, augment=augment
+    )
     verdict = "helped" if report["synthetic_helped"] else "did NOT help"
     click.echo(f"\nsynthetic data {verdict}; recommended ratio {report['recommended_ratio']}\nreport: {out / 'report.md'}")
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Callable, Optional, Union
 
 import numpy as np
@@ -21,8 +22,10 @@ from .sampler import Sampler
 OUTPUTS = ("pil", "tensor", "numpy")
 
 
-def _as_sampler(model, device: str = "cpu") -> Sampler:
-    return model if isinstance(model, Sampler) else Sampler(model, device=device)
+def _as_sampler(model, device: str = "cpu"):
+    """A path (run directory or generator .onnx) opens a Sampler; a Sampler, or anything with its sampling
+    interface (e.g. augmentation.RealResampler), is used as it is."""
+    return Sampler(model, device=device) if isinstance(model, (str, Path)) else model
 
 
 def _to_output(img_uint8_chw: np.ndarray, output: str):
@@ -164,7 +167,7 @@ class SyntheticMix:
 
     def _sampler_for(self, device: torch.device) -> Sampler:
         if device not in self.samplers:
-            if isinstance(self.model, Sampler) or not ort_cuda_usable():
+            if not isinstance(self.model, (str, Path)) or not ort_cuda_usable():
                 # onnxruntime without CUDA (or a Sampler the user built): generate there, copy to the batch's device
                 self.samplers[device] = self.samplers[torch.device("cpu")]
             else:

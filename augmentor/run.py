@@ -279,7 +279,7 @@ def _train(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress
         out / CHECKPOINTS, opts.checkpoint_every, opts.keep_checkpoints, extra={"data_fingerprint": config["data_fingerprint"]}
     )
     callbacks = [
-        DiversityMonitor(opts.sample_every),  # before ProgressLog: its figures join that step's log row
+        DiversityMonitor(opts.sample_every),
         ProgressLog(out / LOG, every=max(1, min(10, opts.checkpoint_every)), progress=progress),
         SampleGrids(out / SAMPLES, opts.sample_every, gif=out / "progress.gif"),
         ckpt,

@@ -8,6 +8,7 @@ is checkpointed, so a resumed run continues exactly where an uninterrupted one w
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 import torch
@@ -21,13 +22,33 @@ from .losses import coverage, d_loss, g_loss
 from .models import build_discriminator, build_generator, refresh_batchnorm
 
 
+@dataclass
+class StepReport:
+    """What callbacks produce after a step, merged over all of them: the trainer hands the merged report to
+    every callback's ``on_step_reported``, so no callback depends on another running before it."""
+
+    log: dict = field(default_factory=dict)  # fields to add to this step's log row (e.g. diversity)
+    progress: dict = field(default_factory=dict)  # short figures for the progress bar
+    nonfinite: bool = False  # a NaN/inf loss was seen: no checkpoint of these weights; roll back
+
+    def merge(self, other: Optional[StepReport]) -> None:
+        if other is not None:
+            self.log.update(other.log)
+            self.progress.update(other.progress)
+            self.nonfinite |= other.nonfinite
+
+
 class Callback:
-    """Hooks the trainer calls. ``logs`` holds detached loss tensors: reading them (``.item()``) syncs
-    the device, so callbacks do it only on the steps they act on."""
+    """Hooks the trainer calls. After each step, first ``on_step_end`` on every callback (measure, and
+    return a StepReport of what was found), then ``on_step_reported`` on every callback with the merged
+    report (act: write the log row, save, roll back). ``logs`` holds detached loss tensors: reading them
+    (``.item()``) syncs the device, so callbacks do it only on the steps they act on."""
 
     def on_fit_start(self, trainer: Trainer) -> None: ...
 
-    def on_step_end(self, trainer: Trainer, logs: dict) -> None: ...
+    def on_step_end(self, trainer: Trainer, logs: dict) -> Optional[StepReport]: ...
+
+    def on_step_reported(self, trainer: Trainer, logs: dict, report: StepReport) -> None: ...
 
     def on_fit_end(self, trainer: Trainer) -> None: ...
 
@@ -63,11 +84,7 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=train_cfg.lr, betas=train_cfg.betas, fused=True)
         self.rng = torch.Generator(device=self.device).manual_seed(train_cfg.seed)
         self.step = 0
-        # Where callbacks talk to each other through the trainer:
         self.stop_requested = False  # set (e.g. on Ctrl-C) to end fit() after the current step
-        self.nonfinite = False  # a NaN/inf loss was seen; NonFiniteGuard rolls back
-        self.extra_logs: dict = {}  # figures to add to the next log.jsonl row (e.g. diversity)
-        self.progress_extra: dict = {}  # short figures for the progress bar
         self._sampling = (None, None)  # (step, generator made for sampling at that step)
 
         # Sort by class once; a class-balanced batch is then "pick a class, pick an offset".
@@ -179,8 +196,11 @@ class Trainer:
             cb.on_fit_start(self)
         while self.step < target and not self.stop_requested:
             logs = self.train_step()
+            report = StepReport()
             for cb in callbacks:
-                cb.on_step_end(self, logs)
+                report.merge(cb.on_step_end(self, logs))
+            for cb in callbacks:
+                cb.on_step_reported(self, logs, report)
         for cb in callbacks:
             cb.on_fit_end(self)
         return self

@@ -17,7 +17,10 @@ def test_bench_smoke_preset_writes_report_json_and_plots(tmp_path, capsys):
         "D real+syn 0.5",
         "E real+aug+syn (chosen)",
         "F synthetic only (CAS)",
+        "DUP real+aug+re-drawn real 0.25",
+        "DUP real+aug+re-drawn real 0.5",
     } <= set(arms)
+    assert set(res["augmentation_per_seed"]) <= {"preset", "none"}
     assert len(arms["A real"]["accuracy"]["values"]) == 2  # one per seed
     assert {"R plain GAN: real+aug+syn 0.5", "R plain GAN: synthetic only (CAS)"} <= set(arms)  # the reference recipe
     plain = json.loads((out / "runs" / "plain-shot6-seed0" / "config.json").read_text())
@@ -90,9 +93,78 @@ def test_shots_parse_counts_shares_and_all():
 def test_classical_augmentation_is_seeded():
     import torch
 
-    from augmentor.bench import augment_batch, classical_augmentation
+    from augmentor.augmentation import augment_batch
+    from augmentor.augmentation import preset as classical_augmentation
 
     x = torch.rand(8, 3, 32, 32) * 2 - 1
     same = [augment_batch(classical_augmentation(3, seed=3), x) for _ in range(2)]
     assert torch.equal(same[0], same[1])
     assert not torch.equal(same[0], augment_batch(classical_augmentation(3, seed=4), x))
+
+
+def test_verdict_reads_the_arm_records_not_their_names():
+    from augmentor.bench import ARM_BY_NAME, CHOSEN, Arm
+    from augmentor.report import verdict
+
+    def cell(*values):
+        import statistics
+
+        return {"accuracy": {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": list(values)}}
+
+    arms = {**ARM_BY_NAME, "X syn-named control": Arm("X syn-named control", synthetic=False)}
+    summary = {"10": {"B real+aug": cell(0.90, 0.91), CHOSEN.name: cell(0.95, 0.95), "X syn-named control": cell(0.96, 0.96)}}
+    helped, lines = verdict(summary, "accuracy", arms, CHOSEN.name)
+    assert not helped and "X syn-named control" in lines[0]  # a real-data arm is a real-data arm, whatever its name
+    del summary["10"]["X syn-named control"]
+    helped, lines = verdict(summary, "accuracy", arms, CHOSEN.name)
+    assert helped and "B real+aug" in lines[0]
+
+
+def test_recommended_ratio_is_one_that_was_trained():
+    from types import SimpleNamespace
+
+    from augmentor.bench import recommend_ratio
+
+    seeds = [
+        SimpleNamespace(val_balanced_accuracy={"0.0": 0.80, "0.25": 0.90, "0.5": 0.85}),  # chose 0.25
+        SimpleNamespace(val_balanced_accuracy={"0.0": 0.80, "0.25": 0.84, "0.5": 0.86}),  # chose 0.5
+    ]
+    assert recommend_ratio(seeds) == 0.25  # best mean (0.87 vs 0.855), never the median 0.375
+
+
+def test_duplicate_real_control_fills_the_same_slots_with_training_images():
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from augmentor import data
+    from augmentor.augmentation import RealResampler
+    from augmentor.mix import SyntheticMix
+
+    train = data.select_classes(data.load(None, size=32), "0,1")
+    x = data.uint8_to_tanh(train.images)
+    loader = DataLoader(TensorDataset(torch.zeros(32, 1, 32, 32), torch.arange(32) % 2), batch_size=8)
+    mixed = SyntheticMix(loader, RealResampler(train), ratio=0.5, transform=data.unit_to_tanh, return_mask=True)
+    for xb, yb, mask in mixed:
+        assert mask.sum() == 4 and torch.equal(yb, torch.arange(8) % 2)  # count- and label-matched
+        for img, label in zip(xb[mask], yb[mask]):
+            d = (x[train.labels == label] - img).abs().flatten(1).max(1).values
+            assert d.min() < 1e-2  # a real training image of that class (no augmentation given)
+
+
+def test_bench_uses_the_users_albumentations_file(tmp_path, capsys):
+    import albumentations as A
+
+    A.save(A.Compose([A.HorizontalFlip(p=1.0)]), str(tmp_path / "mine.json"))
+    out = tmp_path / "b"
+    code, _, err = run_cli(
+        capsys, "bench", "--preset", "smoke", "--seeds", "0", "--out", out, "--augment", tmp_path / "mine.json"
+    )
+    assert code == 0, err
+    res = json.loads((out / "results.json").read_text())
+    assert res["augmentation_per_seed"] == [str(tmp_path / "mine.json")]
+    assert "mine.json" in (out / "report.md").read_text()
+    (tmp_path / "junk.json").write_text("{}")
+    for bad, expected in [(tmp_path / "junk.json", "not an albumentations pipeline"), (tmp_path / "none.json", "no such file")]:
+        code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--out", tmp_path / "c", "--augment", bad)
+        assert code == 2 and expected in one_line_error(err)
+        assert not (tmp_path / "c").exists()  # refused before anything was written

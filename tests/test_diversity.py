@@ -46,12 +46,13 @@ def test_collapsed_class_triggers_a_warning_naming_it(caplog):
     trainer.sampling_generator = lambda: OneShapePerClass(first_of_each)
     monitor = DiversityMonitor(every=1)
     monitor.on_fit_start(trainer)
-    per_class = monitor.measure(trainer)
+    report = monitor.on_step_end(trainer, {})
+    per_class = monitor.history[-1][1]
     assert all(v["diversity"] == 0.0 for v in per_class.values())
     assert "classes '0', '1', '2'" in caplog.text and "'9' look collapsed" in caplog.text
     assert len([r for r in caplog.records if "collapsed" in r.message]) == 1  # one line, all classes named
-    assert trainer.progress_extra["worst"].endswith(":0.00")
-    assert set(trainer.extra_logs) == {"diversity", "nearest_real", "recall"}
+    assert report.progress["worst"].endswith(":0.00")  # reported, not written into the trainer
+    assert set(report.log) == {"diversity", "nearest_real", "recall"} and not report.nonfinite
 
 
 def test_coverage_term_raises_within_class_recall():

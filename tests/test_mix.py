@@ -191,7 +191,9 @@ def test_gpu_without_onnxruntime_cuda_says_so_once(model, monkeypatch, caplog):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
     monkeypatch.setattr(modelfiles, "_warned_no_cuda_ep", False)
-    monkeypatch.setattr(logging.getLogger("augmentor"), "propagate", True)  # the CLI tests turn it off
+    # the CLI tests give the logger a handler of their own and stop propagation: log through caplog's alone
+    monkeypatch.setattr(logging.getLogger("augmentor"), "handlers", [])
+    monkeypatch.setattr(logging.getLogger("augmentor"), "propagate", True)
     with caplog.at_level("WARNING", logger="augmentor"):
         assert Sampler(model).device.type == "cpu"
         Sampler(model)

@@ -96,3 +96,30 @@ def test_precision_is_resolved_and_bf16_keeps_weights_and_samples_fp32(digits, m
     params = [*trainer.G.parameters(), *trainer.D.parameters(), *trainer.G_ema.parameters()]
     assert all(p.dtype == torch.float32 for p in params)
     assert trainer.sample(4).dtype == torch.float32
+
+
+def test_callback_order_does_not_matter(tmp_path):
+    """Callbacks report (log fields, NaN) and act on the merged report: any order writes the same log."""
+    import json
+    import random
+
+    from augmentor.callbacks import Checkpointer, DiversityMonitor, ProgressLog, SampleGrids
+
+    ds = data.select_classes(data.load(None, size=32), "0,1")
+    rows = []
+    for order in range(3):
+        out = tmp_path / str(order)
+        callbacks = [
+            DiversityMonitor(2),
+            ProgressLog(out / "log.jsonl", every=3, progress=False),
+            SampleGrids(out / "samples", 2),
+            Checkpointer(out / "ckpt", 3),
+        ]
+        random.Random(order).shuffle(callbacks)
+        out.mkdir()
+        Trainer(tiny_model(("0", "1")), tiny_train(steps=6), ds).fit(callbacks=callbacks)
+        rows.append(
+            [{k: v for k, v in json.loads(r).items() if k != "time"} for r in (out / "log.jsonl").read_text().splitlines()]
+        )
+    assert [r["step"] for r in rows[0]] == [2, 3, 4, 6] and "diversity" in rows[0][0]
+    assert rows[0] == rows[1] == rows[2]
