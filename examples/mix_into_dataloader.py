@@ -3,29 +3,38 @@
     python examples/mix_into_dataloader.py            # fits the GAN first if runs/mnist20 is missing
 
 The GAN and the classifier see the same 200 training images; accuracy is measured on 5,000 held-out
-real test digits. Expect little or no gain over real data alone at this budget: that is what GAN
-augmentation usually gives, and why `augmentor bench` exists.
+real test digits (the half of the MNIST test set that `fit --holdout 0.5` kept out). Expect little or no
+gain over real data alone at this budget: that is what GAN augmentation usually gives, and why
+`augmentor bench` exists.
 """
 
 import argparse
+import json
 import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from torchvision.transforms import v2
 
-from augmentor import data, run
-from augmentor.classifier import SmallCNN
-from augmentor.config import DataConfig, TrainConfig
-from augmentor.mix import SyntheticMix
+from augmentor import DataConfig, SyntheticMix, TrainConfig, fit, load_images
 
 MNIST = Path(os.environ.get("AUGMENTOR_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets")) / "mnist-t10k"
+normalize = v2.Normalize([0.5], [0.5])  # [0, 1] → [-1, 1], for the real images and the synthetic ones alike
 
 
-def train_and_test(loader, test, epochs):
+def small_cnn() -> nn.Module:
+    def block(i, o):
+        return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2))
+
+    return nn.Sequential(block(1, 32), block(32, 64), block(64, 128), nn.Flatten(), nn.Dropout(0.3), nn.Linear(128 * 16, 10))
+
+
+def train_and_test(loader, x_test, y_test, epochs):
     torch.manual_seed(0)
-    model = SmallCNN(1, 10, 32)
+    model = small_cnn()
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     for _ in range(epochs):
         for x, y in loader:
@@ -34,8 +43,7 @@ def train_and_test(loader, test, epochs):
             opt.step()
     model.eval()
     with torch.no_grad():
-        pred = model(data.uint8_to_tanh(test.images)).argmax(1)
-    return (pred == test.labels).float().mean().item()
+        return (model(x_test).argmax(1) == y_test).float().mean().item()
 
 
 def main():
@@ -46,25 +54,24 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(2)
 
-    # The same seeded split the GAN uses: 20 per class from a 5,000-image pool, the other 5,000 for testing.
-    full = data.load(str(MNIST), size=32)
-    pool_idx, test_idx = data.stratified_split(full, 0.5, seed=0)
-    test = full.subset(test_idx)
-    if not (Path(args.run) / "generator.onnx").exists():
+    run = Path(args.run)
+    if not (run / "generator.onnx").exists():  # 20 per class from one half of the set; the other half held out
         cfg = DataConfig(source=str(MNIST), size=32, holdout=0.5, per_class=20, seed=0)
-        recipe = TrainConfig(steps=args.gan_steps, lr=5e-4, coverage=None)  # None: as the CLI, coverage on for scarce classes
-        run.fit(args.run, cfg, recipe, {"width": 32}, force=True)
-    train_idx = torch.tensor(__import__("json").loads((Path(args.run) / "holdout.json").read_text())["train_index"])
-    assert not set(train_idx.tolist()) & set(test_idx.tolist())  # the GAN never saw a test digit
-    train = full.subset(train_idx)
+        fit(
+            run, cfg, TrainConfig(steps=args.gan_steps, lr=5e-4, coverage=None), {"width": 32}, force=True
+        )  # coverage None: as the CLI
+    split = json.loads((run / "holdout.json").read_text())  # which images the GAN trained on, and which it never saw
+    full = load_images(str(MNIST), size=32)
+    train, test = full.subset(torch.tensor(split["train_index"])), full.subset(torch.tensor(split["holdout_index"]))
 
-    x = data.uint8_to_tanh(train.images)  # the classifier's normalization: [-1, 1]
-    loader = DataLoader(TensorDataset(x, train.labels), batch_size=32, shuffle=True)
-    to_classifier_range = lambda images: images * 2 - 1  # noqa: E731  synthetic [0, 1] → [-1, 1]
-    mixed = SyntheticMix(loader, f"{args.run}/generator.onnx", ratio=0.3, transform=to_classifier_range)
+    def prepare(images):  # uint8 → float [0, 1] → normalized, as a torchvision pipeline would
+        return normalize(images.float() / 255)
 
-    print(f"real only:              {train_and_test(loader, test, args.epochs):.4f}")
-    print(f"real + 30 % synthetic:  {train_and_test(mixed, test, args.epochs):.4f}")
+    loader = DataLoader(TensorDataset(prepare(train.images), train.labels), batch_size=32, shuffle=True)
+    mixed = SyntheticMix(loader, run, ratio=0.3, transform=normalize)  # 30 % of every batch synthetic
+    x_test, y_test = prepare(test.images), test.labels
+    print(f"real only:              {train_and_test(loader, x_test, y_test, args.epochs):.4f}")
+    print(f"real + 30 % synthetic:  {train_and_test(mixed, x_test, y_test, args.epochs):.4f}")
 
 
 if __name__ == "__main__":

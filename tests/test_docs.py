@@ -1,0 +1,63 @@
+"""The documentation and the public surface cannot drift from the code."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+import augmentor
+from augmentor.cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _reference_section(command: str) -> str:
+    text = (REPO / "docs" / "cli.md").read_text()
+    reference = text[text.index("## Options reference") :]
+    match = re.search(rf"### `augmentor {command}\b.*?(?=\n### |\Z)", reference, re.S)
+    assert match, f"docs/cli.md has no reference section for `augmentor {command}`"
+    return match.group(0)
+
+
+@pytest.mark.parametrize("name", list(cli.commands))
+def test_docs_cli_lists_every_option_help_prints(name):
+    command = cli.commands[name]
+    with click.Context(command, info_name=name, terminal_width=10_000, max_content_width=10_000) as ctx:  # no wrapping
+        help_text = command.get_help(ctx)
+    printed = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", help_text)) - {"--help"}
+    section = _reference_section(name)
+    missing = sorted(flag for flag in printed if f"`{flag}`" not in section)
+    assert not missing, f"docs/cli.md lacks {missing} of `augmentor {name}`: run scripts/cli_reference.py"
+
+
+def test_readme_is_short_and_examples_use_the_root_api():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme) < 10_000
+    code = (
+        "\n".join(re.findall(r"```python\n(.*?)```", readme, re.S)) + (REPO / "examples" / "mix_into_dataloader.py").read_text()
+    )
+    assert "from augmentor import" in code
+    assert not re.search(r"(from|import) augmentor\.\w+", code), "README and examples import from the package root only"
+
+
+def test_root_exports_the_public_api_lazily():
+    probe = "import sys, augmentor; print(sorted(m for m in ('torch', 'onnxruntime', 'albumentations') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"  # the root is cheap: heavy modules load on first use of a name
+    for name in augmentor.__all__:
+        assert getattr(augmentor, name) is not None
+    from augmentor.mix import SyntheticMix
+
+    assert augmentor.SyntheticMix is SyntheticMix and "SyntheticMix" in dir(augmentor)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        augmentor.Nope  # noqa: B018
+
+
+def test_distribution_name_is_declared_once():
+    import tomllib  # noqa: F401 (py3.11+; CI runs 3.11)
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert pyproject["project"]["name"] == augmentor.DISTRIBUTION != "augmentor"
