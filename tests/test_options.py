@@ -98,3 +98,19 @@ def test_resume_accepts_the_values_the_run_already_has(finished_run, tmp_path, c
     ]
     code, _, err = run_cli(capsys, "fit", "--out", run, "--resume", "--no-export", *same)
     assert code == 0, err
+
+
+def test_config_json_is_the_source_of_truth(finished_run, tmp_path, capsys):
+    """A checkpoint whose model disagrees with config.json (an altered run directory) is refused."""
+    import torch
+
+    from augmentor import checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    for path in checkpoint.list_checkpoints(run / "checkpoints"):
+        state = torch.load(path, weights_only=True)
+        state["model_config"]["nz"] = 99
+        torch.save(state, path)
+    code, _, err = run_cli(capsys, "fit", "--out", run, "--resume", "--no-export", "--steps", 6)
+    assert code == 2 and "differs from" in one_line_error(err)
