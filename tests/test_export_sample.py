@@ -45,9 +45,8 @@ def exported(tmp_path_factory):
 @pytest.mark.parametrize("fp16", [False, True])
 def test_onnx_matches_torch(tmp_path, mode, fp16):
     run = make_run(tmp_path, mode, size=64 if fp16 else 32, channels=3 if fp16 else 1)
-    res = export_run(run, fp16=fp16)
-    assert res["max_abs_diff"] <= (2e-2 if fp16 else 1e-4)
-    # and independently of export's own check: a fresh draw of z and labels, through the Sampler
+    res = export_run(run, fp16=fp16)  # raises when its own parity check fails
+    # independently of export's own check: a fresh draw of z and labels, through the Sampler
     cfg, G, _ = load_models(checkpoint.latest_good(run / "checkpoints")[1])
     sampler = Sampler(res["generator"], device="cpu", chunk=5)
     z = torch.randn(7, cfg.nz)

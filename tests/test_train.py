@@ -123,3 +123,12 @@ def test_callback_order_does_not_matter(tmp_path):
         )
     assert [r["step"] for r in rows[0]] == [2, 3, 4, 6] and "diversity" in rows[0][0]
     assert rows[0] == rows[1] == rows[2]
+
+
+def test_trainer_leaves_the_users_global_random_state_alone(digits):
+    state = torch.random.get_rng_state()
+    Trainer(tiny_model(("0", "1")), tiny_train(seed=7), data.select_classes(digits, "0,1")).fit()
+    assert torch.equal(torch.random.get_rng_state(), state)
+    a = Trainer(tiny_model(("0", "1")), tiny_train(seed=7), data.select_classes(digits, "0,1"))
+    b = Trainer(tiny_model(("0", "1")), tiny_train(seed=7), data.select_classes(digits, "0,1"))
+    assert all(torch.equal(x, y) for x, y in zip(a.G.state_dict().values(), b.G.state_dict().values()))  # still seeded

@@ -1,0 +1,451 @@
+"""Does synthetic data help a classifier on *your* data? The gain protocol behind `augmentor bench`.
+
+For every shot count and seed:
+  1. a held-out real test set (fixed across seeds) never touches GAN training, classifier training or
+     any choice; a validation part is carved out of the training images for choosing the mix ratio;
+  2. a GAN is trained on that setting's training images only;
+  3. the same classifier (SmallCNN, same steps) is trained in each arm:
+       A real · B real + classical augmentation · C real + class-balanced sampling (imbalanced data only)
+       D real + synthetic through SyntheticMix at ratios 0.25 and 0.5 · E real + classical + synthetic at the
+       ratio chosen on validation · F synthetic only (classification accuracy score, CAS);
+  4. quality: FID, KID, precision and recall in the feature space of a SmallCNN trained on the real
+     training pool, and memorization (nearest-neighbour distances of samples vs held-out test images).
+Writes report.md, results.json and PNG plots. When synthetic data does not help, the report says so and
+recommends ratio 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+import shutil
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+
+from . import __version__, data, metrics, plots, report, run
+from . import augmentation as augmentation_
+from .classifier import embed, predict, train_classifier
+from .config import TrainConfig
+from .errors import ConfigError
+from .mix import SyntheticMix
+from .sampler import Sampler
+
+log = logging.getLogger("augmentor")
+
+RATIOS = (0.25, 0.5)
+
+
+@dataclass(frozen=True)
+class Preset:
+    shots: tuple  # images per class (see parse_shots for the other settings)
+    seeds: tuple
+    gan_steps: int
+    clf_steps: int
+    width: int
+    batch_size: int = 64
+    n_synthetic: int = 2000
+    reference: bool = False  # also train the tutorials' plain recipe, to show what our training adds
+
+
+PRESETS = {
+    # ~15 minutes on 2 CPU cores for sklearn:digits
+    "quick": Preset(shots=(10,), seeds=(0, 1, 2), gan_steps=800, clf_steps=400, width=32, reference=True),
+    # for a GPU: the protocol of the README's tables
+    "full": Preset(
+        shots=(10, 20, 50, 100), seeds=(0, 1, 2), gan_steps=3000, clf_steps=1000, width=64, n_synthetic=5000, reference=True
+    ),
+    # seconds: a dry run of every step, for tests
+    "smoke": Preset(shots=(6,), seeds=(0, 1), gan_steps=3, clf_steps=3, width=8, batch_size=16, n_synthetic=60, reference=True),
+}
+
+
+@dataclass
+class Split:
+    pool: data.ImageSet  # every non-test image: n-shot sets are drawn from it
+    test: data.ImageSet
+    name: str = ""
+    notes: list = field(default_factory=list)
+
+
+def split_data(source: Optional[str], size: int, test_fraction: float = 0.3) -> Split:
+    """Held-out test set: the source's own test split when it has one (.npz), else a seeded stratified part."""
+    if source and source.endswith(".npz"):
+        try:
+            test = data.load(source, size=size, split="test")
+            pool = data.load(source, size=size, split="train")
+            return Split(pool, test, source, ["test set: the file's own test split"])
+        except data.DataError:
+            pass
+    full = data.load(source, size=size)
+    pool_idx, test_idx = data.stratified_split(full, test_fraction, seed=12345)
+    return Split(
+        full.subset(pool_idx),
+        full.subset(test_idx),
+        full.source,
+        [f"test set: a stratified {test_fraction:.0%} of the data (seed 12345)"],
+    )
+
+
+def scores(probs: np.ndarray, y: np.ndarray) -> dict:
+    pred = probs.argmax(1)
+    out = {
+        "accuracy": float(accuracy_score(y, pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, average="macro")),
+    }
+    if probs.shape[1] == 2 and len(np.unique(y)) == 2:
+        out["auroc"] = float(roc_auc_score(y, probs[:, 1]))
+    return out
+
+
+def carve_validation(train: data.ImageSet, seed: int) -> tuple:
+    """20 % of each class (at least one image of a class that has ≥ 3) for choosing the ratio."""
+    kept, val = data.stratified_split(train, 0.2, seed)
+    return train.subset(kept), train.subset(val)
+
+
+def parse_shots(text: str) -> tuple:
+    """'10,20' → images per class; '10%' → a stratified 10 % of the training images (imbalance kept); 'all'."""
+    shots = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            if item == "all":
+                shots.append("all")
+            elif item.endswith("%") and 0 < float(item[:-1]) < 100:
+                shots.append(f"{float(item[:-1]):g}%")
+            elif int(item) >= 1:
+                shots.append(int(item))
+            else:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"--shots: '{item}' is not a count per class (10), a share of the data (10%) or 'all'") from None
+    return tuple(shots)
+
+
+def choose_training_images(pool: data.ImageSet, shot, seed: int) -> torch.Tensor:
+    if shot == "all":
+        return torch.arange(len(pool))
+    if isinstance(shot, str):  # "10%": the same share of every class, so the imbalance stays as it was
+        return data.stratified_split(pool, float(shot[:-1]) / 100, seed)[1].sort().values
+    return data.per_class_subset(pool, shot, seed)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One way of training the classifier. ``synthetic`` decides which side of the verdict an arm is on."""
+
+    name: str
+    synthetic: bool  # its training batches hold synthetic images
+    classical: bool = False  # classical augmentation of the real images (the chosen pipeline)
+    balanced: bool = False  # class-balanced sampling; trained only on imbalanced data
+    mix: Optional[str] = None  # what replaces `ratio` of each batch: "gan", "plain" (reference GAN) or "real" (re-drawn)
+    ratio: float = 0.0
+    cas: Optional[str] = None  # trained on images of this generator alone ("gan" | "plain"): classification accuracy score
+
+    @property
+    def generator(self) -> Optional[str]:
+        return self.cas or (self.mix if self.mix in ("gan", "plain") else None)
+
+
+ARMS = (
+    Arm("A real", False),
+    Arm("B real+aug", False, classical=True),
+    Arm("C real+balanced", False, balanced=True),
+    Arm("C' real+aug+balanced", False, classical=True, balanced=True),
+    *(Arm(f"DUP real+aug+re-drawn real {r}", False, classical=True, mix="real", ratio=r) for r in RATIOS),
+    *(Arm(f"D real+syn {r}", True, mix="gan", ratio=r) for r in RATIOS),
+    *(Arm(f"E real+aug+syn {r}", True, classical=True, mix="gan", ratio=r) for r in RATIOS),
+    Arm("F synthetic only (CAS)", True, cas="gan"),
+    Arm("R plain GAN: real+aug+syn 0.5", True, classical=True, mix="plain", ratio=0.5),
+    Arm("R plain GAN: synthetic only (CAS)", True, cas="plain"),
+)
+# Not trained on its own: arm E at the ratio chosen on validation (ratio 0 is arm B). What a user would deploy.
+CHOSEN = Arm("E real+aug+syn (chosen)", True, classical=True, mix="gan")
+ARM_BY_NAME = {a.name: a for a in (*ARMS, CHOSEN)}
+
+
+@dataclass
+class SettingResult:
+    """The numbers of one (shot, seed) setting: what results.json keeps."""
+
+    shot: object
+    seed: int
+    train_images: int
+    val_images: int
+    imbalanced: bool
+    augmentation: str  # the classical pipeline the arms used: a file, "preset" or "none" (chosen on validation)
+    gan_seconds: float
+    arms: dict  # arm name → scores on the held-out test set
+    val_balanced_accuracy: dict  # ratio of arm E → balanced accuracy on the validation images
+    chosen_ratio: float
+    gan_run: str
+
+
+@dataclass
+class SettingSamples:
+    """The tensors of one setting, for the quality measures and pictures; never written to JSON."""
+
+    synthetic: torch.Tensor
+    train: data.ImageSet
+
+
+def run_setting(
+    split: Split,
+    shot,
+    seed: int,
+    preset: Preset,
+    out: Path,
+    device: str,
+    progress: bool,
+    coverage: Optional[float] = None,
+    augment_file: Optional[Path] = None,
+) -> tuple:
+    """Train the GANs and every arm's classifier for one (shot, seed). Returns (SettingResult, SettingSamples)."""
+    pool = split.pool
+    chosen = choose_training_images(pool, shot, seed)
+    train, val = carve_validation(pool.subset(chosen), seed)
+    x_train, y_train = data.uint8_to_tanh(train.images), train.labels
+    x_test, y_test = data.uint8_to_tanh(split.test.images), split.test.labels.numpy()
+    x_val, y_val = data.uint8_to_tanh(val.images), val.labels.numpy()
+    k = pool.num_classes
+    counts = train.class_counts()
+    imbalanced = max(counts) > 1.5 * max(1, min(counts))
+
+    # The GANs see this setting's training images only.
+    def train_gan(name: str, train_cfg: TrainConfig, options: dict) -> Sampler:
+        directory = out / "runs" / f"{name}shot{str(shot).replace('%', 'pct')}-seed{seed}"
+        run.fit(
+            directory,
+            train,
+            train_cfg,
+            {"width": preset.width, **options},
+            device=device,
+            force=True,
+            progress=progress,
+            sample_every=max(1, preset.gan_steps // 4),
+            checkpoint_every=preset.gan_steps,
+        )
+        return Sampler(directory, device="cpu")
+
+    t0 = time.time()
+    gans = {
+        "gan": train_gan(
+            "", TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, lr=5e-4, seed=seed, coverage=coverage), {}
+        )
+    }
+    gan_seconds = time.time() - t0
+    if preset.reference:  # the tutorials' recipe, same budget: per-class DCGANs, BCE, no DiffAugment, EMA or spectral norm
+        gans["plain"] = train_gan(
+            "plain-",
+            TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, seed=seed, diffaug="", ema_decay=0.0, coverage=0.0),
+            {"mode": "per-class" if k >= 2 else "unconditional", "spectral_norm": False},
+        )
+    y_syn = torch.arange(preset.n_synthetic) % k
+    x_syn = {name: g.sample(preset.n_synthetic, y_syn, seed=seed) for name, g in gans.items()}
+
+    def evaluate(model, xs=x_test, ys=y_test):
+        return scores(predict(model, xs), ys)
+
+    def val_score(model) -> float:
+        return evaluate(model, x_val, y_val)["balanced_accuracy"]
+
+    def fit_clf(arm: Arm):
+        return train_classifier(
+            x_train, y_train, k, steps=preset.clf_steps, batch_size=preset.batch_size, seed=seed, batches=batches(arm)
+        )
+
+    # The classical pipeline: the user's (--augment), else the preset or none, whichever scores better on validation.
+    if augment_file is not None:
+        augmentation = str(augment_file)
+        make_aug = lambda: augmentation_.load_pipeline(augment_file, seed)  # noqa: E731
+    else:
+        augmentation = "preset"  # until validation decides, below
+        make_aug = lambda: augmentation_.preset(pool.channels, seed)  # noqa: E731
+
+    def batches(arm: Arm):
+        """The arm's training batches: real (balanced or not), classically augmented, a share replaced."""
+        ds = TensorDataset(x_train, y_train)
+        weights = (
+            (1.0 / torch.bincount(y_train, minlength=k).clamp(min=1).float())[y_train] if arm.balanced else torch.ones(len(ds))
+        )
+        draw = WeightedRandomSampler(
+            weights, preset.clf_steps * preset.batch_size, replacement=True, generator=torch.Generator().manual_seed(seed)
+        )
+        loader = DataLoader(ds, batch_size=preset.batch_size, sampler=draw)
+        aug = make_aug() if arm.classical and augmentation != "none" else None
+        base = augmentation_.AugmentedBatches(loader, aug) if aug is not None else loader
+        if arm.mix is None:
+            return iter(base)
+        source = augmentation_.RealResampler(train, aug) if arm.mix == "real" else gans[arm.mix]
+        labels = "balanced" if imbalanced else "match"  # imbalanced data: the extra images top up the rare classes
+        return iter(SyntheticMix(base, source, ratio=arm.ratio, labels=labels, transform=data.unit_to_tanh, seed=seed))
+
+    models = {"A real": fit_clf(ARMS[0])}
+    if augment_file is None:
+        with_preset = fit_clf(ARM_BY_NAME["B real+aug"])
+        augmentation = "preset" if val_score(with_preset) > val_score(models["A real"]) else "none"
+        models["B real+aug"] = with_preset if augmentation == "preset" else models["A real"]
+
+    for arm in ARMS:
+        if arm.name in models or (arm.balanced and not imbalanced) or (arm.generator and arm.generator not in gans):
+            continue
+        if arm.cas:
+            models[arm.name] = train_classifier(x_syn[arm.cas], y_syn, k, steps=preset.clf_steps, seed=seed)
+        else:
+            models[arm.name] = fit_clf(arm)
+    arms = {name: evaluate(m) for name, m in models.items()}
+
+    # E: the ratio is chosen on the validation images (ties go to the smaller ratio); the test set plays no part.
+    e_models = {0.0: models["B real+aug"], **{a.ratio: models[a.name] for a in ARMS if a.mix == "gan" and a.classical}}
+    val_scores = {r: val_score(m) for r, m in e_models.items()}
+    best = max(val_scores, key=lambda r: (val_scores[r], -r))
+    arms[CHOSEN.name] = evaluate(e_models[best])
+    result = SettingResult(
+        shot=shot,
+        seed=seed,
+        train_images=len(train),
+        val_images=len(val),
+        imbalanced=imbalanced,
+        augmentation=augmentation,
+        gan_seconds=round(gan_seconds, 1),
+        arms={a.name: arms[a.name] for a in (*ARMS, CHOSEN) if a.name in arms},  # in table order
+        val_balanced_accuracy={str(r): v for r, v in val_scores.items()},
+        chosen_ratio=best,
+        gan_run=str(gans["gan"].path.parent),
+    )
+    return result, SettingSamples(x_syn["gan"], train)
+
+
+def quality(split: Split, results: list, samples: list, preset: Preset, seed: int = 0) -> dict:
+    """Feature-space measures for the first seed of each shot, against a judge trained on the whole pool."""
+    pool = split.pool
+    judge = train_classifier(data.uint8_to_tanh(pool.images), pool.labels, pool.num_classes, steps=preset.clf_steps, seed=seed)
+    f_pool = embed(judge, data.uint8_to_tanh(pool.images[:5000]))
+    out = {}
+    for r, s in zip(results, samples):
+        if r.seed != results[0].seed:
+            continue
+        f_syn = embed(judge, s.synthetic)
+        precision, recall = metrics.precision_recall(f_pool[:2000], f_syn[:2000])
+        out[str(r.shot)] = {
+            "fid": metrics.fid(f_pool, f_syn),
+            "kid": metrics.kid(f_pool, f_syn),
+            "precision": precision,
+            "recall": recall,
+            "memorization": metrics.memorization(
+                s.synthetic[:2000], data.uint8_to_tanh(s.train.images), data.uint8_to_tanh(split.test.images[:2000])
+            ),
+        }
+    return out
+
+
+def recommend_ratio(results: list) -> float:
+    """The ratio of arm E with the best mean validation score over all settings (a ratio that was trained)."""
+    ratios = sorted({float(r) for res in results for r in res.val_balanced_accuracy})
+    mean = {r: statistics.mean(res.val_balanced_accuracy[str(r)] for res in results) for r in ratios}
+    return max(ratios, key=lambda r: (mean[r], -r))
+
+
+def bench(
+    source: Optional[str],
+    out,
+    preset: str = "quick",
+    size: int = 32,
+    device: str = "auto",
+    progress: bool = True,
+    seeds: Optional[tuple] = None,
+    coverage: Optional[float] = None,
+    shots: Optional[tuple] = None,
+    augment: Optional[str] = None,
+) -> dict:
+    """``shots``: the training sets to draw (see parse_shots); default the preset's n per class, or all
+    images when the data are imbalanced (n-shot sets would erase the imbalance). ``augment``: a file of the
+    user's albumentations pipeline (``A.save``) for the classical arms; default: the built-in preset or
+    none, chosen on validation."""
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset {preset} is not one of {', '.join(PRESETS)}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file; choose a new --out folder")
+    if (out / "results.json").exists():
+        raise ConfigError(f"{out}: holds a bench already; choose a new --out")
+    p = PRESETS[preset]
+    if seeds:
+        p = dataclasses.replace(p, seeds=tuple(seeds))
+    augment_file = Path(augment) if augment else None
+    if augment_file is not None:
+        augmentation_.load_pipeline(augment_file)  # a bad file fails now, before hours of training
+    split = split_data(source, size)  # before anything is written: bad data leaves no trace
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{out}: cannot write here ({e.strerror or e})") from None
+    counts = split.pool.class_counts()
+    if not shots:
+        shots = p.shots
+        if max(counts) > 1.5 * max(1, min(counts)):  # n-shot subsets would erase the imbalance the user has
+            shots = ("all",)
+            split.notes.append("imbalanced data: all training images used as given, with class-balanced arms")
+    t0 = time.time()
+    done = [
+        run_setting(split, shot, seed, p, out, device, progress, coverage, augment_file) for shot in shots for seed in p.seeds
+    ]
+    results, samples = [r for r, _ in done], [s for _, s in done]
+    summary = report.summarize(results)
+    metric = "balanced_accuracy" if any(r.imbalanced for r in results) else "accuracy"
+    helped, lines = report.verdict(summary, metric, ARM_BY_NAME, CHOSEN.name)
+    results_json = {
+        "source": split.name,
+        "preset": preset,
+        "size": size,
+        "test_images": len(split.test),
+        "pool_images": len(split.pool),
+        "primary_metric": metric,
+        "recommended_ratio": recommend_ratio(results) if helped else 0.0,
+        "chosen_ratio_per_seed": [r.chosen_ratio for r in results],
+        "augmentation_per_seed": [r.augmentation for r in results],
+        "synthetic_helped": helped,
+        "arms": {a.name: dataclasses.asdict(a) for a in (*ARMS, CHOSEN)},
+        "summary": summary,
+        "quality": quality(split, results, samples, p),
+        "notes": split.notes,
+        "settings": [dataclasses.asdict(r) for r in results],
+        "wall_seconds": round(time.time() - t0, 1),
+        "env": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "augmentor": __version__,
+            "threads": torch.get_num_threads(),
+            "device": device,
+            "preset": p.__dict__,
+        },
+    }
+    (out / "results.json").write_text(json.dumps(results_json, indent=2, default=str))
+    plots.plot_gain(summary, metric, out / "gain.png")
+    plots.plot_neighbours(samples[0].synthetic, data.uint8_to_tanh(samples[0].train.images), out / "nearest_neighbours.png")
+    results_json["sample_grids"] = copy_sample_grids(results, out)
+    (out / "report.md").write_text(report.render(results_json, lines))
+    return results_json
+
+
+def copy_sample_grids(results: list, out: Path) -> dict:
+    """The last sample grid of each shot setting's first GAN, beside the report (the runs may not be kept)."""
+    grids = {}
+    for r in results:
+        name = f"samples_{str(r.shot).replace('%', 'pct')}.png"
+        found = sorted((Path(r.gan_run) / "samples").glob("step_*.png"))
+        if found and str(r.shot) not in grids:
+            shutil.copyfile(found[-1], out / name)
+            grids[str(r.shot)] = name
+    return grids

@@ -1,0 +1,255 @@
+"""`augmentor` command line: each subcommand maps its flags to one library call.
+
+User mistakes (AugmentorError) print one line and exit 2; Ctrl-C during fit exits 130.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .anomaly import DEFAULT_METHOD, METHODS
+from .config import FIT_CONFIGS, DataConfig, ModelConfig, RunOptions, TrainConfig, declared
+from .errors import AugmentorError
+
+log = logging.getLogger("augmentor")
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record):
+        msg = record.getMessage()
+        return f"{record.levelname.lower()}: {msg}" if record.levelno >= logging.WARNING else msg
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def _click_options(*config_classes):
+    """The click options of every field declared with an Option in config.py (flag, help, type, default)."""
+
+    def decorate(f):
+        for d in reversed(declared(*config_classes)):
+            opt, kind = d.option, d.field.type
+            kw = {"help": opt.help, "default": d.default, "show_default": d.default not in (None, "")}
+            if "bool" in kind:
+                decls = [f"{d.flag}/--no-{d.flag[2:]}" if opt.switch else d.flag]
+                kw["is_flag"] = True
+            else:
+                decls = [d.flag]
+                python_type = int if "int" in kind else float if "float" in kind else str
+                kw["type"] = click.Choice([str(c) for c in opt.choices]) if opt.choices else python_type
+            f = click.option(*decls, d.name, **kw)(f)
+        return f
+
+    return decorate
+
+
+def _typed(values: dict) -> dict:
+    """click.Choice hands back strings: give the declared type back (e.g. --size 64 → 64)."""
+    by_name = {d.name: d for d in declared(*FIT_CONFIGS)}
+    out = {}
+    for k, v in values.items():
+        d = by_name[k]
+        out[k] = int(v) if v is not None and d.option.choices and "int" in d.field.type else v
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="augmentor")
+def cli():
+    """Synthetic training images for scarce data: fit small GANs, export to ONNX, mix into your DataLoader."""
+    _setup_logging()
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True, help="Run directory.")
+@_click_options(*FIT_CONFIGS)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its newest good checkpoint.")
+@click.option("--force", is_flag=True, help="Overwrite the run in --out (only files a run writes are removed).")
+@click.pass_context
+def fit(ctx, out, resume, force, **values):
+    """Train a GAN on a small image dataset."""
+    from . import run
+
+    values = _typed(values)
+    if resume:
+        typed = {k: v for k, v in values.items() if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+        done = run.resume(out, typed)
+    else:
+        if values["source"] is None:
+            click.echo("no --data given: using the built-in sklearn:digits (1,797 8×8 digits, 10 classes)")
+            values["source"] = DataConfig.source
+        pick = lambda cls: {d.name: values[d.name] for d in declared(cls)}  # noqa: E731
+        data_cfg = DataConfig(**pick(DataConfig), seed=values["seed"])
+        train_cfg = TrainConfig(**pick(TrainConfig))
+        done = run.fit(out, data_cfg, train_cfg, pick(ModelConfig), force=force, **pick(RunOptions))
+    _print_run(done)
+
+
+def _print_run(out: Path) -> None:
+    samples = sorted((out / "samples").glob("step_*.png"))
+    click.echo(f"\nrun finished: {out}")
+    for label, path in [
+        ("samples", samples[-1] if samples else None),
+        ("progress", out / "progress.gif"),
+        ("losses", out / "losses.png"),
+        ("log", out / "log.jsonl"),
+        ("checkpoints", out / "checkpoints"),
+        ("generator", out / "generator.onnx"),
+    ]:
+        if path is not None and path.exists():
+            click.echo(f"  {label:<12}{path}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Generator file (default RUN_DIR/generator.onnx).")
+@click.option("--fp16", is_flag=True, help="Half-precision weights and arithmetic (float32 inputs and outputs).")
+def export(run_dir, out, fp16):
+    """Export a run's EMA generator and its discriminator to ONNX."""
+    from .export import export_run
+
+    res = export_run(run_dir, out, fp16=fp16)
+    click.echo(
+        f"generator      {res['generator']}\ndiscriminator  {res['discriminator']}\n"
+        f"parity vs torch: max abs diff {res['max_abs_diff']:.2e}"
+    )
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+def info(model):
+    """Print an ONNX model's (or a run's) metadata."""
+    from .modelfiles import find_model, read_metadata
+
+    for k, v in read_metadata(find_model(model, "generator") if model.is_dir() else model).items():
+        click.echo(f"{k:<18}{v}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--n", "n", type=int, required=True, help="Images in all (classes in turn), or per class with --per-class.")
+@click.option("--per-class", is_flag=True, help="--n images for every class.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New folder: an ImageFolder tree of PNGs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+def sample(model, n, per_class, out, seed, device):
+    """Write generated images as an ImageFolder tree (one folder per class)."""
+    from .sampler import Sampler, write_image_folder
+
+    counts = write_image_folder(Sampler(model, device=device), n, out, per_class=per_class, seed=seed)
+    click.echo(f"wrote {sum(counts.values())} images to {out}/ ({', '.join(f'{k}: {v}' for k, v in counts.items())})")
+
+
+@cli.command()
+@click.option("--data", default=None, help="Any --data source of fit (default sklearn:digits).")
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="New folder for report.md, results.json, plots, GAN runs."
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["quick", "full", "smoke"]),
+    default="quick",
+    show_default=True,
+    help="quick: ~15 min on 2 CPU cores; full: the whole protocol, for a GPU; smoke: seconds, a dry run.",
+)
+@click.option("--size", type=int, default=32, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--seeds", default=None, help="Override the preset's seeds, e.g. '0' or '0,1,2'.")
+@click.option(
+    "--coverage", type=float, default=None, help="Coverage weight of the GANs (default: fit's, 5 for ≤ 100 images a class)."
+)
+@click.option(
+    "--shots",
+    default=None,
+    help="Training sets to draw, e.g. '10,50' per class, '10%' of the data (imbalance kept) or 'all'; default the preset's.",
+)
+@click.option(
+    "--augment",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Your albumentations pipeline, saved with albumentations.save(pipeline, FILE), for the classical arms "
+    "(default: the built-in preset or none, whichever scores better on the validation images).",
+)
+def bench(data, out, preset, size, device, seeds, coverage, shots, augment):
+    """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
+    from .bench import bench as run_bench
+    from .bench import parse_shots
+
+    shot_list = parse_shots(shots) if shots else None
+    if data is None:
+        click.echo("no --data given: benchmarking on the built-in sklearn:digits")
+    try:
+        seed_list = tuple(int(x) for x in seeds.split(",")) if seeds else None
+    except ValueError:
+        raise click.BadParameter(f"'{seeds}' is not a comma-separated list of integers", param_hint="--seeds") from None
+    report = run_bench(
+        data, out, preset=preset, size=size, device=device, seeds=seed_list, coverage=coverage, shots=shot_list, augment=augment
+    )
+    verdict = "helped" if report["synthetic_helped"] else "did NOT help"
+    click.echo(f"\nsynthetic data {verdict}; recommended ratio {report['recommended_ratio']}\nreport: {out / 'report.md'}")
+
+
+@cli.command()
+@click.option("--model", type=click.Path(path_type=Path), required=True, help="Run directory or discriminator.onnx.")
+@click.option("--data", required=True, help="Images to score (any --data source of fit).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV: image, label, score (higher = more anomalous).")
+@click.option(
+    "--method",
+    type=click.Choice(list(METHODS)),
+    default=DEFAULT_METHOD,
+    show_default=True,
+    help="features: distance of D's features to the training images' (the best measured); discriminator: minus D's logit "
+    "(worse than chance as measured: MNIST AUROC 0.449).",
+)
+@click.option("--split", default="test", show_default=True, help="Split of an .npz / IDX source.")
+@click.option(
+    "--normal-classes", default=None, help="With labelled data: these classes are normal; prints AUROC/AUPRC, writes an ROC plot."
+)
+@click.option("--force", is_flag=True, help="Overwrite --out.")
+def score(model, data, out, method, split, normal_classes, force):
+    """Anomaly scores from a trained discriminator."""
+    from .anomaly import score_dataset
+
+    res = score_dataset(model, data, out, method=method, split=split, normal_classes=normal_classes, force=force)
+    click.echo(f"scored {res['n']} images → {res['csv']}")
+    if "auroc" in res:
+        click.echo(f"AUROC {res['auroc']:.4f}   AUPRC {res['auprc']:.4f}   ROC plot: {res['roc_plot']}")
+
+
+def main(argv=None) -> None:
+    from .errors import Interrupted
+
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except Interrupted as e:
+        click.echo(str(e), err=True)
+        sys.exit(e.exit_code)
+    except AugmentorError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:  # a flag click rejected: one line too, with where to look
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        click.echo(f"error: {e.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Checkpoint → ONNX: the EMA generator (and the discriminator, for anomaly scoring), with metadata,
+checked against torch on the same inputs before the file is kept.
+
+Generator:      z float32 (N, nz), label int64 (N,)  →  image float32 (N, C, H, W) in [-1, 1]
+Discriminator:  image float32 (N, C, H, W), label int64 (N,)  →  logit (N,), features (N, F)
+Noise is an input: a ``torch.randn`` inside ``forward`` would be traced as a constant.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from . import __version__, checkpoint
+from .config import ModelConfig
+from .errors import ModelFileError
+from .modelfiles import MODEL_FILES, encode_metadata
+from .models import build_discriminator, build_generator, refresh_batchnorm, without_spectral_norm
+
+PARITY_TOL = {False: 1e-4, True: 2e-2}  # fp32, fp16
+
+
+def load_models(state: dict, device="cpu") -> tuple:
+    """(generator for sampling, discriminator) rebuilt from a checkpoint alone."""
+    cfg = ModelConfig.from_dict(state["model_config"])
+    G = build_generator(cfg).to(device)
+    G.load_state_dict(state["G_ema"])
+    refresh_batchnorm(G, cfg)
+    D = build_discriminator(cfg).to(device)
+    D.load_state_dict(state["D"])
+    return cfg, G.eval(), without_spectral_norm(D).eval()
+
+
+class _KeepLabelInput(nn.Module):
+    """Unconditional models ignore labels, and the exporter would drop an unused input. Every augmentor
+    ONNX takes ``label`` all the same, so callers need not know the mode: touch it at zero cost."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, label):
+        out = self.model(x, label)
+        zero = label[:1].sum().to(torch.float32) * 0.0
+        return tuple(o + zero for o in out) if isinstance(out, tuple) else out + zero
+
+
+class _DiscriminatorOutputs(nn.Module):
+    def __init__(self, D: nn.Module):
+        super().__init__()
+        self.D = D
+
+    def forward(self, image, label):
+        return self.D(image, label), self.D.features(image, label).flatten(1)
+
+
+def metadata(cfg: ModelConfig, kind: str, state: dict, fp16: bool, pair: str) -> dict:
+    return {
+        "kind": kind,
+        "mode": cfg.mode,
+        "class_names": cfg.class_names,
+        "size": cfg.size,
+        "channels": cfg.channels,
+        "nz": cfg.nz,
+        "value_range": "-1,1",
+        "precision": "fp16" if fp16 else "fp32",
+        "augmentor_version": __version__,
+        "data_fingerprint": state.get("data_fingerprint", ""),
+        "step": state["step"],
+        "pair": pair,
+    }
+
+
+def export_run(run, out: Optional[Path] = None, fp16: bool = False) -> dict:
+    """Export the newest good checkpoint of a run. Writes generator.onnx and discriminator.onnx beside
+    ``out`` (default: in the run directory). Returns {"generator": path, "discriminator": path, "max_abs_diff": ...}."""
+    run = Path(run)
+    if run.is_file():
+        path, state = run, checkpoint.load(run)
+        run = run.parent.parent if run.parent.name == "checkpoints" else run.parent
+    else:
+        found = checkpoint.latest_good(run / "checkpoints")
+        if found is None:
+            raise ModelFileError(f"{run}: no usable checkpoint to export (train with: augmentor fit --out {run})")
+        path, state = found
+    if out is None:  # generator.onnx + discriminator.onnx (-fp16 before .onnx for half precision)
+        suffix = "-fp16.onnx" if fp16 else ".onnx"
+        g_path, d_path = (run / MODEL_FILES[k].replace(".onnx", suffix) for k in ("generator", "discriminator"))
+    else:  # the file asked for, and its discriminator beside it
+        g_path = Path(out)
+        d_path = g_path.with_name(g_path.stem + "-discriminator.onnx")
+    # each file names the other in its metadata ("pair"), so either finds its partner
+    cfg, G, D = load_models(state)
+    n = 4
+    z = torch.randn(n, cfg.nz, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(n) % cfg.num_classes
+    if cfg.mode == "unconditional":
+        G, D = _KeepLabelInput(G), _KeepLabelInput(_DiscriminatorOutputs(D))
+    else:
+        D = _DiscriminatorOutputs(D)
+    G, D = G.eval(), D.eval()  # a new wrapper starts in training mode, and export restores that mode on all children
+    _export(G, (z, labels), g_path, ["z", "label"], ["image"], metadata(cfg, "generator", state, fp16, d_path.name), fp16)
+    images = G(z, labels).detach()
+    _export(
+        D,
+        (images, labels),
+        d_path,
+        ["image", "label"],
+        ["logit", "features"],
+        metadata(cfg, "discriminator", state, fp16, g_path.name),
+        fp16,
+    )
+    diff = max(parity(G, g_path, (z, labels)), parity(D, d_path, (images, labels)))
+    if diff > PARITY_TOL[fp16]:
+        raise ModelFileError(f"{g_path}: ONNX output differs from torch by {diff:.2e} (> {PARITY_TOL[fp16]}); please report this")
+    return {"generator": g_path, "discriminator": d_path, "max_abs_diff": diff, "checkpoint": path}
+
+
+def _export(model, args, path: Path, inputs, outputs, meta: dict, fp16: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice; it is the one that runs on torch 2.4+
+        torch.onnx.export(
+            model,
+            args,
+            str(tmp),
+            input_names=inputs,
+            output_names=outputs,
+            opset_version=17,
+            dynamic_axes={name: {0: "batch"} for name in inputs + outputs},
+            dynamo=False,
+        )
+    proto = onnx.load(str(tmp))
+    if fp16:
+        proto = to_fp16(proto)
+    for k, v in encode_metadata(meta).items():
+        proto.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(proto)
+    checkpoint.atomic_write(path, lambda f: f.write(proto.SerializeToString()))
+    tmp.unlink(missing_ok=True)
+
+
+def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Half-precision weights and arithmetic, float32 at the inputs and outputs (casts at the edges)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    for init in graph.initializer:
+        if init.data_type == TensorProto.FLOAT:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
+    for node in graph.node:  # constants folded into nodes, and casts the exporter wrote to float32
+        for attr in node.attribute:
+            if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
+                attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float16)))
+            if node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
+                attr.i = TensorProto.FLOAT16
+    casts_in, casts_out = [], []
+    for inp in graph.input:
+        if inp.type.tensor_type.elem_type == TensorProto.FLOAT:
+            half = inp.name + "_fp16"
+            for node in graph.node:
+                node.input[:] = [half if i == inp.name else i for i in node.input]
+            casts_in.append(helper.make_node("Cast", [inp.name], [half], to=TensorProto.FLOAT16))
+    for out in graph.output:
+        half = out.name + "_fp16"
+        for node in graph.node:
+            node.output[:] = [half if o == out.name else o for o in node.output]
+        casts_out.append(helper.make_node("Cast", [half], [out.name], to=TensorProto.FLOAT))
+    nodes = casts_in + list(graph.node) + casts_out
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    return proto
+
+
+def parity(model: nn.Module, path: Path, args) -> float:
+    """Max abs difference between torch and onnxruntime (CPU EP) on the same inputs."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)}
+    with torch.no_grad():
+        ref = model(*args)
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    got = sess.run(None, feeds)
+    return max(float(np.abs(r.numpy() - g).max()) for r, g in zip(ref, got))

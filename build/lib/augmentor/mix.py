@@ -1,0 +1,327 @@
+"""Synthetic images into the pipeline you already have.
+
+- ``SyntheticDataset``: a torch Dataset of generated images; item i is fixed by (seed, i).
+- ``SyntheticMix``: wraps any DataLoader of (x, y) batches and replaces round(ratio · B) samples per batch.
+- ``SyntheticReplace``: a per-sample transform that swaps (image, label) for a synthetic image of that label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+
+from .data import convert_range
+from .errors import ConfigError
+from .modelfiles import ort_cuda_usable
+from .sampler import Sampler
+
+OUTPUTS = ("pil", "tensor", "numpy")
+
+
+def _as_sampler(model, device: str = "cpu"):
+    """A path (run directory or generator .onnx) opens a Sampler; a Sampler, or anything with its sampling
+    interface (e.g. augmentation.RealResampler), is used as it is."""
+    return Sampler(model, device=device) if isinstance(model, (str, Path)) else model
+
+
+def _to_output(img_uint8_chw: np.ndarray, output: str):
+    if output == "tensor":
+        return torch.from_numpy(np.ascontiguousarray(img_uint8_chw))  # uint8 (C, H, W), as torchvision v2 expects
+    hwc = img_uint8_chw.transpose(1, 2, 0)
+    if output == "numpy":
+        return np.ascontiguousarray(hwc)  # uint8 (H, W, C), as albumentations expects
+    from PIL import Image
+
+    return Image.fromarray(hwc[..., 0] if hwc.shape[2] == 1 else hwc)
+
+
+class SyntheticDataset(torch.utils.data.Dataset):
+    """``n`` images (classes in turn) or ``class_counts`` ({class name or index: count} or a list).
+
+    Returns ``(image, label)``; ``output`` "pil" | "tensor" (uint8 C×H×W) | "numpy" (uint8 H×W×C).
+    Images are generated in blocks of ``block`` and cached one block at a time; item i depends only on
+    (seed, i), so workers, reruns and shuffles agree. Safe with ``num_workers > 0``: each worker builds
+    its own onnxruntime session on first use.
+    """
+
+    def __init__(
+        self,
+        model,
+        n: Union[int, dict, list, None] = None,
+        transform: Optional[Callable] = None,
+        target_transform: Optional[Callable] = None,
+        output: str = "pil",
+        seed: int = 0,
+        block: int = 256,
+        class_counts: Union[dict, list, None] = None,
+    ):
+        if output not in OUTPUTS:
+            raise ConfigError(f"output={output!r} is not one of {', '.join(OUTPUTS)}")
+        self.sampler = _as_sampler(model)
+        counts = class_counts if class_counts is not None else n
+        if isinstance(counts, (dict, list, tuple)):
+            items = counts.items() if isinstance(counts, dict) else enumerate(counts)
+            per_class = {}
+            for c, k in items:
+                if int(k) < 0:
+                    raise ConfigError(f"class count {k} for '{c}' must be ≥ 0")
+                per_class[self.sampler.class_index(c)] = int(k)
+            labels = [c for c, k in sorted(per_class.items()) for _ in range(k)]
+            self.labels = torch.tensor(labels, dtype=torch.long)
+        elif isinstance(counts, (int, np.integer)) and counts >= 0:
+            self.labels = torch.arange(int(counts)) % self.sampler.num_classes
+        else:
+            raise ConfigError(f"n must be a count ≥ 0 or class counts (got {counts!r})")
+        self.transform, self.target_transform = transform, target_transform
+        self.output, self.seed, self.block = output, seed, block
+        self.classes = self.sampler.class_names
+        self._cache = (None, None)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _block(self, b: int) -> np.ndarray:
+        if self._cache[0] != b:
+            y = self.labels[b * self.block : (b + 1) * self.block]
+            seed = (self.seed * 1_000_003 + b) % 2**62  # block b's noise depends on (seed, b) alone
+            self._cache = (b, self.sampler.sample(len(y), y, seed=seed, value_range="uint8", numpy=True))
+        return self._cache[1]
+
+    def __getitem__(self, i: int):
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} synthetic images")
+        i %= len(self)
+        img = _to_output(self._block(i // self.block)[i % self.block], self.output)
+        label = int(self.labels[i])
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            label = self.target_transform(label)
+        return img, label
+
+
+class SyntheticMix:
+    """Wrap a DataLoader of (x, y): each batch gets round(ratio · B) samples replaced by synthetic ones.
+
+    The synthetic images match the batch's shape, dtype and device; ``transform`` is a batched tensor
+    transform applied to them (e.g. ``v2.Normalize`` — the same normalization your real images got).
+    Without one, float batches get [0, 1] and uint8 batches 0..255. ``labels``: "match" keeps each
+    replaced sample's label; "balanced" gives the synthetic slots to the classes rarest in the batch;
+    a {class: weight} dict draws labels with those weights. ``len()`` and epochs follow the loader.
+
+    Batches may be tuples ``(x, y, ...)`` or dicts (the Hugging Face datasets style): a dict batch has its
+    ``image_key`` and ``label_key`` entries mixed and comes back as a dict with its other entries unchanged
+    (and ``"is_synthetic"`` with ``return_mask``).
+
+    ``pool``: where the synthetic images come from. An int N: N images per class, generated once (on first
+    use of the class) and drawn in a fresh random order each pass; None: freshly generated images for
+    every batch. "auto" (default): fresh on a GPU, a pool of 1,000 per class on the CPU, where generating
+    costs about as much as the classifier step it feeds (benchmarks/throughput.py) and would slow it.
+    """
+
+    def __init__(
+        self,
+        loader,
+        model,
+        ratio: float = 0.3,
+        labels: Union[str, dict] = "match",
+        transform: Optional[Callable] = None,
+        return_mask: bool = False,
+        seed: int = 0,
+        pool: Union[int, str, None] = "auto",
+        image_key: str = "image",
+        label_key: str = "label",
+    ):
+        if not 0.0 <= ratio <= 1.0:
+            raise ConfigError(f"ratio {ratio} must be in [0, 1]")
+        if not (pool is None or pool == "auto" or (isinstance(pool, int) and not isinstance(pool, bool) and pool > 0)):
+            raise ConfigError(f"pool={pool!r} must be a count > 0, None (fresh images every batch) or 'auto'")
+        if not (labels in ("match", "balanced") or isinstance(labels, dict)):
+            raise ConfigError(f"labels={labels!r} must be 'match', 'balanced' or a {{class: weight}} dict")
+        self.loader, self.ratio, self.transform, self.return_mask = loader, ratio, transform, return_mask
+        self.image_key, self.label_key = image_key, label_key
+        self.samplers = {}  # one per device the batches arrive on
+        self.model = model
+        first = _as_sampler(model, "cpu")
+        self.samplers[torch.device("cpu")] = first
+        self.meta_sampler = first
+        self.label_mode = labels
+        if isinstance(labels, dict):
+            w = torch.zeros(first.num_classes)
+            for c, weight in labels.items():
+                w[first.class_index(c)] = float(weight)
+            if w.sum() <= 0 or (w < 0).any():
+                raise ConfigError("label weights must be ≥ 0 with a positive sum")
+            self.weights = w / w.sum()
+        self.seed = seed
+        self.epoch = 0
+        self.pool = pool
+        self._pools = {}  # (device, class) → uint8 images; kept across epochs
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def _sampler_for(self, device: torch.device) -> Sampler:
+        if device not in self.samplers:
+            if not isinstance(self.model, (str, Path)) or not ort_cuda_usable():
+                # onnxruntime without CUDA (or a Sampler the user built): generate there, copy to the batch's device
+                self.samplers[device] = self.samplers[torch.device("cpu")]
+            else:
+                self.samplers[device] = Sampler(self.model, device=str(device))
+        return self.samplers[device]
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+        self.epoch += 1
+        self._buffer = {}  # per (device, class): images (or pool order) not used yet; new each epoch, so epochs are reproducible
+        for batch in self.loader:
+            x, y = self._unpack(batch)
+            self._check(x, y)
+            k = int(round(self.ratio * len(x)))
+            mask = torch.zeros(len(x), dtype=torch.bool)
+            if k:
+                pos = torch.randperm(len(x), generator=g)[:k]
+                mask[pos] = True
+                syn_y = self._synthetic_labels(y.cpu(), pos, g)
+                x, y = x.clone(), y.clone()
+                x[pos.to(x.device)] = self._synthetic(syn_y, g, x)
+                y[pos.to(y.device)] = syn_y.to(y.device, y.dtype)
+            yield self._pack(batch, x, y, mask.to(x.device))
+
+    def _unpack(self, batch) -> tuple:
+        if isinstance(batch, Mapping):
+            missing = [k for k in (self.image_key, self.label_key) if k not in batch]
+            if missing:
+                raise ConfigError(
+                    f"the loader's batches are dicts with keys {sorted(batch)}, without {missing}; "
+                    "name the image and label entries: SyntheticMix(..., image_key=..., label_key=...)"
+                )
+            return batch[self.image_key], batch[self.label_key]
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            raise ConfigError(
+                f"the loader's batches are {type(batch).__name__}; SyntheticMix needs (images, labels) pairs or dicts of them"
+            )
+        return batch[0], batch[1]
+
+    def _pack(self, batch, x, y, mask):
+        if isinstance(batch, Mapping):
+            out = {**batch, self.image_key: x, self.label_key: y}
+            return {**out, "is_synthetic": mask} if self.return_mask else out
+        return (x, y, mask) if self.return_mask else (x, y)
+
+    def _check(self, x, y) -> None:
+        want = self.meta_sampler.image_shape
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != want:
+            got = tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ConfigError(
+                f"{self.meta_sampler.path}: makes images of shape {want} (C, H, W) but the loader's batches are {got}; "
+                "train or export a model at the loader's size and channels"
+            )
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.meta_sampler.num_classes):
+            raise ConfigError(
+                f"label {int(y.max())} in the loader is not a class of {self.meta_sampler.path} ({self.meta_sampler.num_classes} classes)"
+            )
+
+    def _synthetic_labels(self, y: torch.Tensor, pos: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        if self.label_mode == "match":
+            return y[pos]
+        if self.label_mode == "balanced":  # fill each slot with the class rarest among the kept samples
+            keep = torch.ones(len(y), dtype=torch.bool)
+            keep[pos] = False
+            counts = torch.bincount(y[keep], minlength=self.meta_sampler.num_classes).float()
+            counts += torch.rand(len(counts), generator=g) * 0.1  # break ties at random
+            out = []
+            for _ in range(len(pos)):
+                c = int(torch.argmin(counts))
+                out.append(c)
+                counts[c] += 1
+            return torch.tensor(out, dtype=torch.long)
+        return torch.multinomial(self.weights, len(pos), replacement=True, generator=g)
+
+    def _synthetic(self, labels: torch.Tensor, g: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+        device = like.device if like.device.type == "cuda" else torch.device("cpu")  # generate where the batch lives
+        sampler = self._sampler_for(device)
+        images = torch.empty((len(labels), *sampler.image_shape), device=sampler.device)
+        for c in torch.unique(labels).tolist():
+            where = torch.nonzero(labels == c).flatten()
+            images[where.to(images.device)] = self._take(sampler, c, len(where), g)
+        if like.dtype == torch.uint8:
+            images = convert_range(images, "unit", "uint8")
+        if self.transform is not None:
+            images = self.transform(images)
+        return images.to(like.device, like.dtype)
+
+    def _take(self, sampler: Sampler, c: int, n: int, g: torch.Generator) -> torch.Tensor:
+        size = self.pool if self.pool != "auto" else (None if sampler.device.type == "cuda" else 1000)
+        return self._fresh(sampler, c, n, g) if size is None else self._from_pool(sampler, c, n, g, size)
+
+    def _from_pool(self, sampler: Sampler, c: int, n: int, g: torch.Generator, size: int) -> torch.Tensor:
+        """n images of class c from its pool, without repeats until the pool has been gone through."""
+        key = (sampler.device, c)
+        if key not in self._pools:
+            seed = (self.seed * 1_000_003 + c) % 2**62  # the pool depends on (seed, class) alone
+            self._pools[key] = sampler.sample(size, c, seed=seed, value_range="uint8")  # uint8: a quarter of the memory
+        order = self._buffer.get(key, torch.empty(0, dtype=torch.long))
+        while len(order) < n:
+            order = torch.cat([order, torch.randperm(size, generator=g)])
+        self._buffer[key] = order[n:]
+        return self._pools[key][order[:n].to(sampler.device)].float().div_(255)
+
+    def _fresh(self, sampler: Sampler, c: int, n: int, g: torch.Generator) -> torch.Tensor:
+        """n fresh images of class c, from a per-class buffer refilled a block at a time: a batch needs only a
+        few images of each class, and one generator call per few images would cost far more per image."""
+        key = (sampler.device, c)
+        have = self._buffer.get(key)
+        if have is None or len(have) < n:
+            block = max(n, sampler.chunk if sampler.device.type == "cuda" else 64)
+            seed = int(torch.randint(2**62, (1,), generator=g))
+            fresh = sampler.sample(block, c, seed=seed, value_range="unit")
+            have = fresh if have is None else torch.cat([have, fresh])
+        self._buffer[key] = have[n:]
+        return have[:n]
+
+
+class SyntheticReplace:
+    """With probability ``p``, replace an (image, label) pair by a synthetic image of the same label.
+
+    Use it where a joint transform goes (``VisionDataset(transforms=...)``) or call it on a pair. The
+    synthetic image has the input's type: PIL in → PIL out, uint8 (C, H, W) tensor → the same, numpy
+    (H, W, C) → the same. Random draws use torch's global generator, which DataLoader seeds per worker.
+    """
+
+    def __init__(self, model, p: float = 0.3, buffer: int = 64):
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"p={p} must be in [0, 1]")
+        self.sampler = _as_sampler(model)
+        self.p, self.buffer = p, buffer
+        self._queues: dict = {}
+
+    def make_params(self) -> dict:
+        return {"replace": bool(torch.rand(1) < self.p)}
+
+    def __call__(self, image, label):
+        return self.transform(image, label, self.make_params())
+
+    def transform(self, image, label, params: dict):
+        if not params["replace"]:
+            return image, label
+        c = self.sampler.class_index(int(label))
+        queue = self._queues.get(c)
+        if not queue:  # one generator call per `buffer` images of a class, not one per image
+            seed = int(torch.randint(2**62, (1,)))
+            queue = list(self.sampler.sample(self.buffer, c, seed=seed, value_range="uint8", numpy=True))
+            self._queues[c] = queue
+        img = queue.pop()
+        if isinstance(image, torch.Tensor):
+            out = torch.from_numpy(np.ascontiguousarray(img))
+            out = out if image.dtype == torch.uint8 else out.float().div_(255).to(image.dtype)
+        elif isinstance(image, np.ndarray):
+            out = np.ascontiguousarray(img.transpose(1, 2, 0))
+            out = out[..., 0] if image.ndim == 2 else out
+        else:
+            out = _to_output(img, "pil")
+        return out, label

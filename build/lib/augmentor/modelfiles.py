@@ -1,0 +1,187 @@
+"""What lies on disk and how it is opened: the run-directory layout, the ONNX metadata schema, and the
+onnxruntime sessions (providers, threads, fork safety). ``Sampler``, ``AnomalyScorer``, ``export`` and
+``run`` all go through here, so there is one way to find a model and one way to open it.
+
+run/
+  config.json        data, model and training configs, data fingerprint, versions (the run's source of truth)
+  holdout.json       which images were held out of training
+  checkpoints/       ckpt_XXXXXX.pt, the newest --keep-checkpoints (each embeds the same configs)
+  samples/           step_XXXXXX.png grids (one row per class); progress.gif the grids as an animation
+  log.jsonl          losses every few steps; losses.png, diversity.png the same as plots
+  generator.onnx     discriminator.onnx: written by export at the end
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from . import __version__
+from .errors import ConfigError, ModelFileError
+
+log = logging.getLogger("augmentor")
+
+CONFIG = "config.json"
+HOLDOUT = "holdout.json"
+LOG = "log.jsonl"
+CHECKPOINTS = "checkpoints"
+SAMPLES = "samples"
+MODEL_FILES = {"generator": "generator.onnx", "discriminator": "discriminator.onnx"}
+# Everything a run writes, and nothing else: what --force may remove.
+RUN_FILES = (CONFIG, HOLDOUT, LOG, "losses.png", "diversity.png", "progress.gif", *MODEL_FILES.values())
+RUN_DIRS = (CHECKPOINTS, SAMPLES)
+
+# ------------------------------------------------------------------ ONNX metadata
+
+FORMAT = "1"
+PREFIX = "augmentor."
+INT_FIELDS = ("size", "channels", "nz", "step")
+# key → what it says; every augmentor ONNX file carries all of them
+METADATA_FIELDS = {
+    "format": "metadata schema version",
+    "kind": "generator or discriminator",
+    "mode": "conditional, per-class or unconditional",
+    "class_names": "JSON list; label i is class_names[i]",
+    "size": "image side in pixels",
+    "channels": "1 or 3",
+    "nz": "noise dimension of the generator's z input",
+    "value_range": "of images in and out: -1,1",
+    "precision": "fp32 or fp16 arithmetic (inputs and outputs are float32 either way)",
+    "augmentor_version": "the version that exported it",
+    "data_fingerprint": "hash of the training images",
+    "step": "training step of the checkpoint",
+    "pair": "file name of the other model of the same export (generator ↔ discriminator)",
+}
+
+
+def encode_metadata(values: dict) -> dict:
+    missing = set(METADATA_FIELDS) - set(values) - {"format"}
+    if missing:
+        raise ValueError(f"metadata lacks {sorted(missing)}")
+    out = {"format": FORMAT, **values}
+    return {PREFIX + k: (json.dumps(list(v)) if k == "class_names" else str(v)) for k, v in out.items()}
+
+
+def read_metadata(path) -> dict:
+    """Our metadata of an ONNX file, values decoded. Raises ModelFileError for a file that is not ours."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        raise ModelFileError(f"{path}: not an ONNX file") from None
+    meta = {p.key[len(PREFIX) :]: p.value for p in proto.metadata_props if p.key.startswith(PREFIX)}
+    if "format" not in meta:
+        raise ModelFileError(
+            f"{path}: an ONNX model not made by augmentor (no augmentor metadata); export one with `augmentor export RUN`"
+        )
+    if meta["format"] != FORMAT:
+        raise ModelFileError(f"{path}: augmentor ONNX format {meta['format']} is not supported by this version ({__version__})")
+    try:
+        meta["class_names"] = json.loads(meta["class_names"])
+        for k in INT_FIELDS:
+            meta[k] = int(meta[k])
+    except (KeyError, ValueError) as e:
+        raise ModelFileError(f"{path}: damaged augmentor metadata ({e})") from None
+    return meta
+
+
+# ------------------------------------------------------------------ finding a model
+
+
+def find_model(model, kind: str) -> Path:
+    """The ``kind`` ("generator" | "discriminator") ONNX file of a run directory, or of an ONNX file: that
+    file itself when it is of that kind, else the other model of the same export (its ``pair`` metadata)."""
+    path = Path(model)
+    if path.is_dir():
+        found = path / MODEL_FILES[kind]
+        if not found.exists():
+            raise ModelFileError(f"{path}: no {MODEL_FILES[kind]} (export the run first: augmentor export {path})")
+        return found
+    meta = read_metadata(path)
+    if meta["kind"] == kind:
+        return path
+    pair = path.with_name(meta.get("pair", "")) if meta.get("pair") else None
+    if pair is None or not pair.is_file():
+        raise ModelFileError(f"{path}: is an augmentor {meta['kind']}, not a {kind}, and its {kind} is not beside it")
+    return pair
+
+
+def run_directory(path) -> Path:
+    """A run directory (holds config.json), or ModelFileError that says what to pass."""
+    path = Path(path)
+    if not (path.is_dir() and (path / CONFIG).exists()):
+        raise ModelFileError(f"{path}: not an augmentor run directory (no {CONFIG}); give the folder `augmentor fit --out` made")
+    return path
+
+
+# ------------------------------------------------------------------ onnxruntime
+
+
+def ort_cuda_usable() -> bool:
+    """Only ask onnxruntime for CUDA where there is a GPU: onnxruntime-gpu logs an error otherwise. When torch
+    sees a GPU that onnxruntime cannot use, say so once: sampling then runs on the CPU, much slower."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return True
+    global _warned_no_cuda_ep
+    if not _warned_no_cuda_ep:
+        _warned_no_cuda_ep = True
+        log.warning(
+            "torch sees a CUDA GPU but this onnxruntime has no CUDA provider, so sampling runs on the CPU; "
+            "fix: pip uninstall onnxruntime && pip install onnxruntime-gpu"
+        )
+    return False
+
+
+_warned_no_cuda_ep = False
+
+
+def resolve_ort_device(device: str) -> str:
+    """ "auto" → "cuda" when onnxruntime can use a GPU, else "cpu"; a bad or unusable device is refused."""
+    if device == "auto":
+        return "cuda" if ort_cuda_usable() else "cpu"
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"device {device!r} is not one of auto, cpu, cuda")
+    if device.startswith("cuda") and not ort_cuda_usable():
+        raise ConfigError(f"device {device}: no GPU that onnxruntime can use here; use device='cpu'")
+    return device
+
+
+class LazySession:
+    """An onnxruntime session made on first use and made again in a new process, so an object holding one
+    can be handed to DataLoader workers (forked or spawned): each worker opens its own."""
+
+    def __init__(self, path: Path, device: str = "cpu"):
+        self.path, self.device = Path(path), device
+        self._session, self._pid = None, None
+
+    def get(self):
+        if self._session is None or self._pid != os.getpid():
+            import onnxruntime as ort
+            import torch
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = max(1, torch.get_num_threads())  # 1 in DataLoader workers
+            opts.log_severity_level = 3
+            if self.device.startswith("cuda"):
+                index = int(self.device.split(":")[1]) if ":" in self.device else 0
+                providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+            else:
+                providers = ["CPUExecutionProvider"]
+            self._session = ort.InferenceSession(str(self.path), opts, providers=providers)
+            self._pid = os.getpid()
+        return self._session
+
+    def __getstate__(self):  # picklable for spawn-started workers: the session is rebuilt there
+        return {**self.__dict__, "_session": None, "_pid": None}

@@ -1,0 +1,149 @@
+"""The bench's report: statistics over seeds, the verdict, and report.md. Pure functions of the results, so
+they can be rendered again from results.json."""
+
+from __future__ import annotations
+
+import statistics
+
+
+def describe(shot) -> str:
+    """A shot setting (or its key in results.json) in words."""
+    shot = str(shot)
+    if shot == "all":
+        return "all training images"
+    if shot.endswith("%"):
+        return f"{shot} of the training images"
+    return f"{shot} images per class"
+
+
+def summarize(results: list) -> dict:
+    """mean ± std over seeds, per shot and arm and metric (``results``: SettingResult records)."""
+    table = {}
+    for r in results:
+        for arm, sc in r.arms.items():
+            for metric, v in sc.items():
+                table.setdefault(str(r.shot), {}).setdefault(arm, {}).setdefault(metric, []).append(v)
+    return {
+        shot: {
+            arm: {
+                m: {"mean": statistics.mean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0, "values": v}
+                for m, v in ms.items()
+            }
+            for arm, ms in arms.items()
+        }
+        for shot, arms in table.items()
+    }
+
+
+def verdict(summary: dict, metric: str, arms_by_name: dict, chosen: str) -> tuple:
+    """(did synthetic data help, sentences). The synthetic side is ``chosen`` (arm E at the ratio chosen on
+    validation: what a user would deploy, chosen without the test set); the other side is the best arm whose
+    record says it uses no synthetic images (the duplicate-real control among them). It counts as a gain only
+    when it beats that arm by more than the larger of the two seed spreads."""
+    lines, helped = [], False
+    for shot, arms in summary.items():
+        real_arms = {a: v[metric] for a, v in arms.items() if not arms_by_name[a].synthetic}
+        best_real = max(real_arms, key=lambda a: real_arms[a]["mean"])
+        gain = 100 * (arms[chosen][metric]["mean"] - real_arms[best_real]["mean"])
+        noise = 100 * max(arms[chosen][metric]["std"], real_arms[best_real]["std"])
+        if len(arms[chosen][metric]["values"]) < 2:
+            lines.append(
+                f"- {describe(shot)}: {chosen} vs the best arm without it ({best_real}): {gain:+.1f} points ({metric}); "
+                "one seed only, so no spread to judge a gain by: run more seeds before relying on it."
+            )
+            continue
+        if gain > noise:
+            helped = True
+            lines.append(
+                f"- {describe(shot)}: **synthetic data helped**: {chosen} beat {best_real} by {gain:+.1f} points ({metric}; seed spread {noise:.1f})."
+            )
+        else:
+            lines.append(
+                f"- {describe(shot)}: **synthetic data did not help**: {chosen} vs the best arm without it ({best_real}): "
+                f"{gain:+.1f} points ({metric}), not more than the seed spread of {noise:.1f}."
+            )
+    return helped, lines
+
+
+def render(report: dict, lines: list) -> str:
+    """report.md from results.json's contents and the verdict's sentences."""
+    m = report["primary_metric"]
+    md = [
+        f"# augmentor bench: {report['source']}",
+        "",
+        f"Preset `{report['preset']}`, {report['size']} px, {report['pool_images']} pool images, {report['test_images']} held-out "
+        f"test images ({'; '.join(report['notes'])}). Seeds {report['env']['preset']['seeds']}; mean ± std over seeds. "
+        f"Primary metric: {m.replace('_', ' ')}.",
+        "",
+        "## Verdict",
+        "",
+        *lines,
+        "",
+        f"Recommended mix ratio: **{report['recommended_ratio']}**"
+        + (
+            " (synthetic data did not help here, so: none)."
+            if not report["synthetic_helped"]
+            else " (the ratio with the best mean validation score over all settings)."
+        ),
+        "",
+        f"Classical augmentation in the arms: {_augmentation_used(report['augmentation_per_seed'])}.",
+        "",
+        "Arms: A real · B + classical augmentation · C class-balanced sampling (imbalanced data) · DUP the same batches as E "
+        "with the share replaced by re-drawn (augmented) real images instead of synthetic ones — the control that tells "
+        '"synthetic helped" from "more real images helped" · D real + synthetic · E real + classical + synthetic '
+        "(chosen: the ratio picked on validation) · F synthetic only (CAS) · R the tutorials' plain GAN at the same budget.",
+        "",
+        "## Classifier arms (held-out test set)",
+        "",
+    ]
+    for shot, arms in report["summary"].items():
+        metric_names = list(next(iter(arms.values())))
+        md += [
+            f"### {describe(shot)}",
+            "",
+            "| arm | " + " | ".join(metric_names) + " |",
+            "| --- |" + " --- |" * len(metric_names),
+        ]
+        for arm, ms in arms.items():
+            md.append(
+                f"| {arm} | " + " | ".join(f"{100 * ms[k]['mean']:.1f} ± {100 * ms[k]['std']:.1f}" for k in metric_names) + " |"
+            )
+        md.append("")
+    md += [
+        "## Sample quality (first seed; features of a SmallCNN trained on the real pool)",
+        "",
+        "| shots | FID | KID | precision | recall | near-copies | median NN distance: synthetic→train / test→train |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for shot, q in report["quality"].items():
+        mem = q["memorization"]
+        md.append(
+            f"| {shot} | {q['fid']:.2f} | {q['kid']:.4f} | {q['precision']:.2f} | {q['recall']:.2f} | {100 * mem['near_copy_fraction']:.1f} % | "
+            f"{mem['syn_to_train_median']:.3f} / {mem['test_to_train_median']:.3f} |"
+        )
+    md += [
+        "",
+        "Near-copies: synthetic images nearer to a training image than the median train-to-train nearest-neighbour distance.",
+        "",
+        "![gain](gain.png)",
+        "",
+        "![nearest neighbours](nearest_neighbours.png)",
+        "",
+    ]
+    for shot, name in report["sample_grids"].items():
+        md += [f"Samples, {describe(shot)} (first seed; one row per class):", "", f"![samples]({name})", ""]
+    md += [
+        f"GAN runs (checkpoints, all sample grids, logs): `runs/`. Wall time {report['wall_seconds']:.0f} s; "
+        f"torch {report['env']['torch']}, augmentor {report['env']['augmentor']}, {report['env']['threads']} thread(s).",
+        "",
+    ]
+    return "\n".join(md)
+
+
+def _augmentation_used(per_seed: list) -> str:
+    counts = {a: per_seed.count(a) for a in dict.fromkeys(per_seed)}
+    if len(counts) == 1:
+        (name,) = counts
+        detail = " (chosen over none on the validation images)" if name == "preset" else ""
+        return f"`{name}`{detail}" if name != "none" else "none (the built-in preset scored lower on the validation images)"
+    return ", ".join(f"`{a}` in {n} of {len(per_seed)} settings" for a, n in counts.items()) + " (chosen on validation)"

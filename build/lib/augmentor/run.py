@@ -1,0 +1,322 @@
+"""A run: prepare the data, train with callbacks, resume, lock, and leave everything on disk (the layout:
+modelfiles.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import signal
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from . import __version__, checkpoint, data
+from .callbacks import Checkpointer, DiversityMonitor, NonFiniteGuard, ProgressLog, SampleGrids, truncate_log
+from .config import FIXED, SECTIONS, DataConfig, ModelConfig, RunOptions, TrainConfig, declared
+from .errors import ConfigError, Interrupted, ModelFileError, RunDirError
+from .modelfiles import CHECKPOINTS, CONFIG, HOLDOUT, LOG, RUN_DIRS, RUN_FILES, SAMPLES
+from .plots import plot_diversity, plot_losses
+from .train import Trainer, resolve_precision
+
+log = logging.getLogger("augmentor")
+
+# Scarce data gets the coverage term by default (see README, "Diversity"): measured on MNIST 10-shot.
+SCARCE_PER_CLASS = 100
+DEFAULT_COVERAGE = 5.0
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: no CUDA GPU is visible here; use --device cpu or auto")
+        return torch.device(device)
+    raise ConfigError(f"--device {device} is not one of auto, cpu, cuda")
+
+
+@dataclass
+class PreparedData:
+    full: data.ImageSet  # everything loaded (after --classes)
+    train: data.ImageSet  # what the GAN sees
+    train_index: torch.Tensor
+    holdout_index: torch.Tensor
+
+
+def prepare_data(cfg: DataConfig) -> PreparedData:
+    """Load, then --classes, then the seeded stratified --holdout, then the seeded --per-class subset."""
+    full = data.load(cfg.source, cfg.size, cfg.channels, cfg.split, cfg.strict)
+    if cfg.classes:
+        full = data.select_classes(full, cfg.classes)
+    kept, held = data.stratified_split(full, cfg.holdout, cfg.seed)
+    if cfg.per_class is not None:
+        kept = kept[data.per_class_subset(full.subset(kept), cfg.per_class, cfg.seed)]
+    train = full.subset(kept)
+    if len(train) < 2:
+        raise data.DataError(f"{cfg.source}: only {len(train)} training image(s) left after --classes/--holdout/--per-class")
+    return PreparedData(full, train, kept, held)
+
+
+def resolve_coverage(train_cfg: TrainConfig, train: data.ImageSet) -> TrainConfig:
+    """coverage=None means "decide": on (DEFAULT_COVERAGE) when the smallest class has ≤ SCARCE_PER_CLASS images."""
+    if train_cfg.coverage is not None:
+        return train_cfg
+    scarce = min(c for c in train.class_counts() if c > 0) <= SCARCE_PER_CLASS
+    if scarce:
+        log.info(f"scarce data (≤ {SCARCE_PER_CLASS} images in a class): coverage term on, weight {DEFAULT_COVERAGE}")
+    return dataclasses.replace(train_cfg, coverage=DEFAULT_COVERAGE if scarce else 0.0)
+
+
+def model_config_for(train: data.ImageSet, mode: Optional[str] = None, **options) -> ModelConfig:
+    """Mode defaults to conditional with ≥ 2 classes, unconditional with one."""
+    mode = mode or ("conditional" if train.num_classes >= 2 else "unconditional")
+    return ModelConfig(size=train.size, channels=train.channels, class_names=tuple(train.class_names), mode=mode, **options)
+
+
+# ----------------------------------------------------------------------------------------- run dir
+
+
+@contextmanager
+def locked(out: Path):
+    """Hold ``out/.lock`` while a fit writes the run; a live holder refuses, a dead one's lock is taken over."""
+    lock = out / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise RunDirError(
+                    f"{out}: another fit (pid {pid}) is writing this run; wait for it or choose another --out"
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: its owner died
+    else:
+        raise RunDirError(f"{out}: could not take the run lock")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _check_writable(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is a file, not a directory; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise RunDirError(f"{out}: cannot write here ({e.strerror or e})") from None
+
+
+def _prepare_new_run(out: Path, force: bool) -> None:
+    if out.is_dir() and (out / CONFIG).exists() and not force:
+        raise RunDirError(f"{out}: holds a run already; pass --resume to continue it or --force to overwrite it")
+    if out.is_dir() and any(p for p in out.iterdir() if p.name != ".lock") and not (out / CONFIG).exists() and not force:
+        raise RunDirError(f"{out}: is not empty and holds no augmentor run; choose another --out (or --force to write into it)")
+    if force:  # only what a run writes; anything else of the user's stays
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        for name in RUN_DIRS:
+            shutil.rmtree(out / name, ignore_errors=True)
+
+
+def read_config(out: Path) -> dict:
+    path = Path(out) / CONFIG
+    if not path.exists():
+        raise ModelFileError(f"{out}: no config.json; not an augmentor run directory")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{path}: unreadable ({e})") from None
+
+
+# ----------------------------------------------------------------------------------------- fit
+
+
+def fit(
+    out,
+    data_cfg: DataConfig | data.ImageSet,
+    train_cfg: TrainConfig,
+    model_options: Optional[dict] = None,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    **run_options,
+) -> Path:
+    """Train a new run into ``out`` on a data source (DataConfig) or on images in memory (an ImageSet, e.g. a
+    split you made yourself; such a run cannot be resumed from the CLI). ``model_options``: ModelConfig fields
+    (mode, nz, width, spectral_norm); ``run_options``: RunOptions fields (device, precision, checkpoint_every,
+    sample_every, keep_checkpoints, export). Returns the run directory."""
+    out = Path(out)
+    opts = RunOptions(**run_options)
+    dev = resolve_device(opts.device)
+    precision = resolve_precision(opts.precision, dev)  # bad flags fail before anything is written
+    _check_writable(out)
+    with locked(out):
+        _prepare_new_run(out, force)
+        if isinstance(data_cfg, data.ImageSet):
+            n = len(data_cfg)
+            prepared = PreparedData(data_cfg, data_cfg, torch.arange(n), torch.arange(0))
+            data_record = {"source": data_cfg.source, "in_memory": True, "size": data_cfg.size, "channels": data_cfg.channels}
+        else:
+            prepared = prepare_data(data_cfg)
+            data_record = data_cfg.to_dict()
+        options = dict(model_options or {})
+        model_cfg = model_config_for(prepared.train, options.pop("mode", None), **options)
+        train_cfg = resolve_coverage(train_cfg, prepared.train)
+        config = {
+            "augmentor_version": __version__,
+            "data": data_record,
+            "model": model_cfg.to_dict(),
+            "train": train_cfg.to_dict(),
+            "data_fingerprint": prepared.train.fingerprint(),
+            "num_images": len(prepared.train),
+            "class_counts": prepared.train.class_counts(),
+            "skipped_files": len(prepared.full.skipped),
+        }
+        checkpoint.atomic_write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()))
+        holdout = {
+            "holdout_index": prepared.holdout_index.tolist(),
+            "train_index": prepared.train_index.tolist(),
+            "holdout_paths": [prepared.full.paths[i] for i in prepared.holdout_index.tolist()] if prepared.full.paths else None,
+        }
+        checkpoint.atomic_write(out / HOLDOUT, lambda f: f.write(json.dumps(holdout).encode()))
+        trainer = Trainer(model_cfg, train_cfg, prepared.train, dev, precision)
+        _train(out, trainer, config, opts, progress)
+    return out
+
+
+def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
+    """Continue the run in ``out`` from its newest good checkpoint. ``given``: the options the user gave
+    explicitly (field name → value, as declared in config.py). Run-time options (RunOptions) apply to this
+    process; ``steps`` may grow the run; any other option that contradicts the stored run is refused."""
+    out = Path(out)
+    given = dict(given or {})
+    options = {d.name: d for d in declared(DataConfig, ModelConfig, TrainConfig, RunOptions)}
+    unknown = set(given) - set(options)
+    if unknown:
+        raise ConfigError(f"resume: unknown option(s) {', '.join(sorted(unknown))}")
+    opts = RunOptions(**{k: v for k, v in given.items() if options[k].owner is RunOptions})
+    dev = resolve_device(opts.device)
+    precision = resolve_precision(opts.precision, dev)  # bad flags fail before anything is written
+    config = read_config(out)
+    if config["data"].get("in_memory"):
+        raise ConfigError(f"{out}: was trained on images passed from Python, not a --data source; resume it from Python")
+    for name, value in given.items():
+        if options[name].option.on_resume == FIXED:
+            _check_unchanged(out, config, options[name], value)
+    train_cfg = TrainConfig.from_dict({**config["train"], "steps": given.get("steps", config["train"]["steps"])})
+    model_cfg = ModelConfig.from_dict(config["model"])
+    with locked(out):
+        found = checkpoint.latest_good(out / CHECKPOINTS, map_location=dev)
+        if found is not None and ModelConfig.from_dict(found[1]["model_config"]) != model_cfg:
+            raise ModelFileError(f"{found[0]}: its model differs from {out / 'config.json'}; the run directory was altered")
+        done = int(found[1]["step"]) if found is not None else 0
+        if train_cfg.steps < done:
+            raise ConfigError(f"--steps {train_cfg.steps} is below the {done} steps this run has done; give --steps ≥ {done}")
+        prepared = prepare_data(DataConfig.from_dict(config["data"]))
+        if prepared.train.fingerprint() != config["data_fingerprint"]:
+            raise ConfigError(
+                f"{out}: the training data changed since this run started ({config['data']['source']}); start a new --out"
+            )
+        trainer = Trainer(model_cfg, train_cfg, prepared.train, dev, precision)
+        if found is None:
+            log.warning(f"{out}: no usable checkpoint; starting from step 0")
+        else:
+            path, state = found
+            trainer.load_state_dict(state)
+            log.info(f"resuming {out} from {path.name} (step {trainer.step} of {train_cfg.steps})")
+        truncate_log(out / LOG, trainer.step)
+        for stale in (out / SAMPLES).glob("step_*.png"):
+            if int(stale.stem.split("_")[1]) > trainer.step:
+                stale.unlink()
+        config["train"] = train_cfg.to_dict()
+        checkpoint.atomic_write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()))
+        _train(out, trainer, config, opts, progress)
+    return out
+
+
+def _check_unchanged(out: Path, config: dict, option, value) -> None:
+    """Refuse a value that contradicts the stored run. A setting stored as None ("detect" / "decide") is
+    compared with what the run resolved it to (e.g. --channels with the model's channels)."""
+    have = config[SECTIONS[option.owner]].get(option.name)
+    if have is None:
+        have = config["model"].get(option.name, config["train"].get(option.name))
+    have = tuple(have) if isinstance(have, list) else have
+    if value is None or value == have:
+        return
+    raise ConfigError(f"{option.flag} {value} contradicts the run in {out} (it has {have}); drop the flag or start a new --out")
+
+
+def _train(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress: bool) -> None:
+    ckpt = Checkpointer(
+        out / CHECKPOINTS, opts.checkpoint_every, opts.keep_checkpoints, extra={"data_fingerprint": config["data_fingerprint"]}
+    )
+    callbacks = [
+        DiversityMonitor(opts.sample_every),
+        ProgressLog(out / LOG, every=max(1, min(10, opts.checkpoint_every)), progress=progress),
+        SampleGrids(out / SAMPLES, opts.sample_every, gif=out / "progress.gif"),
+        ckpt,
+        NonFiniteGuard(out / CHECKPOINTS, out / LOG),
+    ]
+    log.info(f"training on {trainer.device}, {trainer.precision} math")
+    with _stop_on_sigint(trainer):
+        trainer.fit(callbacks=callbacks)
+    if trainer.step < trainer.train_cfg.steps:  # stopped by Ctrl-C between two steps
+        ckpt.save(trainer)
+        raise Interrupted(
+            f"interrupted at step {trainer.step}; checkpoint saved. Resume with: augmentor fit --out {out} --resume"
+        )
+    plot_losses(out / LOG, out / "losses.png")
+    plot_diversity(out / LOG, out / "diversity.png")
+    if opts.export:
+        from .export import export_run
+
+        export_run(out)
+
+
+@contextmanager
+def _stop_on_sigint(trainer: Trainer):
+    """First Ctrl-C: finish the current step, then stop (a checkpoint follows). A second one aborts."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
