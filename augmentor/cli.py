@@ -13,7 +13,7 @@ import click
 
 from . import __version__
 from .anomaly import DEFAULT_METHOD, METHODS
-from .config import FIT_CONFIGS, DataConfig, ModelConfig, RunOptions, TrainConfig, declared
+from .config import FIT_CONFIGS, DataConfig, ModelConfig, RunOptions, TrainConfig, UnlabeledConfig, declared
 from .errors import AugmentorError
 
 log = logging.getLogger("augmentor")
@@ -91,7 +91,8 @@ def fit(ctx, out, resume, force, **values):
         pick = lambda cls: {d.name: values[d.name] for d in declared(cls)}  # noqa: E731
         data_cfg = DataConfig(**pick(DataConfig), seed=values["seed"])
         train_cfg = TrainConfig(**pick(TrainConfig))
-        done = run.fit(out, data_cfg, train_cfg, pick(ModelConfig), force=force, **pick(RunOptions))
+        unlabeled = UnlabeledConfig(**pick(UnlabeledConfig))
+        done = run.fit(out, data_cfg, train_cfg, pick(ModelConfig), unlabeled=unlabeled, force=force, **pick(RunOptions))
     _print_run(done)
 
 

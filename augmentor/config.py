@@ -231,6 +231,25 @@ class RunOptions(_Dict):
             raise ConfigError("--checkpoint-every and --keep-checkpoints must be ≥ 1, --sample-every ≥ 0")
 
 
-FIT_CONFIGS = (DataConfig, ModelConfig, TrainConfig, RunOptions)
+@dataclass(frozen=True)
+class UnlabeledConfig(_Dict):
+    """Unlabelled images the generator also learns from, through pseudo-labels (unlabeled.py)."""
+
+    unlabeled: Optional[str] = option(  # a field name unique among the fit options: it is the click parameter's
+        None,
+        "Unlabelled images of the same kind (any --data source; a flat folder is the common case): pseudo-labelled "
+        "by a classifier trained on the labelled images, the confident ones join the GAN's training set.",
+    )
+    pseudo_threshold: float = option(0.9, "Keep an unlabelled image when the pseudo-labeller's confidence is at least this.")
+    pseudo_steps: int = option(1000, "Training steps of the pseudo-labelling classifier (SmallCNN, classical augmentation).")
+
+    def __post_init__(self):
+        if not 0.0 < self.pseudo_threshold < 1.0:
+            raise ConfigError(f"--pseudo-threshold {self.pseudo_threshold} must be in (0, 1)")
+        if self.pseudo_steps < 1:
+            raise ConfigError(f"--pseudo-steps {self.pseudo_steps} must be at least 1")
+
+
+FIT_CONFIGS = (DataConfig, UnlabeledConfig, ModelConfig, TrainConfig, RunOptions)
 # Where each config lives in config.json (run-time options are not stored).
-SECTIONS = {DataConfig: "data", ModelConfig: "model", TrainConfig: "train"}
+SECTIONS = {DataConfig: "data", UnlabeledConfig: "unlabeled", ModelConfig: "model", TrainConfig: "train"}

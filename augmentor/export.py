@@ -74,6 +74,7 @@ def metadata(cfg: ModelConfig, kind: str, state: dict, fp16: bool, pair: str) ->
         "data_fingerprint": state.get("data_fingerprint", ""),
         "step": state["step"],
         "pair": pair,
+        "unlabeled_images": state.get("unlabeled_images", 0),
     }
 
 

@@ -5,6 +5,7 @@ onnxruntime sessions (providers, threads, fork safety). ``Sampler``, ``AnomalySc
 run/
   config.json        data, model and training configs, data fingerprint, versions (the run's source of truth)
   holdout.json       which images were held out of training
+  pseudo_labels.json with --unlabeled: the unlabelled images kept for the GAN, their pseudo-labels and confidence
   checkpoints/       ckpt_XXXXXX.pt, the newest --keep-checkpoints (each embeds the same configs)
   samples/           step_XXXXXX.png grids (one row per class); progress.gif the grids as an animation
   log.jsonl          losses every few steps; losses.png, diversity.png the same as plots
@@ -28,16 +29,17 @@ HOLDOUT = "holdout.json"
 LOG = "log.jsonl"
 CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
+PSEUDO_LABELS = "pseudo_labels.json"  # with --unlabeled: which unlabelled images were kept, with which label
 MODEL_FILES = {"generator": "generator.onnx", "discriminator": "discriminator.onnx"}
 # Everything a run writes, and nothing else: what --force may remove.
-RUN_FILES = (CONFIG, HOLDOUT, LOG, "losses.png", "diversity.png", "progress.gif", *MODEL_FILES.values())
+RUN_FILES = (CONFIG, HOLDOUT, LOG, PSEUDO_LABELS, "losses.png", "diversity.png", "progress.gif", *MODEL_FILES.values())
 RUN_DIRS = (CHECKPOINTS, SAMPLES)
 
 # ------------------------------------------------------------------ ONNX metadata
 
 FORMAT = "1"
 PREFIX = "augmentor."
-INT_FIELDS = ("size", "channels", "nz", "step")
+INT_FIELDS = ("size", "channels", "nz", "step", "unlabeled_images")
 # key → what it says; every augmentor ONNX file carries all of them
 METADATA_FIELDS = {
     "format": "metadata schema version",
@@ -53,6 +55,7 @@ METADATA_FIELDS = {
     "data_fingerprint": "hash of the training images",
     "step": "training step of the checkpoint",
     "pair": "file name of the other model of the same export (generator ↔ discriminator)",
+    "unlabeled_images": "pseudo-labelled unlabelled images the generator also learnt from (0: none)",
 }
 
 
@@ -84,6 +87,7 @@ def read_metadata(path) -> dict:
         raise ModelFileError(f"{path}: augmentor ONNX format {meta['format']} is not supported by this version ({__version__})")
     try:
         meta["class_names"] = json.loads(meta["class_names"])
+        meta.setdefault("unlabeled_images", "0")  # files exported before 0.2 did not say
         for k in INT_FIELDS:
             meta[k] = int(meta[k])
     except (KeyError, ValueError) as e:

@@ -18,11 +18,12 @@ import torch
 
 from . import __version__, checkpoint, data
 from .callbacks import Checkpointer, DiversityMonitor, NonFiniteGuard, ProgressLog, SampleGrids, truncate_log
-from .config import FIXED, SECTIONS, DataConfig, ModelConfig, RunOptions, TrainConfig, declared
+from .config import FIT_CONFIGS, FIXED, SECTIONS, DataConfig, ModelConfig, RunOptions, TrainConfig, UnlabeledConfig, declared
 from .errors import ConfigError, Interrupted, ModelFileError, RunDirError
-from .modelfiles import CHECKPOINTS, CONFIG, HOLDOUT, LOG, RUN_DIRS, RUN_FILES, SAMPLES
+from .modelfiles import CHECKPOINTS, CONFIG, HOLDOUT, LOG, PSEUDO_LABELS, RUN_DIRS, RUN_FILES, SAMPLES
 from .plots import plot_diversity, plot_losses
 from .train import Trainer, resolve_precision
+from .unlabeled import drop_labelled, load_unlabeled, pseudo_label, read_pseudo_labels, with_pseudo_labelled
 
 log = logging.getLogger("augmentor")
 
@@ -165,14 +166,17 @@ def fit(
     train_cfg: TrainConfig,
     model_options: Optional[dict] = None,
     *,
+    unlabeled: UnlabeledConfig | data.ImageSet | None = None,
     force: bool = False,
     progress: bool = True,
     **run_options,
 ) -> Path:
     """Train a new run into ``out`` on a data source (DataConfig) or on images in memory (an ImageSet, e.g. a
-    split you made yourself; such a run cannot be resumed from the CLI). ``model_options``: ModelConfig fields
-    (mode, nz, width, spectral_norm); ``run_options``: RunOptions fields (device, precision, checkpoint_every,
-    sample_every, keep_checkpoints, export). Returns the run directory."""
+    split you made yourself; such a run cannot be resumed from the CLI). ``unlabeled``: unlabelled images the
+    generator also learns from, through pseudo-labels (an UnlabeledConfig naming a source, or an ImageSet whose
+    labels are ignored). ``model_options``: ModelConfig fields (mode, nz, width, spectral_norm); ``run_options``:
+    RunOptions fields (device, precision, checkpoint_every, sample_every, keep_checkpoints, export). Returns the
+    run directory."""
     out = Path(out)
     opts = RunOptions(**run_options)
     dev = resolve_device(opts.device)
@@ -189,7 +193,24 @@ def fit(
             data_record = data_cfg.to_dict()
         options = dict(model_options or {})
         model_cfg = model_config_for(prepared.train, options.pop("mode", None), **options)
-        train_cfg = resolve_coverage(train_cfg, prepared.train)
+        train_cfg = resolve_coverage(train_cfg, prepared.train)  # decided by the labelled images
+        gan_set, unlabeled_section, pseudo_record = prepared.train, None, None
+        if isinstance(unlabeled, UnlabeledConfig) and unlabeled.unlabeled is None:
+            unlabeled = None
+        if unlabeled is not None:
+            if isinstance(unlabeled, data.ImageSet):
+                unl_cfg, unl_images = UnlabeledConfig(), drop_labelled(unlabeled, prepared.train)
+                unlabeled_section = {**unl_cfg.to_dict(), "unlabeled": unlabeled.source, "in_memory": True}
+            else:
+                unl_cfg = unlabeled
+                unl_images = load_unlabeled(unl_cfg.unlabeled, prepared.train, prepared_split(data_cfg), strict_of(data_cfg))
+                unlabeled_section = unl_cfg.to_dict()
+            log.info(f"pseudo-labelling {len(unl_images)} unlabelled images ({unl_cfg.pseudo_steps} classifier steps)")
+            pseudo = pseudo_label(prepared.train, unl_images, unl_cfg, seed=train_cfg.seed)
+            pseudo_record = {"fingerprint": unl_images.fingerprint(), **pseudo.record(prepared.train.class_names)}
+            log.info(f"pseudo-labels: kept {pseudo_record['kept']} of {pseudo.considered} ({pseudo_record['kept_per_class']})")
+            checkpoint.atomic_write(out / PSEUDO_LABELS, lambda f: f.write(pseudo.to_json().encode()))
+            gan_set = with_pseudo_labelled(prepared.train, unl_images, pseudo)
         config = {
             "augmentor_version": __version__,
             "data": data_record,
@@ -200,6 +221,10 @@ def fit(
             "class_counts": prepared.train.class_counts(),
             "skipped_files": len(prepared.full.skipped),
         }
+        if unlabeled_section is not None:
+            config.update(unlabeled=unlabeled_section, pseudo_labels=pseudo_record)
+            with open(out / LOG, "a") as f:  # the pseudo-labels, as the first row of the training log
+                f.write(json.dumps({"step": 0, "pseudo_labels": pseudo_record}) + "\n")
         checkpoint.atomic_write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()))
         holdout = {
             "holdout_index": prepared.holdout_index.tolist(),
@@ -207,9 +232,17 @@ def fit(
             "holdout_paths": [prepared.full.paths[i] for i in prepared.holdout_index.tolist()] if prepared.full.paths else None,
         }
         checkpoint.atomic_write(out / HOLDOUT, lambda f: f.write(json.dumps(holdout).encode()))
-        trainer = Trainer(model_cfg, train_cfg, prepared.train, dev, precision)
+        trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision)
         _train(out, trainer, config, opts, progress)
     return out
+
+
+def prepared_split(cfg) -> str:
+    return cfg.split if isinstance(cfg, DataConfig) else "train"
+
+
+def strict_of(cfg) -> bool:
+    return cfg.strict if isinstance(cfg, DataConfig) else False
 
 
 def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
@@ -218,7 +251,7 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
     process; ``steps`` may grow the run; any other option that contradicts the stored run is refused."""
     out = Path(out)
     given = dict(given or {})
-    options = {d.name: d for d in declared(DataConfig, ModelConfig, TrainConfig, RunOptions)}
+    options = {d.name: d for d in declared(*FIT_CONFIGS)}
     unknown = set(given) - set(options)
     if unknown:
         raise ConfigError(f"resume: unknown option(s) {', '.join(sorted(unknown))}")
@@ -240,12 +273,22 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
         done = int(found[1]["step"]) if found is not None else 0
         if train_cfg.steps < done:
             raise ConfigError(f"--steps {train_cfg.steps} is below the {done} steps this run has done; give --steps ≥ {done}")
-        prepared = prepare_data(DataConfig.from_dict(config["data"]))
+        data_cfg = DataConfig.from_dict(config["data"])
+        prepared = prepare_data(data_cfg)
         if prepared.train.fingerprint() != config["data_fingerprint"]:
             raise ConfigError(
                 f"{out}: the training data changed since this run started ({config['data']['source']}); start a new --out"
             )
-        trainer = Trainer(model_cfg, train_cfg, prepared.train, dev, precision)
+        gan_set = prepared.train
+        if config.get("unlabeled"):  # the same unlabelled images, with the pseudo-labels the run started with
+            source = config["unlabeled"]["unlabeled"]
+            if config["unlabeled"].get("in_memory"):
+                raise ConfigError(f"{out}: learnt from unlabelled images passed from Python; resume it from Python")
+            unl_images = load_unlabeled(source, prepared.train, data_cfg.split, data_cfg.strict)
+            if unl_images.fingerprint() != config["pseudo_labels"]["fingerprint"]:
+                raise ConfigError(f"{out}: the unlabelled images ({source}) changed since this run started; start a new --out")
+            gan_set = with_pseudo_labelled(prepared.train, unl_images, read_pseudo_labels(out))
+        trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision)
         if found is None:
             log.warning(f"{out}: no usable checkpoint; starting from step 0")
         else:
@@ -265,7 +308,7 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
 def _check_unchanged(out: Path, config: dict, option, value) -> None:
     """Refuse a value that contradicts the stored run. A setting stored as None ("detect" / "decide") is
     compared with what the run resolved it to (e.g. --channels with the model's channels)."""
-    have = config[SECTIONS[option.owner]].get(option.name)
+    have = config.get(SECTIONS[option.owner], {}).get(option.name)
     if have is None:
         have = config["model"].get(option.name, config["train"].get(option.name))
     have = tuple(have) if isinstance(have, list) else have
@@ -275,9 +318,9 @@ def _check_unchanged(out: Path, config: dict, option, value) -> None:
 
 
 def _train(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress: bool) -> None:
-    ckpt = Checkpointer(
-        out / CHECKPOINTS, opts.checkpoint_every, opts.keep_checkpoints, extra={"data_fingerprint": config["data_fingerprint"]}
-    )
+    pseudo = config.get("pseudo_labels") or {}
+    extra = {"data_fingerprint": config["data_fingerprint"], "unlabeled_images": pseudo.get("kept", 0)}
+    ckpt = Checkpointer(out / CHECKPOINTS, opts.checkpoint_every, opts.keep_checkpoints, extra=extra)
     callbacks = [
         DiversityMonitor(opts.sample_every),
         ProgressLog(out / LOG, every=max(1, min(10, opts.checkpoint_every)), progress=progress),

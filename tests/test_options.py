@@ -57,6 +57,7 @@ def _argv(d, value) -> list:
 
 def test_every_option_is_covered_by_a_resume_rule():
     assert {d.option.on_resume for d in OPTIONS} <= {FIXED, FREE, GROW}
+    assert len({d.name for d in OPTIONS}) == len(OPTIONS)  # field names are the CLI's parameter names: unique
     assert len(OPTIONS) >= 25  # data, model, train and run-time options, all declared
 
 
@@ -92,7 +93,7 @@ def test_resume_accepts_the_values_the_run_already_has(finished_run, tmp_path, c
     shutil.copytree(finished_run, run)
     same = [
         a
-        for d in declared(*FIT_CONFIGS[:3])
+        for d in declared(*SECTIONS)
         if d.option.on_resume == FIXED and _stored(run, d) is not None
         for a in _argv(d, _stored(run, d))
     ]

@@ -1,0 +1,128 @@
+"""Unlabelled images as information the classifier lacks: pseudo-labels for the generator's training set.
+
+A SmallCNN is trained on the labelled images (classical augmentation, class-balanced batches), labels every
+unlabelled image, and the confident ones (softmax ≥ ``pseudo_threshold``) join the labelled images in the
+GAN's training set. Measured before this existed (shared findings, MNIST 10 per class + 6,900 unlabelled):
+conf ≥ 0.9 keeps 92 % of the pool at 98 % right, and a GAN fitted on them gives better training data
+(CAS 92 % vs 88 %) than one fitted on the labelled images alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import augmentation, data
+from .config import UnlabeledConfig
+from .errors import DataError
+from .modelfiles import PSEUDO_LABELS
+
+log = logging.getLogger("augmentor")
+
+
+@dataclass
+class PseudoLabels:
+    """Which unlabelled images were kept (``index`` into the unlabelled set), with which label and confidence."""
+
+    index: torch.Tensor
+    labels: torch.Tensor
+    confidence: torch.Tensor
+    considered: int  # unlabelled images labelled (after dropping those also in the labelled set)
+
+    def per_class(self, num_classes: int) -> list:
+        return torch.bincount(self.labels, minlength=num_classes).tolist()
+
+    def record(self, class_names) -> dict:
+        """What config.json and log.jsonl say about them."""
+        return {
+            "considered": self.considered,
+            "kept": len(self.index),
+            "kept_per_class": dict(zip(class_names, self.per_class(len(class_names)))),
+            "mean_confidence": round(float(self.confidence.mean()), 4) if len(self.index) else None,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"index": self.index.tolist(), "label": self.labels.tolist(), "confidence": [round(c, 5) for c in self.confidence.tolist()],
+             "considered": self.considered}
+        )  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> PseudoLabels:
+        d = json.loads(text)
+        return cls(torch.tensor(d["index"], dtype=torch.long), torch.tensor(d["label"], dtype=torch.long),
+                   torch.tensor(d["confidence"]), d["considered"])  # fmt: skip
+
+
+def _image_hashes(images: torch.Tensor) -> list:
+    return [hashlib.blake2b(img.numpy().tobytes(), digest_size=12).digest() for img in images]
+
+
+def load_unlabeled(source: str, labelled: data.ImageSet, split: str = "train", strict: bool = False) -> data.ImageSet:
+    """The unlabelled images at the labelled images' size and channels, without any that are also labelled.
+    A different channel count is refused (gray X-rays with colour photos is a mistake, not a conversion)."""
+    images = data.load(source, labelled.size, None, split, strict)
+    if images.channels != labelled.channels:
+        raise DataError(
+            f"--unlabeled {source}: {'colour' if images.channels == 3 else 'gray'} images, but the labelled ones are "
+            f"{'colour' if labelled.channels == 3 else 'gray'}; give unlabelled images of the same kind"
+        )
+    return drop_labelled(images, labelled)
+
+
+def drop_labelled(images: data.ImageSet, labelled: data.ImageSet) -> data.ImageSet:
+    """``images`` without those that are also among the labelled images (pixel for pixel), with a warning."""
+    labelled_hashes = set(_image_hashes(labelled.images))
+    overlap = torch.tensor([h in labelled_hashes for h in _image_hashes(images.images)], dtype=torch.bool)
+    if overlap.any():
+        log.warning(
+            f"--unlabeled {images.source}: {int(overlap.sum())} of its images are also labelled; they are used with their labels only"
+        )
+        images = images.subset(torch.nonzero(~overlap).flatten())
+    if len(images) == 0:
+        raise DataError(f"--unlabeled {images.source}: no unlabelled images left (all of them are among the labelled ones)")
+    return images
+
+
+def pseudo_label(labelled: data.ImageSet, unlabeled: data.ImageSet, cfg: UnlabeledConfig, seed: int = 0) -> PseudoLabels:
+    """Train the pseudo-labeller on ``labelled`` and keep the unlabelled images it is confident about."""
+    from .classifier import predict, train_classifier
+
+    if labelled.num_classes < 2:
+        raise DataError("--unlabeled needs labelled images of at least 2 classes to learn labels from")
+    aug = augmentation.preset(labelled.channels, seed)
+    x, y = data.uint8_to_tanh(labelled.images), labelled.labels
+    with torch.random.fork_rng(devices=[]):  # the classifier seeds torch's global generator: not the user's
+        model = train_classifier(
+            x, y, labelled.num_classes, steps=cfg.pseudo_steps, seed=seed, balanced=True,
+            augment=lambda xb, yb: (augmentation.augment_batch(aug, xb), yb),
+        )  # fmt: skip
+        probs = torch.from_numpy(predict(model, data.uint8_to_tanh(unlabeled.images)))
+    confidence, labels = probs.max(1)
+    keep = torch.nonzero(confidence >= cfg.pseudo_threshold).flatten()
+    if len(keep) == 0:
+        raise DataError(
+            f"--unlabeled: none of the {len(unlabeled)} unlabelled images reached confidence {cfg.pseudo_threshold} "
+            f"(highest {float(confidence.max()):.2f}); lower --pseudo-threshold or label more images"
+        )
+    return PseudoLabels(keep, labels[keep], confidence[keep], len(unlabeled))
+
+
+def with_pseudo_labelled(labelled: data.ImageSet, unlabeled: data.ImageSet, pseudo: PseudoLabels) -> data.ImageSet:
+    """The GAN's training set: the labelled images, then the kept unlabelled ones with their pseudo-labels."""
+    kept = unlabeled.images[pseudo.index]
+    return data.ImageSet(
+        torch.cat([labelled.images, kept]),
+        torch.cat([labelled.labels, pseudo.labels]),
+        list(labelled.class_names),
+        f"{labelled.source} + pseudo-labelled {unlabeled.source}",
+    )
+
+
+def read_pseudo_labels(run_dir: Path) -> PseudoLabels:
+    return PseudoLabels.from_json((Path(run_dir) / PSEUDO_LABELS).read_text())
