@@ -194,9 +194,9 @@ def fit(
         options = dict(model_options or {})
         model_cfg = model_config_for(prepared.train, options.pop("mode", None), **options)
         train_cfg = resolve_coverage(train_cfg, prepared.train)  # decided by the labelled images
-        gan_set, unlabeled_section, pseudo_record = prepared.train, None, None
+        gan_set, unlabeled_section, pseudo_record = prepared.train, UnlabeledConfig().to_dict(), None
         if isinstance(unlabeled, UnlabeledConfig) and unlabeled.unlabeled is None:
-            unlabeled = None
+            unlabeled_section, unlabeled = unlabeled.to_dict(), None
         if unlabeled is not None:
             if isinstance(unlabeled, data.ImageSet):
                 unl_cfg, unl_images = UnlabeledConfig(), drop_labelled(unlabeled, prepared.train)
@@ -221,8 +221,8 @@ def fit(
             "class_counts": prepared.train.class_counts(),
             "skipped_files": len(prepared.full.skipped),
         }
-        if unlabeled_section is not None:
-            config.update(unlabeled=unlabeled_section, pseudo_labels=pseudo_record)
+        config.update(unlabeled=unlabeled_section, pseudo_labels=pseudo_record)
+        if pseudo_record is not None:
             with open(out / LOG, "a") as f:  # the pseudo-labels, as the first row of the training log
                 f.write(json.dumps({"step": 0, "pseudo_labels": pseudo_record}) + "\n")
         checkpoint.atomic_write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()))
@@ -280,7 +280,7 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
                 f"{out}: the training data changed since this run started ({config['data']['source']}); start a new --out"
             )
         gan_set = prepared.train
-        if config.get("unlabeled"):  # the same unlabelled images, with the pseudo-labels the run started with
+        if config.get("unlabeled", {}).get("unlabeled"):  # the same unlabelled images, with the pseudo-labels the run started with
             source = config["unlabeled"]["unlabeled"]
             if config["unlabeled"].get("in_memory"):
                 raise ConfigError(f"{out}: learnt from unlabelled images passed from Python; resume it from Python")
