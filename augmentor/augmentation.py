@@ -107,3 +107,31 @@ class RealResampler:
         x = augment_batch(self.aug, data.uint8_to_tanh(self.images.images[index]))
         x = data.convert_range(x, "tanh", value_range)
         return x.numpy() if numpy else x
+
+
+class SharedSource:
+    """Several sources (Samplers or RealResamplers) behind one sampling interface, each giving an equal share
+    of every request: "a quarter pseudo-labelled images, a quarter synthetic" is SyntheticMix at ratio 0.5 over
+    a SharedSource of the two."""
+
+    def __init__(self, sources: list):
+        first = sources[0]
+        self.sources = sources
+        self.class_names, self.num_classes, self.image_shape = first.class_names, first.num_classes, first.image_shape
+        self.device, self.chunk, self.path = torch.device("cpu"), first.chunk, Path(" + ".join(str(s.path) for s in sources))
+
+    def class_index(self, c) -> int:
+        return self.sources[0].class_index(c)
+
+    def sample(self, n: int, labels, seed: Optional[int] = None, value_range: str = "tanh", numpy: bool = False):
+        g = torch.Generator().manual_seed(seed or 0)
+        labels = torch.full((n,), int(labels)) if isinstance(labels, (int, np.integer)) else torch.as_tensor(labels)
+        owner = torch.randperm(n, generator=g) % len(self.sources)  # equal shares, at random places
+        out = torch.empty((n, *self.image_shape))
+        for i, src in enumerate(self.sources):
+            where = torch.nonzero(owner == i).flatten()
+            if len(where):
+                part = src.sample(len(where), labels[where], seed=(seed or 0) * 31 + i, value_range=value_range)
+                out = out.to(part.dtype)
+                out[where] = part.cpu()
+        return out.numpy() if numpy else out

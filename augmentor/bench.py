@@ -35,14 +35,16 @@ from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 from . import __version__, data, metrics, plots, report, run
 from . import augmentation as augmentation_
 from .classifier import embed, predict, train_classifier
-from .config import TrainConfig
+from .config import TrainConfig, UnlabeledConfig
 from .errors import ConfigError
 from .mix import SyntheticMix
 from .sampler import Sampler
+from .unlabeled import drop_labelled, load_unlabeled, pseudo_labelled, read_pseudo_labels
 
 log = logging.getLogger("augmentor")
 
 RATIOS = (0.25, 0.5)
+UNLABELED_REST = object()  # bench --unlabeled-rest: the pool images outside each setting's draw are the unlabelled ones
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class Preset:
     batch_size: int = 64
     n_synthetic: int = 2000
     reference: bool = False  # also train the tutorials' plain recipe, to show what our training adds
+    pseudo_steps: int = 1000  # the pseudo-labeller's steps (with unlabelled images)
+    pseudo_threshold: float = 0.9
 
 
 PRESETS = {
@@ -65,7 +69,18 @@ PRESETS = {
         shots=(10, 20, 50, 100), seeds=(0, 1, 2), gan_steps=3000, clf_steps=1000, width=64, n_synthetic=5000, reference=True
     ),
     # seconds: a dry run of every step, for tests
-    "smoke": Preset(shots=(6,), seeds=(0, 1), gan_steps=3, clf_steps=3, width=8, batch_size=16, n_synthetic=60, reference=True),
+    "smoke": Preset(
+        shots=(6,),
+        seeds=(0, 1),
+        gan_steps=3,
+        clf_steps=3,
+        width=8,
+        batch_size=16,
+        n_synthetic=60,
+        reference=True,
+        pseudo_steps=30,
+        pseudo_threshold=0.2,
+    ),
 }
 
 
@@ -143,19 +158,24 @@ def choose_training_images(pool: data.ImageSet, shot, seed: int) -> torch.Tensor
 
 @dataclass(frozen=True)
 class Arm:
-    """One way of training the classifier. ``synthetic`` decides which side of the verdict an arm is on."""
+    """One way of training the classifier. ``synthetic`` decides which side of the verdict an arm is on.
+
+    Sources of the images that replace ``ratio`` of each batch (``mix``, equal shares) or that a CAS arm trains
+    on alone (``cas``): "gan" (the GAN on the labelled images), "plain" (the tutorials' recipe), "unlabeled"
+    (the GAN that also learnt from the unlabelled images), "real" (labelled images re-drawn), "pseudo"
+    (pseudo-labelled unlabelled images). An arm runs only where all its sources exist."""
 
     name: str
     synthetic: bool  # its training batches hold synthetic images
     classical: bool = False  # classical augmentation of the real images (the chosen pipeline)
     balanced: bool = False  # class-balanced sampling; trained only on imbalanced data
-    mix: Optional[str] = None  # what replaces `ratio` of each batch: "gan", "plain" (reference GAN) or "real" (re-drawn)
+    mix: tuple = ()
     ratio: float = 0.0
-    cas: Optional[str] = None  # trained on images of this generator alone ("gan" | "plain"): classification accuracy score
+    cas: Optional[str] = None
 
     @property
-    def generator(self) -> Optional[str]:
-        return self.cas or (self.mix if self.mix in ("gan", "plain") else None)
+    def sources(self) -> set:
+        return {*self.mix, *([self.cas] if self.cas else [])}
 
 
 ARMS = (
@@ -163,16 +183,27 @@ ARMS = (
     Arm("B real+aug", False, classical=True),
     Arm("C real+balanced", False, balanced=True),
     Arm("C' real+aug+balanced", False, classical=True, balanced=True),
-    *(Arm(f"DUP real+aug+re-drawn real {r}", False, classical=True, mix="real", ratio=r) for r in RATIOS),
-    *(Arm(f"D real+syn {r}", True, mix="gan", ratio=r) for r in RATIOS),
-    *(Arm(f"E real+aug+syn {r}", True, classical=True, mix="gan", ratio=r) for r in RATIOS),
+    *(Arm(f"DUP real+aug+re-drawn real {r}", False, classical=True, mix=("real",), ratio=r) for r in RATIOS),
+    Arm("SELF real+aug+pseudo-labelled 0.5", False, classical=True, mix=("pseudo",), ratio=0.5),
+    *(Arm(f"D real+syn {r}", True, mix=("gan",), ratio=r) for r in RATIOS),
+    *(Arm(f"E real+aug+syn {r}", True, classical=True, mix=("gan",), ratio=r) for r in RATIOS),
     Arm("F synthetic only (CAS)", True, cas="gan"),
-    Arm("R plain GAN: real+aug+syn 0.5", True, classical=True, mix="plain", ratio=0.5),
+    Arm("U real+aug+syn(unlabeled GAN) 0.5", True, classical=True, mix=("unlabeled",), ratio=0.5),
+    Arm(
+        "SELF+U real+aug+pseudo-labelled 0.25+syn(unlabeled GAN) 0.25",
+        True,
+        classical=True,
+        mix=("pseudo", "unlabeled"),
+        ratio=0.5,
+    ),
+    Arm("U synthetic only (CAS)", True, cas="unlabeled"),
+    Arm("R plain GAN: real+aug+syn 0.5", True, classical=True, mix=("plain",), ratio=0.5),
     Arm("R plain GAN: synthetic only (CAS)", True, cas="plain"),
 )
 # Not trained on its own: arm E at the ratio chosen on validation (ratio 0 is arm B). What a user would deploy.
-CHOSEN = Arm("E real+aug+syn (chosen)", True, classical=True, mix="gan")
+CHOSEN = Arm("E real+aug+syn (chosen)", True, classical=True, mix=("gan",))
 ARM_BY_NAME = {a.name: a for a in (*ARMS, CHOSEN)}
+GENERATORS = ("gan", "plain", "unlabeled")
 
 
 @dataclass
@@ -186,6 +217,7 @@ class SettingResult:
     imbalanced: bool
     augmentation: str  # the classical pipeline the arms used: a file, "preset" or "none" (chosen on validation)
     gan_seconds: float
+    pseudo_labels: Optional[dict]  # with unlabelled images: how many were kept, per class, and how many were right
     arms: dict  # arm name → scores on the held-out test set
     val_balanced_accuracy: dict  # ratio of arm E → balanced accuracy on the validation images
     chosen_ratio: float
@@ -210,10 +242,17 @@ def run_setting(
     progress: bool,
     coverage: Optional[float] = None,
     augment_file: Optional[Path] = None,
+    unlabeled: Optional[data.ImageSet] = None,
 ) -> tuple:
-    """Train the GANs and every arm's classifier for one (shot, seed). Returns (SettingResult, SettingSamples)."""
+    """Train the GANs and every arm's classifier for one (shot, seed). Returns (SettingResult, SettingSamples).
+    ``unlabeled``: unlabelled images for the U and SELF arms; ``UNLABELED_REST`` takes the pool images outside
+    this setting's draw."""
     pool = split.pool
     chosen = choose_training_images(pool, shot, seed)
+    if unlabeled is UNLABELED_REST:
+        rest = torch.ones(len(pool), dtype=torch.bool)
+        rest[chosen] = False
+        unlabeled = pool.subset(torch.nonzero(rest).flatten())
     train, val = carve_validation(pool.subset(chosen), seed)
     x_train, y_train = data.uint8_to_tanh(train.images), train.labels
     x_test, y_test = data.uint8_to_tanh(split.test.images), split.test.labels.numpy()
@@ -223,13 +262,15 @@ def run_setting(
     imbalanced = max(counts) > 1.5 * max(1, min(counts))
 
     # The GANs see this setting's training images only.
-    def train_gan(name: str, train_cfg: TrainConfig, options: dict) -> Sampler:
+    def train_gan(name: str, train_cfg: TrainConfig, options: dict, unlabeled_images=None) -> Sampler:
         directory = out / "runs" / f"{name}shot{str(shot).replace('%', 'pct')}-seed{seed}"
         run.fit(
             directory,
             train,
             train_cfg,
             {"width": preset.width, **options},
+            unlabeled=unlabeled_images,
+            pseudo_options=UnlabeledConfig(pseudo_threshold=preset.pseudo_threshold, pseudo_steps=preset.pseudo_steps),
             device=device,
             force=True,
             progress=progress,
@@ -239,12 +280,17 @@ def run_setting(
         return Sampler(directory, device="cpu")
 
     t0 = time.time()
-    gans = {
-        "gan": train_gan(
-            "", TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, lr=5e-4, seed=seed, coverage=coverage), {}
-        )
-    }
+    ours = TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, lr=5e-4, seed=seed, coverage=coverage)
+    gans = {"gan": train_gan("", ours, {})}
     gan_seconds = time.time() - t0
+    pseudo_record, pseudo_set = None, None
+    if unlabeled is not None:  # the GAN that also learns from the unlabelled images, through pseudo-labels
+        unlabeled = drop_labelled(unlabeled, train)
+        gans["unlabeled"] = train_gan("unlabeled-", ours, {}, unlabeled)
+        pseudo = read_pseudo_labels(gans["unlabeled"].path.parent)
+        pseudo_set = pseudo_labelled(unlabeled, pseudo, train.class_names)
+        pseudo_record = pseudo.record(train.class_names)
+        pseudo_record["right"] = round(float((unlabeled.labels[pseudo.index] == pseudo.labels).float().mean()), 4)
     if preset.reference:  # the tutorials' recipe, same budget: per-class DCGANs, BCE, no DiffAugment, EMA or spectral norm
         gans["plain"] = train_gan(
             "plain-",
@@ -253,6 +299,14 @@ def run_setting(
         )
     y_syn = torch.arange(preset.n_synthetic) % k
     x_syn = {name: g.sample(preset.n_synthetic, y_syn, seed=seed) for name, g in gans.items()}
+
+    def source(name: str, aug):
+        """What replaces a share of the batches: a generator, or real images re-drawn (augmented like the rest)."""
+        if name == "real":
+            return augmentation_.RealResampler(train, aug)
+        if name == "pseudo":
+            return augmentation_.RealResampler(pseudo_set, aug)
+        return gans[name]
 
     def evaluate(model, xs=x_test, ys=y_test):
         return scores(predict(model, xs), ys)
@@ -285,11 +339,12 @@ def run_setting(
         loader = DataLoader(ds, batch_size=preset.batch_size, sampler=draw)
         aug = make_aug() if arm.classical and augmentation != "none" else None
         base = augmentation_.AugmentedBatches(loader, aug) if aug is not None else loader
-        if arm.mix is None:
+        if not arm.mix:
             return iter(base)
-        source = augmentation_.RealResampler(train, aug) if arm.mix == "real" else gans[arm.mix]
+        sources = [source(name, aug) for name in arm.mix]
+        extra = sources[0] if len(sources) == 1 else augmentation_.SharedSource(sources)
         labels = "balanced" if imbalanced else "match"  # imbalanced data: the extra images top up the rare classes
-        return iter(SyntheticMix(base, source, ratio=arm.ratio, labels=labels, transform=data.unit_to_tanh, seed=seed))
+        return iter(SyntheticMix(base, extra, ratio=arm.ratio, labels=labels, transform=data.unit_to_tanh, seed=seed))
 
     models = {"A real": fit_clf(ARMS[0])}
     if augment_file is None:
@@ -297,8 +352,9 @@ def run_setting(
         augmentation = "preset" if val_score(with_preset) > val_score(models["A real"]) else "none"
         models["B real+aug"] = with_preset if augmentation == "preset" else models["A real"]
 
+    available = {"real", *gans, *(["pseudo"] if pseudo_set is not None else [])}
     for arm in ARMS:
-        if arm.name in models or (arm.balanced and not imbalanced) or (arm.generator and arm.generator not in gans):
+        if arm.name in models or (arm.balanced and not imbalanced) or not arm.sources <= available:
             continue
         if arm.cas:
             models[arm.name] = train_classifier(x_syn[arm.cas], y_syn, k, steps=preset.clf_steps, seed=seed)
@@ -307,7 +363,7 @@ def run_setting(
     arms = {name: evaluate(m) for name, m in models.items()}
 
     # E: the ratio is chosen on the validation images (ties go to the smaller ratio); the test set plays no part.
-    e_models = {0.0: models["B real+aug"], **{a.ratio: models[a.name] for a in ARMS if a.mix == "gan" and a.classical}}
+    e_models = {0.0: models["B real+aug"], **{a.ratio: models[a.name] for a in ARMS if a.mix == ("gan",) and a.classical}}
     val_scores = {r: val_score(m) for r, m in e_models.items()}
     best = max(val_scores, key=lambda r: (val_scores[r], -r))
     arms[CHOSEN.name] = evaluate(e_models[best])
@@ -319,6 +375,7 @@ def run_setting(
         imbalanced=imbalanced,
         augmentation=augmentation,
         gan_seconds=round(gan_seconds, 1),
+        pseudo_labels=pseudo_record,
         arms={a.name: arms[a.name] for a in (*ARMS, CHOSEN) if a.name in arms},  # in table order
         val_balanced_accuracy={str(r): v for r, v in val_scores.items()},
         chosen_ratio=best,
@@ -368,8 +425,12 @@ def bench(
     coverage: Optional[float] = None,
     shots: Optional[tuple] = None,
     augment: Optional[str] = None,
+    unlabeled: Optional[str] = None,
+    unlabeled_rest: bool = False,
 ) -> dict:
-    """``shots``: the training sets to draw (see parse_shots); default the preset's n per class, or all
+    """``unlabeled``: a source of unlabelled images for the SELF, U and SELF+U arms, or ``unlabeled_rest``: the
+    pool images outside each setting's draw (for benchmarks on labelled data; the test set stays out).
+    ``shots``: the training sets to draw (see parse_shots); default the preset's n per class, or all
     images when the data are imbalanced (n-shot sets would erase the imbalance). ``augment``: a file of the
     user's albumentations pipeline (``A.save``) for the classical arms; default: the built-in preset or
     none, chosen on validation."""
@@ -386,7 +447,15 @@ def bench(
     augment_file = Path(augment) if augment else None
     if augment_file is not None:
         augmentation_.load_pipeline(augment_file)  # a bad file fails now, before hours of training
+    if unlabeled and unlabeled_rest:
+        raise ConfigError("give --unlabeled SOURCE or --unlabeled-rest, not both")
     split = split_data(source, size)  # before anything is written: bad data leaves no trace
+    unlabeled_images = UNLABELED_REST if unlabeled_rest else None
+    if unlabeled:
+        unlabeled_images = load_unlabeled(unlabeled, split.pool)
+        split.notes.append(f"unlabelled images: {unlabeled} ({len(unlabeled_images)})")
+    elif unlabeled_rest:
+        split.notes.append("unlabelled images: the pool images outside each setting's draw, their labels unused")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -399,7 +468,9 @@ def bench(
             split.notes.append("imbalanced data: all training images used as given, with class-balanced arms")
     t0 = time.time()
     done = [
-        run_setting(split, shot, seed, p, out, device, progress, coverage, augment_file) for shot in shots for seed in p.seeds
+        run_setting(split, shot, seed, p, out, device, progress, coverage, augment_file, unlabeled_images)
+        for shot in shots
+        for seed in p.seeds
     ]
     results, samples = [r for r, _ in done], [s for _, s in done]
     summary = report.summarize(results)

@@ -181,7 +181,15 @@ def sample(model, n, per_class, out, seed, device):
     help="Your albumentations pipeline, saved with albumentations.save(pipeline, FILE), for the classical arms "
     "(default: the built-in preset or none, whichever scores better on the validation images).",
 )
-def bench(data, out, preset, size, device, seeds, coverage, shots, augment):
+@click.option(
+    "--unlabeled", default=None, help="Unlabelled images (any --data source): adds the SELF (self-training), U and SELF+U arms."
+)
+@click.option(
+    "--unlabeled-rest",
+    is_flag=True,
+    help="Treat the pool images outside each setting's draw as unlabelled (benchmarks on labelled data).",
+)
+def bench(data, out, preset, size, device, seeds, coverage, shots, augment, unlabeled, unlabeled_rest):
     """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
     from .bench import bench as run_bench
     from .bench import parse_shots
@@ -194,7 +202,17 @@ def bench(data, out, preset, size, device, seeds, coverage, shots, augment):
     except ValueError:
         raise click.BadParameter(f"'{seeds}' is not a comma-separated list of integers", param_hint="--seeds") from None
     report = run_bench(
-        data, out, preset=preset, size=size, device=device, seeds=seed_list, coverage=coverage, shots=shot_list, augment=augment
+        data,
+        out,
+        preset=preset,
+        size=size,
+        device=device,
+        seeds=seed_list,
+        coverage=coverage,
+        shots=shot_list,
+        augment=augment,
+        unlabeled=unlabeled,
+        unlabeled_rest=unlabeled_rest,
     )
     verdict = "helped" if report["synthetic_helped"] else "did NOT help"
     click.echo(f"\nsynthetic data {verdict}; recommended ratio {report['recommended_ratio']}\nreport: {out / 'report.md'}")

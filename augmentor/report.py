@@ -51,6 +51,7 @@ def verdict(summary: dict, metric: str, arms_by_name: dict, chosen: str) -> tupl
                 f"- {describe(shot)}: {chosen} vs the best arm without it ({best_real}): {gain:+.1f} points ({metric}); "
                 "one seed only, so no spread to judge a gain by: run more seeds before relying on it."
             )
+            lines.extend(_recipe(shot, arms, metric, arms_by_name))
             continue
         if gain > noise:
             helped = True
@@ -62,7 +63,27 @@ def verdict(summary: dict, metric: str, arms_by_name: dict, chosen: str) -> tupl
                 f"- {describe(shot)}: **synthetic data did not help**: {chosen} vs the best arm without it ({best_real}): "
                 f"{gain:+.1f} points ({metric}), not more than the seed spread of {noise:.1f}."
             )
+        lines.extend(_recipe(shot, arms, metric, arms_by_name))
     return helped, lines
+
+
+def _recipe(shot, arms: dict, metric: str, arms_by_name: dict) -> list:
+    """With unlabelled images: does the GAN add to what they give by themselves, and which recipe wins?"""
+    self_arm = next((a for a in arms if a.startswith("SELF ")), None)
+    both = next((a for a in arms if a.startswith("SELF+U ")), None)
+    if self_arm is None or both is None:
+        return []
+    m = {a: arms[a][metric] for a in arms if "CAS" not in a}
+    gain = 100 * (m[both]["mean"] - m[self_arm]["mean"])
+    noise = 100 * max(m[both]["std"], m[self_arm]["std"])
+    best = max(m, key=lambda a: m[a]["mean"])
+    adds = "adds to" if gain > noise else "does not add measurably to"
+    recipe = "self-training alone (no synthetic images)" if not arms_by_name[best].synthetic else f"{best}"
+    return [
+        f"- {describe(shot)}, unlabelled images: the GAN that learnt from them {adds} self-training: {both} vs {self_arm} "
+        f"{gain:+.1f} points ({metric}; seed spread {noise:.1f}). Best recipe here: **{recipe}** ({best}, "
+        f"{100 * m[best]['mean']:.1f})."
+    ]
 
 
 def render(report: dict, lines: list) -> str:

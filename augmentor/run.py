@@ -167,6 +167,7 @@ def fit(
     model_options: Optional[dict] = None,
     *,
     unlabeled: UnlabeledConfig | data.ImageSet | None = None,
+    pseudo_options: Optional[UnlabeledConfig] = None,
     force: bool = False,
     progress: bool = True,
     **run_options,
@@ -174,7 +175,7 @@ def fit(
     """Train a new run into ``out`` on a data source (DataConfig) or on images in memory (an ImageSet, e.g. a
     split you made yourself; such a run cannot be resumed from the CLI). ``unlabeled``: unlabelled images the
     generator also learns from, through pseudo-labels (an UnlabeledConfig naming a source, or an ImageSet whose
-    labels are ignored). ``model_options``: ModelConfig fields (mode, nz, width, spectral_norm); ``run_options``:
+    labels are ignored, with ``pseudo_options`` for the pseudo-labeller's threshold and steps). ``model_options``: ModelConfig fields (mode, nz, width, spectral_norm); ``run_options``:
     RunOptions fields (device, precision, checkpoint_every, sample_every, keep_checkpoints, export). Returns the
     run directory."""
     out = Path(out)
@@ -199,7 +200,7 @@ def fit(
             unlabeled_section, unlabeled = unlabeled.to_dict(), None
         if unlabeled is not None:
             if isinstance(unlabeled, data.ImageSet):
-                unl_cfg, unl_images = UnlabeledConfig(), drop_labelled(unlabeled, prepared.train)
+                unl_cfg, unl_images = pseudo_options or UnlabeledConfig(), drop_labelled(unlabeled, prepared.train)
                 unlabeled_section = {**unl_cfg.to_dict(), "unlabeled": unlabeled.source, "in_memory": True}
             else:
                 unl_cfg = unlabeled
@@ -280,7 +281,9 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
                 f"{out}: the training data changed since this run started ({config['data']['source']}); start a new --out"
             )
         gan_set = prepared.train
-        if config.get("unlabeled", {}).get("unlabeled"):  # the same unlabelled images, with the pseudo-labels the run started with
+        if config.get("unlabeled", {}).get(
+            "unlabeled"
+        ):  # the same unlabelled images, with the pseudo-labels the run started with
             source = config["unlabeled"]["unlabeled"]
             if config["unlabeled"].get("in_memory"):
                 raise ConfigError(f"{out}: learnt from unlabelled images passed from Python; resume it from Python")

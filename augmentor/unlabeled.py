@@ -113,14 +113,19 @@ def pseudo_label(labelled: data.ImageSet, unlabeled: data.ImageSet, cfg: Unlabel
     return PseudoLabels(keep, labels[keep], confidence[keep], len(unlabeled))
 
 
+def pseudo_labelled(unlabeled: data.ImageSet, pseudo: PseudoLabels, class_names) -> data.ImageSet:
+    """The kept unlabelled images with their pseudo-labels."""
+    return data.ImageSet(unlabeled.images[pseudo.index], pseudo.labels, list(class_names), f"pseudo-labelled {unlabeled.source}")
+
+
 def with_pseudo_labelled(labelled: data.ImageSet, unlabeled: data.ImageSet, pseudo: PseudoLabels) -> data.ImageSet:
     """The GAN's training set: the labelled images, then the kept unlabelled ones with their pseudo-labels."""
-    kept = unlabeled.images[pseudo.index]
+    kept = pseudo_labelled(unlabeled, pseudo, labelled.class_names)
     return data.ImageSet(
-        torch.cat([labelled.images, kept]),
-        torch.cat([labelled.labels, pseudo.labels]),
+        torch.cat([labelled.images, kept.images]),
+        torch.cat([labelled.labels, kept.labels]),
         list(labelled.class_names),
-        f"{labelled.source} + pseudo-labelled {unlabeled.source}",
+        f"{labelled.source} + {kept.source}",
     )
 
 
