@@ -168,3 +168,43 @@ def test_bench_uses_the_users_albumentations_file(tmp_path, capsys):
         code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--out", tmp_path / "c", "--augment", bad)
         assert code == 2 and expected in one_line_error(err)
         assert not (tmp_path / "c").exists()  # refused before anything was written
+
+
+def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_path, capsys):
+    out = tmp_path / "b"
+    code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--out", out, "--unlabeled-rest")
+    assert code == 0, err
+    res = json.loads((out / "results.json").read_text())
+    arms = res["summary"]["6"]
+    self_arm = "SELF real+aug+pseudo-labelled 0.5"
+    both = "SELF+U real+aug+pseudo-labelled 0.25+syn(unlabeled GAN) 0.25"
+    assert {self_arm, both, "U real+aug+syn(unlabeled GAN) 0.5", "U synthetic only (CAS)"} <= set(arms)
+    assert not res["arms"][self_arm]["synthetic"] and res["arms"][both]["synthetic"]  # SELF is a real-data arm
+    setting = res["settings"][0]
+    pseudo = setting["pseudo_labels"]
+    # the unlabelled images are the pool outside this setting's draw (train + validation = 60 of 1,258)
+    assert pseudo["considered"] == 1258 - 60 and 0 < pseudo["kept"] <= pseudo["considered"] and 0 <= pseudo["right"] <= 1
+    gan = json.loads((out / "runs" / "unlabeled-shot6-seed0" / "config.json").read_text())
+    assert gan["pseudo_labels"]["kept"] == pseudo["kept"] and gan["num_images"] == setting["train_images"]
+    assert "unlabelled images: the GAN that learnt from them" in (out / "report.md").read_text()
+    code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--out", tmp_path / "c", "--unlabeled-rest", "--unlabeled", "x")
+    assert code == 2 and "not both" in one_line_error(err)
+
+
+def test_shared_source_gives_equal_shares_of_the_requested_labels():
+    import torch
+
+    from augmentor import data
+    from augmentor.augmentation import RealResampler, SharedSource
+
+    digits = data.select_classes(data.load(None, size=32), "0,1")
+    zeros, ones = (
+        digits.subset(torch.nonzero(digits.labels == 0).flatten()),
+        digits.subset(torch.nonzero(digits.labels == 1).flatten()),
+    )
+    ones.labels[:] = 0  # a second source whose class-0 images are all ones: tells the shares apart
+    shared = SharedSource([RealResampler(zeros), RealResampler(ones)])
+    x = shared.sample(40, torch.zeros(40, dtype=torch.long), seed=3)
+    x_zeros = data.uint8_to_tanh(zeros.images)
+    from_first = [bool(((x_zeros - img).abs().flatten(1).max(1).values < 1e-4).any()) for img in x]
+    assert sum(from_first) == 20  # half from each source
