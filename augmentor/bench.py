@@ -203,7 +203,6 @@ ARMS = (
 # Not trained on its own: arm E at the ratio chosen on validation (ratio 0 is arm B). What a user would deploy.
 CHOSEN = Arm("E real+aug+syn (chosen)", True, classical=True, mix=("gan",))
 ARM_BY_NAME = {a.name: a for a in (*ARMS, CHOSEN)}
-GENERATORS = ("gan", "plain", "unlabeled")
 
 
 @dataclass
@@ -217,7 +216,7 @@ class SettingResult:
     imbalanced: bool
     augmentation: str  # the classical pipeline the arms used: a file, "preset" or "none" (chosen on validation)
     gan_seconds: float
-    pseudo_labels: Optional[dict]  # with unlabelled images: how many were kept, per class, and how many were right
+    pseudo_labels: Optional[dict]  # with unlabelled images: how many were kept, per class (and right, with --unlabeled-rest)
     arms: dict  # arm name → scores on the held-out test set
     val_balanced_accuracy: dict  # ratio of arm E → balanced accuracy on the validation images
     chosen_ratio: float
@@ -249,6 +248,7 @@ def run_setting(
     this setting's draw."""
     pool = split.pool
     chosen = choose_training_images(pool, shot, seed)
+    labels_known = unlabeled is UNLABELED_REST  # then how many pseudo-labels are right can be counted
     if unlabeled is UNLABELED_REST:
         rest = torch.ones(len(pool), dtype=torch.bool)
         rest[chosen] = False
@@ -290,7 +290,8 @@ def run_setting(
         pseudo = read_pseudo_labels(gans["unlabeled"].path.parent)
         pseudo_set = pseudo_labelled(unlabeled, pseudo, train.class_names)
         pseudo_record = pseudo.record(train.class_names)
-        pseudo_record["right"] = round(float((unlabeled.labels[pseudo.index] == pseudo.labels).float().mean()), 4)
+        if labels_known:
+            pseudo_record["right"] = round(float((unlabeled.labels[pseudo.index] == pseudo.labels).float().mean()), 4)
     if preset.reference:  # the tutorials' recipe, same budget: per-class DCGANs, BCE, no DiffAugment, EMA or spectral norm
         gans["plain"] = train_gan(
             "plain-",
