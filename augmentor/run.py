@@ -175,9 +175,9 @@ def fit(
     """Train a new run into ``out`` on a data source (DataConfig) or on images in memory (an ImageSet, e.g. a
     split you made yourself; such a run cannot be resumed from the CLI). ``unlabeled``: unlabelled images the
     generator also learns from, through pseudo-labels (an UnlabeledConfig naming a source, or an ImageSet whose
-    labels are ignored, with ``pseudo_options`` for the pseudo-labeller's threshold and steps). ``model_options``: ModelConfig fields (mode, nz, width, spectral_norm); ``run_options``:
-    RunOptions fields (device, precision, checkpoint_every, sample_every, keep_checkpoints, export). Returns the
-    run directory."""
+    labels are ignored, with ``pseudo_options`` for the pseudo-labeller's threshold and steps). ``model_options``:
+    ModelConfig fields (mode, nz, width, spectral_norm); ``run_options``: RunOptions fields (device, precision,
+    checkpoint_every, sample_every, keep_checkpoints, export). Returns the run directory."""
     out = Path(out)
     opts = RunOptions(**run_options)
     dev = resolve_device(opts.device)
@@ -195,23 +195,9 @@ def fit(
         options = dict(model_options or {})
         model_cfg = model_config_for(prepared.train, options.pop("mode", None), **options)
         train_cfg = resolve_coverage(train_cfg, prepared.train)  # decided by the labelled images
-        gan_set, unlabeled_section, pseudo_record = prepared.train, UnlabeledConfig().to_dict(), None
-        if isinstance(unlabeled, UnlabeledConfig) and unlabeled.unlabeled is None:
-            unlabeled_section, unlabeled = unlabeled.to_dict(), None
-        if unlabeled is not None:
-            if isinstance(unlabeled, data.ImageSet):
-                unl_cfg, unl_images = pseudo_options or UnlabeledConfig(), drop_labelled(unlabeled, prepared.train)
-                unlabeled_section = {**unl_cfg.to_dict(), "unlabeled": unlabeled.source, "in_memory": True}
-            else:
-                unl_cfg = unlabeled
-                unl_images = load_unlabeled(unl_cfg.unlabeled, prepared.train, prepared_split(data_cfg), strict_of(data_cfg))
-                unlabeled_section = unl_cfg.to_dict()
-            log.info(f"pseudo-labelling {len(unl_images)} unlabelled images ({unl_cfg.pseudo_steps} classifier steps)")
-            pseudo = pseudo_label(prepared.train, unl_images, unl_cfg, seed=train_cfg.seed)
-            pseudo_record = {"fingerprint": unl_images.fingerprint(), **pseudo.record(prepared.train.class_names)}
-            log.info(f"pseudo-labels: kept {pseudo_record['kept']} of {pseudo.considered} ({pseudo_record['kept_per_class']})")
-            checkpoint.atomic_write(out / PSEUDO_LABELS, lambda f: f.write(pseudo.to_json().encode()))
-            gan_set = with_pseudo_labelled(prepared.train, unl_images, pseudo)
+        gan_set, unlabeled_section, pseudo_record = _with_unlabeled(
+            out, prepared.train, data_cfg, unlabeled, pseudo_options, train_cfg.seed
+        )
         config = {
             "augmentor_version": __version__,
             "data": data_record,
@@ -238,12 +224,26 @@ def fit(
     return out
 
 
-def prepared_split(cfg) -> str:
-    return cfg.split if isinstance(cfg, DataConfig) else "train"
-
-
-def strict_of(cfg) -> bool:
-    return cfg.strict if isinstance(cfg, DataConfig) else False
+def _with_unlabeled(out: Path, labelled: data.ImageSet, data_cfg, unlabeled, pseudo_options, seed: int) -> tuple:
+    """The GAN's training set: the labelled images, plus the pseudo-labelled unlabelled ones when there are any
+    (their labels written to pseudo_labels.json). Returns (training set, config.json's "unlabeled" section,
+    its "pseudo_labels" record or None)."""
+    if isinstance(unlabeled, UnlabeledConfig) and unlabeled.unlabeled is None:
+        unlabeled = None  # the CLI's default: no unlabelled images
+    if unlabeled is None:
+        return labelled, UnlabeledConfig().to_dict(), None
+    if isinstance(unlabeled, data.ImageSet):
+        cfg, images = pseudo_options or UnlabeledConfig(), drop_labelled(unlabeled, labelled)
+        section = {**cfg.to_dict(), "unlabeled": unlabeled.source, "in_memory": True}
+    else:
+        split, strict = (data_cfg.split, data_cfg.strict) if isinstance(data_cfg, DataConfig) else ("train", False)
+        cfg, images, section = unlabeled, load_unlabeled(unlabeled.unlabeled, labelled, split, strict), unlabeled.to_dict()
+    log.info(f"pseudo-labelling {len(images)} unlabelled images ({cfg.pseudo_steps} classifier steps)")
+    pseudo = pseudo_label(labelled, images, cfg, seed=seed)
+    record = {"fingerprint": images.fingerprint(), **pseudo.record(labelled.class_names)}
+    log.info(f"pseudo-labels: kept {record['kept']} of {pseudo.considered} ({record['kept_per_class']})")
+    checkpoint.atomic_write(out / PSEUDO_LABELS, lambda f: f.write(pseudo.to_json().encode()))
+    return with_pseudo_labelled(labelled, images, pseudo), section, record
 
 
 def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
