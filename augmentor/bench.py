@@ -227,7 +227,7 @@ class SettingResult:
 class SettingSamples:
     """The tensors of one setting, for the quality measures and pictures; never written to JSON."""
 
-    synthetic: torch.Tensor
+    synthetic: dict  # generator name ("gan", "unlabeled", "plain") → its samples
     train: data.ImageSet
 
 
@@ -382,7 +382,7 @@ def run_setting(
         chosen_ratio=best,
         gan_run=str(gans["gan"].path.parent),
     )
-    return result, SettingSamples(x_syn["gan"], train)
+    return result, SettingSamples(x_syn, train)
 
 
 def quality(split: Split, results: list, samples: list, preset: Preset, seed: int = 0) -> dict:
@@ -390,21 +390,22 @@ def quality(split: Split, results: list, samples: list, preset: Preset, seed: in
     pool = split.pool
     judge = train_classifier(data.uint8_to_tanh(pool.images), pool.labels, pool.num_classes, steps=preset.clf_steps, seed=seed)
     f_pool = embed(judge, data.uint8_to_tanh(pool.images[:5000]))
+
+    def measures(x_syn: torch.Tensor, train: data.ImageSet) -> dict:
+        f_syn = embed(judge, x_syn)
+        precision, recall = metrics.precision_recall(f_pool[:2000], f_syn[:2000])
+        memorization = metrics.memorization(
+            x_syn[:2000], data.uint8_to_tanh(train.images), data.uint8_to_tanh(split.test.images[:2000])
+        )
+        return {"fid": metrics.fid(f_pool, f_syn), "kid": metrics.kid(f_pool, f_syn), "precision": precision,
+                "recall": recall, "memorization": memorization}  # fmt: skip
+
     out = {}
     for r, s in zip(results, samples):
-        if r.seed != results[0].seed:
-            continue
-        f_syn = embed(judge, s.synthetic)
-        precision, recall = metrics.precision_recall(f_pool[:2000], f_syn[:2000])
-        out[str(r.shot)] = {
-            "fid": metrics.fid(f_pool, f_syn),
-            "kid": metrics.kid(f_pool, f_syn),
-            "precision": precision,
-            "recall": recall,
-            "memorization": metrics.memorization(
-                s.synthetic[:2000], data.uint8_to_tanh(s.train.images), data.uint8_to_tanh(split.test.images[:2000])
-            ),
-        }
+        if r.seed == results[0].seed:
+            out[str(r.shot)] = measures(s.synthetic["gan"], s.train)
+            if "unlabeled" in s.synthetic:  # near-copies of the *labelled* images, as for the GAN above
+                out[str(r.shot)]["unlabeled_gan"] = measures(s.synthetic["unlabeled"], s.train)
     return out
 
 
@@ -505,7 +506,9 @@ def bench(
     }
     (out / "results.json").write_text(json.dumps(results_json, indent=2, default=str))
     plots.plot_gain(summary, metric, out / "gain.png")
-    plots.plot_neighbours(samples[0].synthetic, data.uint8_to_tanh(samples[0].train.images), out / "nearest_neighbours.png")
+    plots.plot_neighbours(
+        samples[0].synthetic["gan"], data.uint8_to_tanh(samples[0].train.images), out / "nearest_neighbours.png"
+    )
     results_json["sample_grids"] = copy_sample_grids(results, out)
     (out / "report.md").write_text(report.render(results_json, lines))
     return results_json

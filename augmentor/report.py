@@ -137,11 +137,14 @@ def render(report: dict, lines: list) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for shot, q in report["quality"].items():
-        mem = q["memorization"]
-        md.append(
-            f"| {shot} | {q['fid']:.2f} | {q['kid']:.4f} | {q['precision']:.2f} | {q['recall']:.2f} | {100 * mem['near_copy_fraction']:.1f} % | "
-            f"{mem['syn_to_train_median']:.3f} / {mem['test_to_train_median']:.3f} |"
-        )
+        for label, m in ((shot, q), (f"{shot}, GAN with unlabelled images", q.get("unlabeled_gan"))):
+            if m is None:
+                continue
+            mem = m["memorization"]
+            md.append(
+                f"| {label} | {m['fid']:.2f} | {m['kid']:.4f} | {m['precision']:.2f} | {m['recall']:.2f} | "
+                f"{100 * mem['near_copy_fraction']:.1f} % | {mem['syn_to_train_median']:.3f} / {mem['test_to_train_median']:.3f} |"
+            )
     md += [
         "",
         "Near-copies: synthetic images nearer to a training image than the median train-to-train nearest-neighbour distance.",

@@ -187,6 +187,7 @@ def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_
     gan = json.loads((out / "runs" / "unlabeled-shot6-seed0" / "config.json").read_text())
     assert gan["pseudo_labels"]["kept"] == pseudo["kept"] and gan["num_images"] == setting["train_images"]
     assert "unlabelled images: the GAN that learnt from them" in (out / "report.md").read_text()
+    assert "near_copy_fraction" in res["quality"]["6"]["unlabeled_gan"]["memorization"]  # near-copies of U's samples
     code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--out", tmp_path / "c", "--unlabeled-rest", "--unlabeled", "x")
     assert code == 2 and "not both" in one_line_error(err)
 
