@@ -2,16 +2,17 @@
 
 For every shot count and seed:
   1. a held-out real test set (fixed across seeds) never touches GAN training, classifier training or
-     any choice; a validation part is carved out of the training images for choosing the mix ratio;
-  2. a GAN is trained on that setting's training images only;
-  3. the same classifier (SmallCNN, same steps) is trained in each arm:
-       A real · B real + classical augmentation · C real + class-balanced sampling (imbalanced data only)
-       D real + synthetic through SyntheticMix at ratios 0.25 and 0.5 · E real + classical + synthetic at the
-       ratio chosen on validation · F synthetic only (classification accuracy score, CAS);
+     any choice; a validation part is carved out of the training images for choosing the classical
+     augmentation (preset or none) and the mix ratio;
+  2. the GANs are trained on that setting's training images only (with unlabelled images: one more GAN that
+     also learns from them through pseudo-labels);
+  3. the same classifier (SmallCNN, same steps) is trained in each arm of ``ARMS`` (records: which use
+     synthetic images, augmentation, balancing, and what replaces a share of each batch), and arm E at the
+     ratio chosen on validation;
   4. quality: FID, KID, precision and recall in the feature space of a SmallCNN trained on the real
      training pool, and memorization (nearest-neighbour distances of samples vs held-out test images).
-Writes report.md, results.json and PNG plots. When synthetic data does not help, the report says so and
-recommends ratio 0.
+Writes report.md, results.json and PNG plots (report.py, plots.py). When synthetic data does not beat the
+best arm without it, the report says so and recommends ratio 0.
 """
 
 from __future__ import annotations

@@ -112,7 +112,9 @@ def render(report: dict, lines: list) -> str:
         "Arms: A real · B + classical augmentation · C class-balanced sampling (imbalanced data) · DUP the same batches as E "
         "with the share replaced by re-drawn (augmented) real images instead of synthetic ones — the control that tells "
         '"synthetic helped" from "more real images helped" · D real + synthetic · E real + classical + synthetic '
-        "(chosen: the ratio picked on validation) · F synthetic only (CAS) · R the tutorials' plain GAN at the same budget.",
+        "(chosen: the ratio picked on validation) · F synthetic only (CAS) · with unlabelled images: SELF self-training "
+        "(pseudo-labelled unlabelled images mixed in), U the GAN that also learnt from them, SELF+U both · R the tutorials' "
+        "plain GAN at the same budget.",
         "",
         "## Classifier arms (held-out test set)",
         "",
