@@ -245,6 +245,31 @@ def score(model, data, out, method, split, normal_classes, force):
         click.echo(f"AUROC {res['auroc']:.4f}   AUPRC {res['auprc']:.4f}   ROC plot: {res['roc_plot']}")
 
 
+@cli.command("pseudo-labels")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New CSV: image (path or index), label, confidence.")
+def pseudo_labels(run_dir, out):
+    """The unlabelled images a `fit --unlabeled` run kept, with their pseudo-labels (self-training data)."""
+    import csv
+    import io
+
+    from . import checkpoint
+    from .run import pseudo_labels_table
+
+    if out.exists():
+        raise click.BadParameter(f"{out} exists; choose a new file", param_hint="--out")
+    rows = pseudo_labels_table(run_dir)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["image", "label", "confidence"])
+    writer.writerows(rows)
+    try:
+        checkpoint.atomic_write(out, lambda f: f.write(buf.getvalue().encode()))
+    except OSError as e:
+        raise click.BadParameter(f"cannot write {out} ({e.strerror or e})", param_hint="--out") from None
+    click.echo(f"wrote {len(rows)} pseudo-labelled images to {out}")
+
+
 def main(argv=None) -> None:
     from .errors import Interrupted
 

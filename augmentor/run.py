@@ -281,16 +281,8 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
                 f"{out}: the training data changed since this run started ({config['data']['source']}); start a new --out"
             )
         gan_set = prepared.train
-        if config.get("unlabeled", {}).get(
-            "unlabeled"
-        ):  # the same unlabelled images, with the pseudo-labels the run started with
-            source = config["unlabeled"]["unlabeled"]
-            if config["unlabeled"].get("in_memory"):
-                raise ConfigError(f"{out}: learnt from unlabelled images passed from Python; resume it from Python")
-            unl_images = load_unlabeled(source, prepared.train, data_cfg.split, data_cfg.strict)
-            if unl_images.fingerprint() != config["pseudo_labels"]["fingerprint"]:
-                raise ConfigError(f"{out}: the unlabelled images ({source}) changed since this run started; start a new --out")
-            gan_set = with_pseudo_labelled(prepared.train, unl_images, read_pseudo_labels(out))
+        if config.get("unlabeled", {}).get("unlabeled"):  # the same unlabelled images, pseudo-labelled as at the start
+            gan_set = with_pseudo_labelled(prepared.train, *_stored_unlabeled(out, config, prepared.train, data_cfg))
         trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision)
         if found is None:
             log.warning(f"{out}: no usable checkpoint; starting from step 0")
@@ -306,6 +298,37 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
         checkpoint.atomic_write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()))
         _train(out, trainer, config, opts, progress)
     return out
+
+
+def _stored_unlabeled(out: Path, config: dict, labelled: data.ImageSet, data_cfg: DataConfig) -> tuple:
+    """(the unlabelled images, their stored PseudoLabels) of a run that learnt from unlabelled images; refused
+    when the images changed since."""
+    section = config["unlabeled"]
+    if section.get("in_memory"):
+        raise ConfigError(f"{out}: learnt from unlabelled images passed from Python; use them from Python")
+    images = load_unlabeled(section["unlabeled"], labelled, data_cfg.split, data_cfg.strict)
+    if images.fingerprint() != config["pseudo_labels"]["fingerprint"]:
+        raise ConfigError(
+            f"{out}: the unlabelled images ({section['unlabeled']}) changed since this run started; start a new --out"
+        )
+    return images, read_pseudo_labels(out)
+
+
+def pseudo_labels_table(run_dir) -> list:
+    """The unlabelled images a run kept, as rows (file path or index in the source, class name, confidence):
+    self-training data, which `augmentor bench` found to help more than synthetic images."""
+    out = Path(run_dir)
+    config = read_config(out)
+    if not config.get("unlabeled", {}).get("unlabeled"):
+        raise ConfigError(f"{out}: did not learn from unlabelled images (fit it with --unlabeled SOURCE)")
+    data_cfg = DataConfig.from_dict(config["data"])
+    labelled = prepare_data(data_cfg).train
+    images, pseudo = _stored_unlabeled(out, config, labelled, data_cfg)
+    names = labelled.class_names
+    return [
+        (images.paths[i] if images.paths else i, names[label], round(confidence, 5))
+        for i, label, confidence in zip(pseudo.index.tolist(), pseudo.labels.tolist(), pseudo.confidence.tolist())
+    ]
 
 
 def _check_unchanged(out: Path, config: dict, option, value) -> None:

@@ -169,36 +169,47 @@ def class_folders(class_names: Sequence[str]) -> list:
     return out
 
 
+class ImageFolderWriter:
+    """PNG files in ``out/<class>/000000.png ...`` (safe folder names, one per class). Refuses a folder that
+    already holds files: nothing of the user's is overwritten."""
+
+    def __init__(self, out, class_names):
+        self.out = Path(out)
+        if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
+            raise ConfigError(f"{self.out}: exists and is not an empty folder; choose a new --out")
+        self.folders = class_folders(class_names)
+        try:
+            for name in self.folders:
+                (self.out / name).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"{self.out}: cannot write here ({e.strerror or e})") from None
+        self.counts = dict.fromkeys(self.folders, 0)
+
+    def add(self, images, labels) -> None:
+        """uint8 (N, C, H, W) images (numpy or torch) with their class indices."""
+        from PIL import Image
+
+        for img, label in zip(np.asarray(images), [int(c) for c in labels]):
+            name = self.folders[label]
+            Image.fromarray(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)).save(
+                self.out / name / f"{self.counts[name]:06d}.png"
+            )
+            self.counts[name] += 1
+
+
 def write_image_folder(sampler: Sampler, n: int, out, per_class: bool = False, seed: int = 0) -> dict:
     """PNG files in ``out/<class>/``: ``n`` per class with ``per_class``, else ``n`` in all, classes in turn.
     Refuses to write into a folder that already holds files. Returns {class folder: count}."""
-    from PIL import Image
-
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"{out}: exists and is not an empty folder; choose a new --out")
-    if n < 1:
-        raise ConfigError(f"--n {n} must be at least 1")
-    folders = class_folders(sampler.class_names)
-    total = n * sampler.num_classes if per_class else n
-    labels = torch.arange(total) % sampler.num_classes
-    try:
-        for name in folders:
-            (out / name).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"{out}: cannot write here ({e.strerror or e})") from None
-    counts = dict.fromkeys(folders, 0)
     from tqdm.auto import tqdm
 
-    block = sampler.chunk
+    if n < 1:
+        raise ConfigError(f"--n {n} must be at least 1")
+    writer = ImageFolderWriter(out, sampler.class_names)
+    total = n * sampler.num_classes if per_class else n
+    labels = torch.arange(total) % sampler.num_classes
     with tqdm(total=total, desc="sampling", unit="img", disable=total < 2000, leave=False) as bar:
-        for start in range(0, total, block):
-            y = labels[start : start + block]
-            images = sampler.sample(len(y), y, seed=seed + start, value_range="uint8", numpy=True)
-            for img, label in zip(images, y.tolist()):
-                name = folders[label]
-                arr = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
-                Image.fromarray(arr).save(out / name / f"{counts[name]:06d}.png")
-                counts[name] += 1
+        for start in range(0, total, sampler.chunk):
+            y = labels[start : start + sampler.chunk]
+            writer.add(sampler.sample(len(y), y, seed=seed + start, value_range="uint8", numpy=True), y)
             bar.update(len(y))
-    return counts
+    return writer.counts

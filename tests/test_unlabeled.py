@@ -83,3 +83,44 @@ def test_bad_unlabeled_input_is_one_line(tmp_path, capsys):
         code, _, err = run_cli(capsys, "fit", "--data", labelled_dir, "--out", out, "--steps", 2, *args, *PSEUDO, *TINY)
         assert code == 2 and expected in one_line_error(err), err
         assert not (out / "config.json").exists()
+
+
+def test_pseudo_labels_command_lists_the_kept_images(unlabeled_run, tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "labels.csv"
+    code, stdout, err = run_cli(capsys, "pseudo-labels", unlabeled_run, "--out", out)
+    assert code == 0, err
+    rows = list(csv.DictReader(out.open()))
+    kept = json.loads((unlabeled_run / "config.json").read_text())["pseudo_labels"]["kept"]
+    assert len(rows) == kept and f"wrote {kept}" in stdout
+    assert {r["label"] for r in rows} <= {str(c) for c in range(10)} and min(float(r["confidence"]) for r in rows) >= 0.9
+    code, _, err = run_cli(capsys, "pseudo-labels", unlabeled_run, "--out", out)
+    assert code == 2 and "exists" in one_line_error(err)
+
+
+def test_pseudo_labels_of_a_folder_name_its_files(tmp_path, capsys):
+    from PIL import Image
+
+    digits = data.load(None, size=32)
+    for c in (0, 1):
+        for i, img in enumerate(digits.images[digits.labels == c][:4]):
+            (tmp_path / "labelled" / str(c)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img[0].numpy()).save(tmp_path / "labelled" / str(c) / f"{i}.png")
+        for i, img in enumerate(digits.images[digits.labels == c][10:20]):
+            (tmp_path / "phone").mkdir(exist_ok=True)
+            Image.fromarray(img[0].numpy()).save(tmp_path / "phone" / f"photo {c}-{i}.png")
+    run = tmp_path / "run"
+    args = ["--data", tmp_path / "labelled", "--unlabeled", tmp_path / "phone", "--pseudo-threshold", 0.5]
+    assert run_cli(capsys, "fit", *args, "--out", run, "--steps", 2, "--no-export", *PSEUDO, *TINY)[0] == 0
+    code, _, err = run_cli(capsys, "pseudo-labels", run, "--out", tmp_path / "l.csv")
+    assert code == 0, err
+    rows = (tmp_path / "l.csv").read_text().splitlines()[1:]
+    assert rows and all("photo " in r for r in rows)
+    right = sum(r.split(",")[0].split("photo ")[1][0] == r.split(",")[1] for r in rows)
+    assert right / len(rows) >= 0.9  # 0s and 1s from 4 labelled images each
+
+    plain = tmp_path / "plain"
+    assert run_cli(capsys, "fit", "--data", tmp_path / "labelled", "--out", plain, "--steps", 2, "--no-export", *TINY)[0] == 0
+    code, _, err = run_cli(capsys, "pseudo-labels", plain, "--out", tmp_path / "p.csv")
+    assert code == 2 and "did not learn from unlabelled images" in one_line_error(err)
