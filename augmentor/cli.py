@@ -82,8 +82,9 @@ def fit(ctx, out, resume, force, **values):
 
     values = _typed(values)
     if resume:
-        typed = {k: v for k, v in values.items() if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
-        done = run.resume(out, typed)
+        # only what the user typed: --resume checks it against the stored run
+        given = {k: v for k, v in values.items() if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+        done = run.resume(out, given)
     else:
         if values["source"] is None:
             click.echo("no --data given: using the built-in sklearn:digits (1,797 8×8 digits, 10 classes)")
