@@ -116,14 +116,6 @@ def find_model(model, kind: str) -> Path:
     return pair
 
 
-def run_directory(path) -> Path:
-    """A run directory (holds config.json), or ModelFileError that says what to pass."""
-    path = Path(path)
-    if not (path.is_dir() and (path / CONFIG).exists()):
-        raise ModelFileError(f"{path}: not an augmentor run directory (no {CONFIG}); give the folder `augmentor fit --out` made")
-    return path
-
-
 # ------------------------------------------------------------------ onnxruntime
 
 
