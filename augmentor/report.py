@@ -78,7 +78,12 @@ def _recipe(shot, arms: dict, metric: str, arms_by_name: dict) -> list:
     noise = 100 * max(m[both]["std"], m[self_arm]["std"])
     best = max(m, key=lambda a: m[a]["mean"])
     adds = "adds to" if gain > noise else "does not add measurably to"
-    recipe = "self-training alone (no synthetic images)" if not arms_by_name[best].synthetic else f"{best}"
+    if best == self_arm:
+        recipe = "self-training alone (no synthetic images)"
+    elif not arms_by_name[best].synthetic and "pseudo" not in arms_by_name[best].mix:
+        recipe = "neither: the labelled images alone (unlabelled images and synthetic images did not help)"
+    else:
+        recipe = best
     return [
         f"- {describe(shot)}, unlabelled images: the GAN that learnt from them {adds} self-training: {both} vs {self_arm} "
         f"{gain:+.1f} points ({metric}; seed spread {noise:.1f}). Best recipe here: **{recipe}** ({best}, "
@@ -173,3 +178,24 @@ def _augmentation_used(per_seed: list) -> str:
         detail = " (chosen over none on the validation images)" if name == "preset" else ""
         return f"`{name}`{detail}" if name != "none" else "none (the built-in preset scored lower on the validation images)"
     return ", ".join(f"`{a}` in {n} of {len(per_seed)} settings" for a, n in counts.items()) + " (chosen on validation)"
+
+
+def rerender(directory) -> str:
+    """report.md again from a bench's results.json (e.g. after the wording of the verdict changed)."""
+    import json
+    from pathlib import Path
+
+    from .bench import CHOSEN, Arm
+
+    directory = Path(directory)
+    results = json.loads((directory / "results.json").read_text())
+    arms = {name: Arm(**{**a, "mix": tuple(a["mix"])}) for name, a in results["arms"].items()}
+    _, lines = verdict(results["summary"], results["primary_metric"], arms, CHOSEN.name)
+    results.setdefault("sample_grids", {})
+    for shot in results["summary"]:
+        grid = f"samples_{shot.replace('%', 'pct')}.png"
+        if (directory / grid).exists():
+            results["sample_grids"][shot] = grid
+    text = render(results, lines)
+    (directory / "report.md").write_text(text)
+    return text
