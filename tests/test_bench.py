@@ -209,3 +209,24 @@ def test_shared_source_gives_equal_shares_of_the_requested_labels():
     x_zeros = data.uint8_to_tanh(zeros.images)
     from_first = [bool(((x_zeros - img).abs().flatten(1).max(1).values < 1e-4).any()) for img in x]
     assert sum(from_first) == 20  # half from each source
+
+
+def test_recipe_line_names_what_won():
+    import statistics
+
+    from augmentor.bench import ARM_BY_NAME
+    from augmentor.report import _recipe
+
+    def cell(*values):
+        return {"accuracy": {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": list(values)}}
+
+    self_arm = "SELF real+aug+pseudo-labelled 0.5"
+    both = "SELF+U real+aug+pseudo-labelled 0.25+syn(unlabeled GAN) 0.25"
+    arms = {"B real+aug": cell(0.90, 0.91), self_arm: cell(0.96, 0.96), both: cell(0.95, 0.955)}
+    (line,) = _recipe("10", arms, "accuracy", ARM_BY_NAME)
+    assert "does not add measurably" in line and "self-training alone" in line
+    arms["B real+aug"] = cell(0.97, 0.97)
+    assert "the labelled images alone" in _recipe("10", arms, "accuracy", ARM_BY_NAME)[0]
+    arms[both] = cell(0.99, 0.99)
+    (line,) = _recipe("10", arms, "accuracy", ARM_BY_NAME)
+    assert "adds to self-training" in line and f"**{both}**" in line
