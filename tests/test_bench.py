@@ -172,7 +172,7 @@ def test_bench_uses_the_users_albumentations_file(tmp_path, capsys):
 
 def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_path, capsys):
     out = tmp_path / "b"
-    code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--out", out, "--unlabeled-rest")
+    code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--seeds", "0", "--out", out, "--unlabeled-rest")
     assert code == 0, err
     res = json.loads((out / "results.json").read_text())
     arms = res["summary"]["6"]
