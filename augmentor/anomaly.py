@@ -21,7 +21,7 @@ import torch
 
 from . import checkpoint, data
 from .errors import ConfigError, ModelFileError
-from .modelfiles import CHECKPOINTS, CONFIG, LazySession, find_model, read_metadata
+from .modelfiles import CHECKPOINTS, CONFIG, MODEL_FILES, LazySession, find_model, read_metadata
 from .plots import plot_roc
 
 
@@ -50,7 +50,7 @@ class AnomalyScorer:
         self.threshold: Optional[float] = None
         path = Path(model)
         onnx_path = None
-        if path.is_file() or (path.is_dir() and (path / "discriminator.onnx").exists()):
+        if path.is_file() or (path.is_dir() and (path / MODEL_FILES["discriminator"]).exists()):
             onnx_path = find_model(path, "discriminator")
         if onnx_path is not None:
             self.meta = read_metadata(onnx_path)
