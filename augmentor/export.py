@@ -2,7 +2,8 @@
 checked against torch on the same inputs before the file is kept.
 
 Generator:      z float32 (N, nz), label int64 (N,)  →  image float32 (N, C, H, W) in [-1, 1]
-Discriminator:  image float32 (N, C, H, W), label int64 (N,)  →  logit (N,), features (N, F)
+Discriminator:  image float32 (N, C, H, W), label int64 (N,)  →  logit (N,), features (N, F), layer_stats (N, S)
+Encoder:        image float32 (N, C, H, W), label int64 (N,)  →  z (N, nz)   (built by anomaly scoring, encoder.py)
 Noise is an input: a ``torch.randn`` inside ``forward`` would be traced as a constant.
 """
 
@@ -57,7 +58,7 @@ class _DiscriminatorOutputs(nn.Module):
         self.D = D
 
     def forward(self, image, label):
-        return self.D(image, label), self.D.features(image, label).flatten(1)
+        return self.D(image, label), self.D.features(image, label).flatten(1), self.D.layer_stats(image, label)
 
 
 def metadata(cfg: ModelConfig, kind: str, state: dict, fp16: bool, pair: str) -> dict:
@@ -113,7 +114,7 @@ def export_run(run, out: Optional[Path] = None, fp16: bool = False) -> dict:
         (images, labels),
         d_path,
         ["image", "label"],
-        ["logit", "features"],
+        ["logit", "features", "layer_stats"],
         metadata(cfg, "discriminator", state, fp16, g_path.name),
         fp16,
     )
@@ -192,3 +193,25 @@ def parity(model: nn.Module, path: Path, args) -> float:
     ref = ref if isinstance(ref, tuple) else (ref,)
     got = sess.run(None, feeds)
     return max(float(np.abs(r.numpy() - g).max()) for r, g in zip(ref, got))
+
+
+def export_encoder(E: nn.Module, path: Path, cfg: ModelConfig, state: dict) -> float:
+    """The anomaly encoder → ONNX with the metadata of the checkpoint it was trained against (its pair: the
+    run's discriminator.onnx), parity-checked. Returns the max abs difference to torch."""
+    x = torch.rand(4, cfg.channels, cfg.size, cfg.size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    labels = torch.zeros(4, dtype=torch.long)
+    E = _KeepLabelInput(E).eval()
+    _export(
+        E,
+        (x, labels),
+        path,
+        ["image", "label"],
+        ["z"],
+        metadata(cfg, "encoder", state, False, MODEL_FILES["discriminator"]),
+        False,
+    )
+    diff = parity(E, path, (x, labels))
+    if diff > PARITY_TOL[False]:
+        path.unlink()
+        raise ModelFileError(f"{path}: ONNX output differs from torch by {diff:.2e} (> {PARITY_TOL[False]}); please report this")
+    return diff

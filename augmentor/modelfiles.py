@@ -10,6 +10,7 @@ run/
   samples/           step_XXXXXX.png grids (one row per class); progress.gif the grids as an animation
   log.jsonl          losses every few steps; losses.png, diversity.png the same as plots
   generator.onnx     discriminator.onnx: written by export at the end
+  encoder.onnx       anomaly.npz: written by anomaly scoring on first use (the encoder, the normal images' references)
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ LOG = "log.jsonl"
 CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
 PSEUDO_LABELS = "pseudo_labels.json"  # with --unlabeled: which unlabelled images were kept, with which label
-MODEL_FILES = {"generator": "generator.onnx", "discriminator": "discriminator.onnx"}
+MODEL_FILES = {"generator": "generator.onnx", "discriminator": "discriminator.onnx", "encoder": "encoder.onnx"}
+ANOMALY = "anomaly.npz"  # what anomaly scores compare with: normal images' D features and statistics, calibration
 # Everything a run writes, and nothing else: what --force may remove.
-RUN_FILES = (CONFIG, HOLDOUT, LOG, PSEUDO_LABELS, "losses.png", "diversity.png", "progress.gif", *MODEL_FILES.values())
+RUN_FILES = (CONFIG, HOLDOUT, LOG, PSEUDO_LABELS, ANOMALY, "losses.png", "diversity.png", "progress.gif", *MODEL_FILES.values())
 RUN_DIRS = (CHECKPOINTS, SAMPLES)
 
 # ------------------------------------------------------------------ ONNX metadata
@@ -43,7 +45,7 @@ INT_FIELDS = ("size", "channels", "nz", "step", "unlabeled_images")
 # key → what it says; every augmentor ONNX file carries all of them
 METADATA_FIELDS = {
     "format": "metadata schema version",
-    "kind": "generator or discriminator",
+    "kind": "generator, discriminator or encoder",
     "mode": "conditional, per-class or unconditional",
     "class_names": "JSON list; label i is class_names[i]",
     "size": "image side in pixels",
@@ -54,7 +56,7 @@ METADATA_FIELDS = {
     "augmentor_version": "the version that exported it",
     "data_fingerprint": "hash of the training images",
     "step": "training step of the checkpoint",
-    "pair": "file name of the other model of the same export (generator ↔ discriminator)",
+    "pair": "file name of the other model of the same export (generator ↔ discriminator; an encoder's discriminator)",
     "unlabeled_images": "pseudo-labelled unlabelled images the generator also learnt from (0: none)",
 }
 

@@ -66,7 +66,8 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """image (B, C, size, size) [+ label] → logit (B,). ``features`` is the (B, F, 4, 4) map before the head."""
+    """image (B, C, size, size) [+ label] → logit (B,). ``features`` is the (B, F, 4, 4) map before the head,
+    ``layer_stats`` summarises every block (both for anomaly scores)."""
 
     def __init__(self, cfg: ModelConfig, num_classes: int = 0):
         super().__init__()
@@ -93,6 +94,15 @@ class Discriminator(nn.Module):
 
     def features(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+    def layer_stats(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean and standard deviation over space of every block's activations: (B, 2 · Σ widths)."""
+        stats = []
+        for m in self.body:
+            x = m(x)
+            if isinstance(m, nn.LeakyReLU):
+                stats += [x.mean((2, 3)), x.std((2, 3))]
+        return torch.cat(stats, 1)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = self.body(x)
@@ -128,6 +138,9 @@ class PerClass(nn.Module):
 
     def features(self, x, labels):
         return self._route(lambda m, a, y: m.features(a, y), x, labels)
+
+    def layer_stats(self, x, labels):
+        return self._route(lambda m, a, y: m.layer_stats(a, y), x, labels)
 
     @property
     def feature_dim(self) -> int:

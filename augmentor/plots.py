@@ -136,3 +136,27 @@ def plot_roc(y, scores, auroc: float, path: Path) -> None:
     ax.set_ylabel("true positive rate")
     ax.legend(loc="lower right")
     _save(fig, path)
+
+
+def write_heatmaps(images, reconstructions, maps, scores, names, labels, folder: Path) -> Path:
+    """One PNG per image — the image, what the generator makes of it, where they differ (inferno, one scale
+    for all) — named by rank, most anomalous first. ``images``/``reconstructions``: uint8 (N, C, H, W)."""
+    import matplotlib
+
+    from .sampler import safe_name
+
+    folder.mkdir(parents=True, exist_ok=True)
+    scale = float(np.quantile(maps.numpy(), 0.999)) or 1.0
+    heat = matplotlib.colormaps["inferno"](np.clip(maps.numpy() / scale, 0, 1))[..., :3]  # (N, H, W, 3)
+    heat = (heat * 255).astype(np.uint8)
+    gray_to_rgb = lambda x: np.repeat(x, 3, axis=1) if x.shape[1] == 1 else x  # noqa: E731
+    panels = np.concatenate(
+        [gray_to_rgb(images.numpy()).transpose(0, 2, 3, 1), gray_to_rgb(reconstructions.numpy()).transpose(0, 2, 3, 1), heat],
+        axis=2,
+    )  # (N, H, 3W, 3)
+    zoom = max(1, 128 // images.shape[-1])
+    width = len(str(len(scores)))
+    for rank, i in enumerate(np.argsort(-np.asarray(scores))):
+        picture = Image.fromarray(panels[i]).resize((panels.shape[2] * zoom, panels.shape[1] * zoom), Image.NEAREST)
+        picture.save(folder / (safe_name(f"{rank + 1:0{width}d}_{labels[i]}_{names[i]}", str(rank + 1)) + ".png"))
+    return folder

@@ -21,7 +21,7 @@ def option_rows(command: click.Command):
             kind = "flag"
         else:
             kind = p.type.name.lower()
-        if p.default is None or p.default == "" or (p.is_flag and not p.secondary_opts):
+        if p.required or p.default is None or p.default == "" or (p.is_flag and not p.secondary_opts):
             default = ""
         elif p.secondary_opts:  # a --x/--no-x switch
             default = f"`{p.opts[0] if p.default else p.secondary_opts[0]}`"
