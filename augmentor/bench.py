@@ -33,7 +33,7 @@ import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
-from . import __version__, data, metrics, plots, report, run
+from . import __version__, data, metrics, plots, report, run, transfer
 from . import augmentation as augmentation_
 from .classifier import embed, predict, train_classifier
 from .config import TrainConfig, UnlabeledConfig
@@ -93,23 +93,30 @@ class Split:
     notes: list = field(default_factory=list)
 
 
-def split_data(source: Optional[str], size: int, test_fraction: float = 0.3) -> Split:
-    """Held-out test set: the source's own test split when it has one (.npz), else a seeded stratified part."""
+def split_data(source: Optional[str], size: int, test_fraction: float = 0.3, classes: Optional[str] = None) -> Split:
+    """Held-out test set: the source's own test split when it has one (.npz), else a seeded stratified part.
+    ``classes``: keep only these (pool and test alike)."""
+    split = None
     if source and source.endswith(".npz"):
         try:
             test = data.load(source, size=size, split="test")
             pool = data.load(source, size=size, split="train")
-            return Split(pool, test, source, ["test set: the file's own test split"])
+            split = Split(pool, test, source, ["test set: the file's own test split"])
         except data.DataError:
             pass
-    full = data.load(source, size=size)
-    pool_idx, test_idx = data.stratified_split(full, test_fraction, seed=12345)
-    return Split(
-        full.subset(pool_idx),
-        full.subset(test_idx),
-        full.source,
-        [f"test set: a stratified {test_fraction:.0%} of the data (seed 12345)"],
-    )
+    if split is None:
+        full = data.load(source, size=size)
+        pool_idx, test_idx = data.stratified_split(full, test_fraction, seed=12345)
+        split = Split(
+            full.subset(pool_idx),
+            full.subset(test_idx),
+            full.source,
+            [f"test set: a stratified {test_fraction:.0%} of the data (seed 12345)"],
+        )
+    if classes:
+        split.pool, split.test = data.select_classes(split.pool, classes), data.select_classes(split.test, classes)
+        split.notes.append(f"classes: {', '.join(split.pool.class_names)} only")
+    return split
 
 
 def scores(probs: np.ndarray, y: np.ndarray) -> dict:
@@ -244,10 +251,11 @@ def run_setting(
     coverage: Optional[float] = None,
     augment_file: Optional[Path] = None,
     unlabeled: Optional[data.ImageSet] = None,
+    init: Optional[str] = None,
 ) -> tuple:
     """Train the GANs and every arm's classifier for one (shot, seed). Returns (SettingResult, SettingSamples).
     ``unlabeled``: unlabelled images for the U and SELF arms; ``UNLABELED_REST`` takes the pool images outside
-    this setting's draw."""
+    this setting's draw. ``init``: a run our GANs start from (fit --init; the model's width is then the run's)."""
     pool = split.pool
     chosen = choose_training_images(pool, shot, seed)
     labels_known = unlabeled is UNLABELED_REST  # then how many pseudo-labels are right can be counted
@@ -264,14 +272,15 @@ def run_setting(
     imbalanced = max(counts) > 1.5 * max(1, min(counts))
 
     # The GANs see this setting's training images only.
-    def train_gan(name: str, train_cfg: TrainConfig, options: dict, unlabeled_images=None) -> Sampler:
+    def train_gan(name: str, train_cfg: TrainConfig, options: dict, unlabeled_images=None, start=None) -> Sampler:
         directory = out / "runs" / f"{name}shot{str(shot).replace('%', 'pct')}-seed{seed}"
         run.fit(
             directory,
             train,
             train_cfg,
-            {"width": preset.width, **options},
+            options if start else {"width": preset.width, **options},
             unlabeled=unlabeled_images,
+            init=start,
             pseudo_options=UnlabeledConfig(pseudo_threshold=preset.pseudo_threshold, pseudo_steps=preset.pseudo_steps),
             device=device,
             force=True,
@@ -283,12 +292,12 @@ def run_setting(
 
     t0 = time.time()
     ours = TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, lr=5e-4, seed=seed, coverage=coverage)
-    gans = {"gan": train_gan("", ours, {})}
+    gans = {"gan": train_gan("", ours, {}, start=init)}
     gan_seconds = time.time() - t0
     pseudo_record, pseudo_set = None, None
     if unlabeled is not None:  # the GAN that also learns from the unlabelled images, through pseudo-labels
         unlabeled = drop_labelled(unlabeled, train)
-        gans["unlabeled"] = train_gan("unlabeled-", ours, {}, unlabeled)
+        gans["unlabeled"] = train_gan("unlabeled-", ours, {}, unlabeled, start=init)
         pseudo = read_pseudo_labels(gans["unlabeled"].path.parent)
         pseudo_set = pseudo_labelled(unlabeled, pseudo, train.class_names)
         pseudo_record = pseudo.record(train.class_names)
@@ -437,13 +446,16 @@ def bench(
     augment: Optional[str] = None,
     unlabeled: Optional[str] = None,
     unlabeled_rest: bool = False,
+    classes: Optional[str] = None,
+    init: Optional[str] = None,
 ) -> dict:
     """``unlabeled``: a source of unlabelled images for the SELF, U and SELF+U arms, or ``unlabeled_rest``: the
     pool images outside each setting's draw (for benchmarks on labelled data; the test set stays out).
     ``shots``: the training sets to draw (see parse_shots); default the preset's n per class, or all
     images when the data are imbalanced (n-shot sets would erase the imbalance). ``augment``: a file of the
     user's albumentations pipeline (``A.save``) for the classical arms; default: the built-in preset or
-    none, chosen on validation."""
+    none, chosen on validation. ``classes``: bench on these classes only. ``init``: a run our GANs start from
+    (fit --init), e.g. one fitted on related data."""
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset} is not one of {', '.join(PRESETS)}")
     out = Path(out)
@@ -459,7 +471,10 @@ def bench(
         augmentation_.load_pipeline(augment_file)  # a bad file fails now, before hours of training
     if unlabeled and unlabeled_rest:
         raise ConfigError("give --unlabeled SOURCE or --unlabeled-rest, not both")
-    split = split_data(source, size)  # before anything is written: bad data leaves no trace
+    split = split_data(source, size, classes=classes)  # before anything is written: bad data leaves no trace
+    if init:
+        start = transfer.load_source(init)
+        split.notes.append(f"our GANs start from {start.path} (step {start.state['step']}; fit --init)")
     unlabeled_images = UNLABELED_REST if unlabeled_rest else None
     if unlabeled:
         unlabeled_images = load_unlabeled(unlabeled, split.pool)
@@ -478,7 +493,7 @@ def bench(
             split.notes.append("imbalanced data: all training images used as given, with class-balanced arms")
     t0 = time.time()
     done = [
-        run_setting(split, shot, seed, p, out, device, progress, coverage, augment_file, unlabeled_images)
+        run_setting(split, shot, seed, p, out, device, progress, coverage, augment_file, unlabeled_images, init)
         for shot in shots
         for seed in p.seeds
     ]

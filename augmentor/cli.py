@@ -13,7 +13,7 @@ import click
 
 from . import __version__
 from .anomaly import DEFAULT_METHOD, METHODS
-from .config import FIT_CONFIGS, DataConfig, ModelConfig, RunOptions, TrainConfig, UnlabeledConfig, declared
+from .config import FIT_CONFIGS, DataConfig, InitConfig, ModelConfig, RunOptions, TrainConfig, UnlabeledConfig, declared
 from .errors import AugmentorError
 
 log = logging.getLogger("augmentor")
@@ -93,7 +93,13 @@ def fit(ctx, out, resume, force, **values):
         data_cfg = DataConfig(**pick(DataConfig), seed=values["seed"])
         train_cfg = TrainConfig(**pick(TrainConfig))
         unlabeled = UnlabeledConfig(**pick(UnlabeledConfig))
-        done = run.fit(out, data_cfg, train_cfg, pick(ModelConfig), unlabeled=unlabeled, force=force, **pick(RunOptions))
+        init = InitConfig(**pick(InitConfig))
+        model_options = pick(ModelConfig)
+        if init.init:  # the model options not typed come from the run it starts from
+            model_options = {
+                k: v for k, v in model_options.items() if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE
+            }
+        done = run.fit(out, data_cfg, train_cfg, model_options, unlabeled=unlabeled, init=init, force=force, **pick(RunOptions))
     _print_run(done)
 
 
@@ -190,7 +196,9 @@ def sample(model, n, per_class, out, seed, device):
     is_flag=True,
     help="Treat the pool images outside each setting's draw as unlabelled (benchmarks on labelled data).",
 )
-def bench(data, out, preset, size, device, seeds, coverage, shots, augment, unlabeled, unlabeled_rest):
+@click.option("--classes", default=None, help="Bench on these classes only (by name or index), e.g. '5,6,7,8,9'.")
+@click.option("--init", default=None, help="Our GANs start from this run (fit --init), e.g. one fitted on related data.")
+def bench(data, out, preset, size, device, seeds, coverage, shots, augment, unlabeled, unlabeled_rest, classes, init):
     """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
     from .bench import bench as run_bench
     from .bench import parse_shots
@@ -214,6 +222,8 @@ def bench(data, out, preset, size, device, seeds, coverage, shots, augment, unla
         augment=augment,
         unlabeled=unlabeled,
         unlabeled_rest=unlabeled_rest,
+        classes=classes,
+        init=init,
     )
     verdict = "helped" if report["synthetic_helped"] else "did NOT help"
     click.echo(f"\nsynthetic data {verdict}; recommended ratio {report['recommended_ratio']}\nreport: {out / 'report.md'}")

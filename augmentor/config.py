@@ -250,6 +250,24 @@ class UnlabeledConfig(_Dict):
             raise ConfigError(f"--pseudo-steps {self.pseudo_steps} must be at least 1")
 
 
-FIT_CONFIGS = (DataConfig, UnlabeledConfig, ModelConfig, TrainConfig, RunOptions)
+@dataclass(frozen=True)
+class InitConfig(_Dict):
+    """Start from a generator fitted on related data (transfer.py)."""
+
+    init: Optional[str] = option(
+        None,
+        "Warm-start G, D and the EMA generator from this run (same size and channels; classes it knew keep their "
+        "embeddings, new ones start from their mean). Width, nz and spectral norm default to the run's.",
+    )
+    freeze_d: int = option(0, "With --init: keep D's first N blocks fixed (FreezeD, Mo et al. 2020).")
+
+    def __post_init__(self):
+        if self.freeze_d < 0:
+            raise ConfigError(f"--freeze-d {self.freeze_d} must be ≥ 0")
+        if self.freeze_d and not self.init:
+            raise ConfigError("--freeze-d keeps layers of a warm-started D fixed: give --init RUN too")
+
+
+FIT_CONFIGS = (DataConfig, UnlabeledConfig, InitConfig, ModelConfig, TrainConfig, RunOptions)
 # Where each config lives in config.json (run-time options are not stored).
-SECTIONS = {DataConfig: "data", UnlabeledConfig: "unlabeled", ModelConfig: "model", TrainConfig: "train"}
+SECTIONS = {DataConfig: "data", UnlabeledConfig: "unlabeled", InitConfig: "init", ModelConfig: "model", TrainConfig: "train"}

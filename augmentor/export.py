@@ -76,6 +76,7 @@ def metadata(cfg: ModelConfig, kind: str, state: dict, fp16: bool, pair: str) ->
         "step": state["step"],
         "pair": pair,
         "unlabeled_images": state.get("unlabeled_images", 0),
+        "init": state.get("init", ""),
     }
 
 

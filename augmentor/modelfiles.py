@@ -58,6 +58,7 @@ METADATA_FIELDS = {
     "step": "training step of the checkpoint",
     "pair": "file name of the other model of the same export (generator ↔ discriminator; an encoder's discriminator)",
     "unlabeled_images": "pseudo-labelled unlabelled images the generator also learnt from (0: none)",
+    "init": "the checkpoint training started from (fit --init), with its step and data fingerprint; empty: from scratch",
 }
 
 
@@ -90,6 +91,7 @@ def read_metadata(path) -> dict:
     try:
         meta["class_names"] = json.loads(meta["class_names"])
         meta.setdefault("unlabeled_images", "0")  # files exported before 0.2 did not say
+        meta.setdefault("init", "")  # nor before 0.3
         for k in INT_FIELDS:
             meta[k] = int(meta[k])
     except (KeyError, ValueError) as e:

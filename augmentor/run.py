@@ -16,9 +16,20 @@ from typing import Optional
 
 import torch
 
-from . import __version__, checkpoint, data
+from . import __version__, checkpoint, data, transfer
 from .callbacks import Checkpointer, DiversityMonitor, NonFiniteGuard, ProgressLog, SampleGrids, truncate_log
-from .config import FIT_CONFIGS, FIXED, SECTIONS, DataConfig, ModelConfig, RunOptions, TrainConfig, UnlabeledConfig, declared
+from .config import (
+    FIT_CONFIGS,
+    FIXED,
+    SECTIONS,
+    DataConfig,
+    InitConfig,
+    ModelConfig,
+    RunOptions,
+    TrainConfig,
+    UnlabeledConfig,
+    declared,
+)
 from .errors import ConfigError, Interrupted, ModelFileError, RunDirError
 from .modelfiles import CHECKPOINTS, CONFIG, HOLDOUT, LOG, PSEUDO_LABELS, RUN_DIRS, RUN_FILES, SAMPLES
 from .plots import plot_diversity, plot_losses
@@ -168,6 +179,7 @@ def fit(
     *,
     unlabeled: UnlabeledConfig | data.ImageSet | None = None,
     pseudo_options: Optional[UnlabeledConfig] = None,
+    init: InitConfig | str | Path | None = None,
     force: bool = False,
     progress: bool = True,
     **run_options,
@@ -175,13 +187,16 @@ def fit(
     """Train a new run into ``out`` on a data source (DataConfig) or on images in memory (an ImageSet, e.g. a
     split you made yourself; such a run cannot be resumed from the CLI). ``unlabeled``: unlabelled images the
     generator also learns from, through pseudo-labels (an UnlabeledConfig naming a source, or an ImageSet whose
-    labels are ignored, with ``pseudo_options`` for the pseudo-labeller's threshold and steps). ``model_options``:
+    labels are ignored, with ``pseudo_options`` for the pseudo-labeller's threshold and steps). ``init``: a run
+    to warm-start from (a path, or an InitConfig with ``freeze_d``; transfer.py). ``model_options``:
     ModelConfig fields (mode, nz, width, spectral_norm); ``run_options``: RunOptions fields (device, precision,
     checkpoint_every, sample_every, keep_checkpoints, export). Returns the run directory."""
     out = Path(out)
     opts = RunOptions(**run_options)
     dev = resolve_device(opts.device)
     precision = resolve_precision(opts.precision, dev)  # bad flags fail before anything is written
+    init = InitConfig(init=str(init)) if isinstance(init, (str, Path)) else init or InitConfig()
+    source = transfer.load_source(init.init) if init.init else None
     _check_writable(out)
     with locked(out):
         _prepare_new_run(out, force)
@@ -193,7 +208,11 @@ def fit(
             prepared = prepare_data(data_cfg)
             data_record = data_cfg.to_dict()
         options = dict(model_options or {})
+        if source is not None:
+            options = transfer.model_options(source, options)
         model_cfg = model_config_for(prepared.train, options.pop("mode", None), **options)
+        if source is not None:
+            transfer.check_compatible(source, model_cfg, init.freeze_d)
         train_cfg = resolve_coverage(train_cfg, prepared.train)  # decided by the labelled images
         gan_set, unlabeled_section, pseudo_record = _with_unlabeled(
             out, prepared.train, data_cfg, unlabeled, pseudo_options, train_cfg.seed
@@ -209,6 +228,7 @@ def fit(
             "skipped_files": len(prepared.full.skipped),
         }
         config.update(unlabeled=unlabeled_section, pseudo_labels=pseudo_record)
+        config["init"] = {**init.to_dict(), "source": source.record() if source else None}
         if pseudo_record is not None:
             with open(out / LOG, "a") as f:  # the pseudo-labels, as the first row of the training log
                 f.write(json.dumps({"step": 0, "pseudo_labels": pseudo_record}) + "\n")
@@ -220,8 +240,19 @@ def fit(
         }
         checkpoint.atomic_write(out / HOLDOUT, lambda f: f.write(json.dumps(holdout).encode()))
         trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision)
+        _start_from(trainer, source, init.freeze_d)
         _train(out, trainer, config, opts, progress)
     return out
+
+
+def _start_from(trainer: Trainer, source: Optional[transfer.Source], freeze_d: int) -> None:
+    if source is not None:
+        transfer.warm_start(trainer, source)
+        log.info(
+            f"starting from {source.path} (step {source.state['step']})"
+            + (f", D's first {freeze_d} blocks fixed" if freeze_d else "")
+        )
+    transfer.freeze_d(trainer.D, freeze_d)
 
 
 def _with_unlabeled(out: Path, labelled: data.ImageSet, data_cfg, unlabeled, pseudo_options, seed: int) -> tuple:
@@ -284,6 +315,11 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
         if config.get("unlabeled", {}).get("unlabeled"):  # the same unlabelled images, pseudo-labelled as at the start
             gan_set = with_pseudo_labelled(prepared.train, *_stored_unlabeled(out, config, prepared.train, data_cfg))
         trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision)
+        stored = config.get("init") or {}
+        init = InitConfig.from_dict({k: v for k, v in stored.items() if k != "source"})
+        start = stored.get("source") and found is None  # else the run's own checkpoint holds the start
+        source = transfer.load_source(stored["source"]["checkpoint"]) if start else None
+        _start_from(trainer, source, init.freeze_d)
         if found is None:
             log.warning(f"{out}: no usable checkpoint; starting from step 0")
         else:
@@ -334,7 +370,8 @@ def pseudo_labels_table(run_dir) -> list:
 def _check_unchanged(out: Path, config: dict, option, value) -> None:
     """Refuse a value that contradicts the stored run. A setting stored as None ("detect" / "decide") is
     compared with what the run resolved it to (e.g. --channels with the model's channels)."""
-    have = config.get(SECTIONS[option.owner], {}).get(option.name)
+    section = config.get(SECTIONS[option.owner])
+    have = section.get(option.name) if section is not None else option.default  # runs older than the section
     if have is None:
         have = config["model"].get(option.name, config["train"].get(option.name))
     have = tuple(have) if isinstance(have, list) else have
@@ -345,7 +382,12 @@ def _check_unchanged(out: Path, config: dict, option, value) -> None:
 
 def _train(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress: bool) -> None:
     pseudo = config.get("pseudo_labels") or {}
-    extra = {"data_fingerprint": config["data_fingerprint"], "unlabeled_images": pseudo.get("kept", 0)}
+    source = (config.get("init") or {}).get("source")
+    extra = {
+        "data_fingerprint": config["data_fingerprint"],
+        "unlabeled_images": pseudo.get("kept", 0),
+        "init": f"{source['checkpoint']} (step {source['step']}, data {source['data_fingerprint']})" if source else "",
+    }
     ckpt = Checkpointer(out / CHECKPOINTS, opts.checkpoint_every, opts.keep_checkpoints, extra=extra)
     callbacks = [
         DiversityMonitor(opts.sample_every),

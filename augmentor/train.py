@@ -133,7 +133,9 @@ class Trainer:
     def g_step(self, fake: torch.Tensor, y: torch.Tensor, near: torch.Tensor, real: torch.Tensor) -> tuple:
         """``near``: the samples nearest to ``real`` (the coverage term's pairs), or None."""
         cfg = self.train_cfg
-        self.D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
+        learning = [p for p in self.D.parameters() if p.requires_grad]  # not the blocks --freeze-d keeps fixed
+        for p in learning:  # G's step needs gradients through D, not for D's weights
+            p.requires_grad_(False)
         with self.autocast():
             loss = g_loss(self.D(self.augment(fake), y).float(), cfg.loss)
             cov = torch.zeros((), device=self.device)
@@ -146,7 +148,8 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
-        self.D.requires_grad_(True)
+        for p in learning:
+            p.requires_grad_(True)
         return loss.detach(), cov.detach()
 
     @torch.no_grad()

@@ -21,6 +21,7 @@ from test_export_sample import make_run
 from test_mix import real_loader
 
 from augmentor import checkpoint, data
+from augmentor.anomaly import AnomalyScorer
 from augmentor.callbacks import Checkpointer, NonFiniteGuard, ProgressLog
 from augmentor.errors import ConfigError, ModelFileError, TrainingDiverged
 from augmentor.export import export_run
@@ -206,6 +207,32 @@ def run_case(models, tmp):
         "sample: missing model": (["sample", tmp / "none.onnx", "--n", 2, "--out", tmp / "s"], "none.onnx: no such model"),
         "sample: unknown device": (["sample", models["gray"], "--n", 2, "--out", tmp / "s", "--device", "tpu"], "'tpu'"),
         "info: not onnx": (["info", folder(tmp, {"a.onnx": b"x"}) / "a.onnx"], "not an ONNX file"),
+        "score: color images, gray model": (
+            [
+                "score",
+                "--model",
+                models["gray"],
+                "--data",
+                folder(tmp, {"a/x.png": "png", "a/y.png": "png"}),
+                "--out",
+                tmp / "s.csv",
+            ],
+            "color images",
+        ),
+        "score: heat maps into a full folder": (
+            [
+                "score",
+                "--model",
+                models["gray"],
+                "--data",
+                "sklearn:digits",
+                "--out",
+                tmp / "s.csv",
+                "--heatmaps",
+                folder(tmp, {"keep.txt": b"k"}),
+            ],
+            "not empty",
+        ),  # fmt: skip
     }
 
 
@@ -273,6 +300,8 @@ CASE_NAMES = [
     "sample: unknown device",
     "info: not onnx",
     "score: missing data",
+    "score: color images, gray model",
+    "score: heat maps into a full folder",
 ]
 
 
@@ -303,7 +332,15 @@ API_CASES = [
         "label 2",
     ),
     ("Mix: weights", lambda m: SyntheticMix(real_loader(), m["gray"], labels={0: 0.0}), ConfigError, "positive sum"),
+    ("Scorer: unknown method", lambda m: AnomalyScorer(m["gray"], method="magic"), ConfigError, "'magic'"),
+    ("Scorer: wrong channels", lambda m: scorer(m).score(torch.zeros(2, 3, 32, 32)), ConfigError, "(N, 1, 32, 32)"),
+    ("Scorer: other image size", lambda m: scorer(m).score(torch.zeros(2, 1, 64, 64)), ConfigError, "(N, 1, 32, 32)"),
+    ("Scorer: few normal images", lambda m: AnomalyScorer(m["gray"]).fit(torch.zeros(5, 1, 32, 32)), ConfigError, "at least 20"),
 ]
+
+
+def scorer(models):
+    return AnomalyScorer(models["gray"], method="discriminator")
 
 
 @pytest.mark.parametrize("case", API_CASES, ids=[c[0] for c in API_CASES])
