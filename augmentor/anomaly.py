@@ -75,7 +75,7 @@ class AnomalyScorer:
         self.threshold: Optional[float] = None
         path = Path(model)
         self.run_dir = next((p for p in (path, path.parent) if p.is_dir() and (p / CONFIG).exists()), None)
-        self._torch = None  # (G, D) from the newest checkpoint, when needed
+        self._torch = None  # (config, G, D, checkpoint state) of the newest checkpoint, loaded when needed
         if path.is_file() or (path.is_dir() and (path / MODEL_FILES["discriminator"]).exists()):
             d_path = find_model(path, "discriminator")
             self.meta = read_metadata(d_path)
@@ -141,21 +141,18 @@ class AnomalyScorer:
             return D(x, labels), D.features(x, labels).flatten(1), D.layer_stats(x, labels)
 
     def _reconstruct(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """G(E(x)) for one chunk."""
+        """G(E(x)) for one chunk: through onnxruntime where the files are, else torch."""
         if self._encoder is None:
             raise ConfigError(f"method {self.method!r} needs the encoder: scorer.fit(normal_images) first")
-        if isinstance(self._encoder, LazySession) and "generator" in self._sessions:
-            feed = {"image": x.numpy(), "label": labels.numpy()}
-            z = self._encoder.get().run(None, feed)[0]
-            return torch.from_numpy(self._sessions["generator"].get().run(None, {"z": z, "label": labels.numpy()})[0])
-        _, G, _ = self._torch_models()
-        E = self._encoder if not isinstance(self._encoder, LazySession) else None
+        if isinstance(self._encoder, LazySession):
+            z = torch.from_numpy(self._encoder.get().run(None, {"image": x.numpy(), "label": labels.numpy()})[0])
+        else:
+            with torch.no_grad():
+                z = self._encoder(x, labels)
+        if "generator" in self._sessions:
+            return torch.from_numpy(self._sessions["generator"].get().run(None, {"z": z.numpy(), "label": labels.numpy()})[0])
         with torch.no_grad():
-            if E is None:
-                z = torch.from_numpy(self._encoder.get().run(None, {"image": x.numpy(), "label": labels.numpy()})[0])
-            else:
-                z = E(x, labels)
-            return G(z, labels)
+            return self._torch_models()[1](z, labels)
 
     # ------------------------------------------------------------------ raw scores
 

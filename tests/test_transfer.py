@@ -93,3 +93,15 @@ def test_init_bad_input(source, tmp_path, capsys):
         assert code == 2 and expected in one_line_error(err), (args, err)
     with pytest.raises(Exception, match="32 px images"):
         run.fit(tmp_path / "py", DataConfig(size=64), tiny_train(), init=InitConfig(init=str(source)), progress=False)
+
+
+def test_bench_starts_our_gans_from_the_run(source, tmp_path, capsys):
+    out = tmp_path / "bench"
+    code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--classes", "1,2,3", "--init", source, "--out", out)
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["pool_images"] < 1797 * 0.7 * 0.35  # three classes of ten
+    for name in ("shot6-seed0", "plain-shot6-seed0"):
+        config = json.loads((out / "runs" / name / "config.json").read_text())
+        assert config["model"]["class_names"] == ["1", "2", "3"]
+        assert (config["init"]["source"] or {}).get("step") == (6 if name.startswith("shot") else None)  # ours only
