@@ -171,11 +171,13 @@ class DiversityMonitor(Callback):
 class Checkpointer(Callback):
     """Atomic checkpoints every ``every`` steps and at the end; keeps the newest ``keep``."""
 
-    def __init__(self, folder: Path, every: int, keep: int = 3, extra: Optional[dict] = None):
+    def __init__(self, folder: Path, every: int, keep: int = 3, extra: Optional[dict] = None, write: bool = True):
         self.folder, self.every, self.keep, self.extra = Path(folder), every, max(1, keep), extra or {}
+        self.write = write  # under torchrun every rank takes part (RNG states are gathered), rank 0 writes
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.write:
+            self.folder.mkdir(parents=True, exist_ok=True)
         self.target = trainer.train_cfg.steps
 
     def on_step_end(self, trainer: Trainer, logs: dict) -> Optional[StepReport]:
@@ -195,6 +197,8 @@ class Checkpointer(Callback):
             **self.extra,
         }
         path = self.folder / checkpoint.checkpoint_name(trainer.step)
+        if not self.write:
+            return path
         checkpoint.save(path, payload)
         for old in checkpoint.list_checkpoints(self.folder)[: -self.keep]:
             old.unlink(missing_ok=True)

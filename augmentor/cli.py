@@ -104,6 +104,10 @@ def fit(ctx, out, resume, force, **values):
 
 
 def _print_run(out: Path) -> None:
+    from .distributed import world
+
+    if not world().main:  # under torchrun, rank 0 speaks for the job
+        return
     samples = sorted((out / "samples").glob("step_*.png"))
     click.echo(f"\nrun finished: {out}")
     for label, path in [
@@ -316,6 +320,16 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as e:  # under torchrun: a collective that failed because another process died or hung
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise
+        w = f"rank {dist.get_rank()} of {dist.get_world_size()}"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        click.echo(f"error: {w}: another process of this job failed or stopped answering ({first[:200]}); "
+                   "the newest checkpoint is kept: run the same command with --resume", err=True)  # fmt: skip
+        sys.exit(1)
     sys.exit(0)
 
 

@@ -3,6 +3,7 @@ modelfiles.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -16,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from . import __version__, checkpoint, data, transfer
+from . import __version__, checkpoint, data, distributed, transfer
 from .callbacks import Checkpointer, DiversityMonitor, NonFiniteGuard, ProgressLog, SampleGrids, truncate_log
 from .config import (
     FIT_CONFIGS,
@@ -30,7 +31,7 @@ from .config import (
     UnlabeledConfig,
     declared,
 )
-from .errors import ConfigError, Interrupted, ModelFileError, RunDirError
+from .errors import ConfigError, Interrupted, ModelFileError, RunDirError, TrainingDiverged
 from .modelfiles import CHECKPOINTS, CONFIG, HOLDOUT, LOG, PSEUDO_LABELS, RUN_DIRS, RUN_FILES, SAMPLES
 from .plots import plot_diversity, plot_losses
 from .train import Trainer, resolve_precision
@@ -43,15 +44,16 @@ SCARCE_PER_CLASS = 100
 DEFAULT_COVERAGE = 5.0
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+def resolve_device(device: str = "auto", world: distributed.World = distributed.World()) -> torch.device:
+    """Under torchrun, "cuda" and "auto" mean this process's own GPU (LOCAL_RANK)."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         return torch.device("cpu")
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(f"--device {device}: no CUDA GPU is visible here; use --device cpu or auto")
-        return torch.device(device)
+        return torch.device("cuda", world.local_rank) if world.distributed else torch.device(device)
     raise ConfigError(f"--device {device} is not one of auto, cpu, cuda")
 
 
@@ -192,57 +194,93 @@ def fit(
     ModelConfig fields (mode, nz, width, spectral_norm); ``run_options``: RunOptions fields (device, precision,
     checkpoint_every, sample_every, keep_checkpoints, export). Returns the run directory."""
     out = Path(out)
+    w = distributed.world()
     opts = RunOptions(**run_options)
-    dev = resolve_device(opts.device)
+    dev = resolve_device(opts.device, w)
     precision = resolve_precision(opts.precision, dev)  # bad flags fail before anything is written
     init = InitConfig(init=str(init)) if isinstance(init, (str, Path)) else init or InitConfig()
     source = transfer.load_source(init.init) if init.init else None
-    _check_writable(out)
-    with locked(out):
-        _prepare_new_run(out, force)
-        if isinstance(data_cfg, data.ImageSet):
-            n = len(data_cfg)
-            prepared = PreparedData(data_cfg, data_cfg, torch.arange(n), torch.arange(0))
-            data_record = {"source": data_cfg.source, "in_memory": True, "size": data_cfg.size, "channels": data_cfg.channels}
+    distributed.check(w, train_cfg.batch_size, str(dev))
+    if w.distributed and isinstance(data_cfg, data.ImageSet) and unlabeled is not None:
+        raise ConfigError("images in memory with unlabelled images do not run under torchrun; give data sources")
+    if w.main:
+        _check_writable(out)
+    distributed.start(w, dev)
+    with locked(out) if w.main else contextlib.nullcontext():
+        if w.main:  # rank 0 writes the run directory; the others read what it wrote
+            with distributed.failure_shared(w):
+                model_cfg, train_cfg, gan_set, config = _new_run(
+                    out, data_cfg, train_cfg, model_options, unlabeled, pseudo_options, init, source, force
+                )
         else:
-            prepared = prepare_data(data_cfg)
-            data_record = data_cfg.to_dict()
-        options = dict(model_options or {})
-        if source is not None:
-            options = transfer.model_options(source, options)
-        model_cfg = model_config_for(prepared.train, options.pop("mode", None), **options)
-        if source is not None:
-            transfer.check_compatible(source, model_cfg, init.freeze_d)
-        train_cfg = resolve_coverage(train_cfg, prepared.train)  # decided by the labelled images
-        gan_set, unlabeled_section, pseudo_record = _with_unlabeled(
-            out, prepared.train, data_cfg, unlabeled, pseudo_options, train_cfg.seed
-        )
-        config = {
-            "augmentor_version": __version__,
-            "data": data_record,
-            "model": model_cfg.to_dict(),
-            "train": train_cfg.to_dict(),
-            "data_fingerprint": prepared.train.fingerprint(),
-            "num_images": len(prepared.train),
-            "class_counts": prepared.train.class_counts(),
-            "skipped_files": len(prepared.full.skipped),
-        }
-        config.update(unlabeled=unlabeled_section, pseudo_labels=pseudo_record)
-        config["init"] = {**init.to_dict(), "source": source.record() if source else None}
-        if pseudo_record is not None:
-            with open(out / LOG, "a") as f:  # the pseudo-labels, as the first row of the training log
-                f.write(json.dumps({"step": 0, "pseudo_labels": pseudo_record}) + "\n")
-        checkpoint.atomic_write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()))
-        holdout = {
-            "holdout_index": prepared.holdout_index.tolist(),
-            "train_index": prepared.train_index.tolist(),
-            "holdout_paths": [prepared.full.paths[i] for i in prepared.holdout_index.tolist()] if prepared.full.paths else None,
-        }
-        checkpoint.atomic_write(out / HOLDOUT, lambda f: f.write(json.dumps(holdout).encode()))
-        trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision)
+            distributed.failure_shared(w).wait()
+            config = read_config(out)
+            model_cfg, train_cfg = ModelConfig.from_dict(config["model"]), TrainConfig.from_dict(config["train"])
+            gan_set = data_cfg if isinstance(data_cfg, data.ImageSet) else _gan_set(out, config)
+        distributed.check(w, train_cfg.batch_size, str(dev), model_cfg.mode, model_cfg.spectral_norm)
+        trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision, w)
         _start_from(trainer, source, init.freeze_d)
         _train(out, trainer, config, opts, progress)
     return out
+
+
+def _new_run(out: Path, data_cfg, train_cfg, model_options, unlabeled, pseudo_options, init, source, force) -> tuple:
+    """Prepare ``out`` and write its config.json, holdout.json (and pseudo-labels): the run before step 0.
+    Returns (ModelConfig, TrainConfig, the GAN's training set, config)."""
+    _prepare_new_run(out, force)
+    if isinstance(data_cfg, data.ImageSet):
+        n = len(data_cfg)
+        prepared = PreparedData(data_cfg, data_cfg, torch.arange(n), torch.arange(0))
+        data_record = {"source": data_cfg.source, "in_memory": True, "size": data_cfg.size, "channels": data_cfg.channels}
+    else:
+        prepared = prepare_data(data_cfg)
+        data_record = data_cfg.to_dict()
+    options = dict(model_options or {})
+    if source is not None:
+        options = transfer.model_options(source, options)
+    model_cfg = model_config_for(prepared.train, options.pop("mode", None), **options)
+    if source is not None:
+        transfer.check_compatible(source, model_cfg, init.freeze_d)
+    train_cfg = resolve_coverage(train_cfg, prepared.train)  # decided by the labelled images
+    gan_set, unlabeled_section, pseudo_record = _with_unlabeled(
+        out, prepared.train, data_cfg, unlabeled, pseudo_options, train_cfg.seed
+    )
+    config = {
+        "augmentor_version": __version__,
+        "data": data_record,
+        "model": model_cfg.to_dict(),
+        "train": train_cfg.to_dict(),
+        "data_fingerprint": prepared.train.fingerprint(),
+        "num_images": len(prepared.train),
+        "class_counts": prepared.train.class_counts(),
+        "skipped_files": len(prepared.full.skipped),
+    }
+    config.update(unlabeled=unlabeled_section, pseudo_labels=pseudo_record)
+    config["init"] = {**init.to_dict(), "source": source.record() if source else None}
+    if pseudo_record is not None:
+        with open(out / LOG, "a") as f:  # the pseudo-labels, as the first row of the training log
+            f.write(json.dumps({"step": 0, "pseudo_labels": pseudo_record}) + "\n")
+    checkpoint.atomic_write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()))
+    holdout = {
+        "holdout_index": prepared.holdout_index.tolist(),
+        "train_index": prepared.train_index.tolist(),
+        "holdout_paths": [prepared.full.paths[i] for i in prepared.holdout_index.tolist()] if prepared.full.paths else None,
+    }
+    checkpoint.atomic_write(out / HOLDOUT, lambda f: f.write(json.dumps(holdout).encode()))
+    return model_cfg, train_cfg, gan_set, config
+
+
+def _gan_set(out: Path, config: dict) -> data.ImageSet:
+    """The GAN's training set rebuilt from a run's config.json (for --resume and torchrun's other ranks)."""
+    data_cfg = DataConfig.from_dict(config["data"])
+    prepared = prepare_data(data_cfg)
+    if prepared.train.fingerprint() != config["data_fingerprint"]:
+        raise ConfigError(
+            f"{out}: the training data changed since this run started ({config['data']['source']}); start a new --out"
+        )
+    if config.get("unlabeled", {}).get("unlabeled"):  # the same unlabelled images, pseudo-labelled as at the start
+        return with_pseudo_labelled(prepared.train, *_stored_unlabeled(out, config, prepared.train, data_cfg))
+    return prepared.train
 
 
 def _start_from(trainer: Trainer, source: Optional[transfer.Source], freeze_d: int) -> None:
@@ -287,8 +325,9 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
     unknown = set(given) - set(options)
     if unknown:
         raise ConfigError(f"resume: unknown option(s) {', '.join(sorted(unknown))}")
+    w = distributed.world()
     opts = RunOptions(**{k: v for k, v in given.items() if options[k].owner is RunOptions})
-    dev = resolve_device(opts.device)
+    dev = resolve_device(opts.device, w)
     precision = resolve_precision(opts.precision, dev)  # bad flags fail before anything is written
     config = read_config(out)
     if config["data"].get("in_memory"):
@@ -298,23 +337,17 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
             _check_unchanged(out, config, options[name], value)
     train_cfg = TrainConfig.from_dict({**config["train"], "steps": given.get("steps", config["train"]["steps"])})
     model_cfg = ModelConfig.from_dict(config["model"])
-    with locked(out):
+    distributed.check(w, train_cfg.batch_size, str(dev), model_cfg.mode, model_cfg.spectral_norm)
+    distributed.start(w, dev)
+    with locked(out) if w.main else contextlib.nullcontext():
         found = checkpoint.latest_good(out / CHECKPOINTS, map_location=dev)
         if found is not None and ModelConfig.from_dict(found[1]["model_config"]) != model_cfg:
             raise ModelFileError(f"{found[0]}: its model differs from {out / 'config.json'}; the run directory was altered")
         done = int(found[1]["step"]) if found is not None else 0
         if train_cfg.steps < done:
             raise ConfigError(f"--steps {train_cfg.steps} is below the {done} steps this run has done; give --steps ≥ {done}")
-        data_cfg = DataConfig.from_dict(config["data"])
-        prepared = prepare_data(data_cfg)
-        if prepared.train.fingerprint() != config["data_fingerprint"]:
-            raise ConfigError(
-                f"{out}: the training data changed since this run started ({config['data']['source']}); start a new --out"
-            )
-        gan_set = prepared.train
-        if config.get("unlabeled", {}).get("unlabeled"):  # the same unlabelled images, pseudo-labelled as at the start
-            gan_set = with_pseudo_labelled(prepared.train, *_stored_unlabeled(out, config, prepared.train, data_cfg))
-        trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision)
+        gan_set = _gan_set(out, config)
+        trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision, w)
         stored = config.get("init") or {}
         init = InitConfig.from_dict({k: v for k, v in stored.items() if k != "source"})
         start = stored.get("source") and found is None  # else the run's own checkpoint holds the start
@@ -326,12 +359,13 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
             path, state = found
             trainer.load_state_dict(state)
             log.info(f"resuming {out} from {path.name} (step {trainer.step} of {train_cfg.steps})")
-        truncate_log(out / LOG, trainer.step)
-        for stale in (out / SAMPLES).glob("step_*.png"):
-            if int(stale.stem.split("_")[1]) > trainer.step:
-                stale.unlink()
-        config["train"] = train_cfg.to_dict()
-        checkpoint.atomic_write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()))
+        if w.main:
+            truncate_log(out / LOG, trainer.step)
+            for stale in (out / SAMPLES).glob("step_*.png"):
+                if int(stale.stem.split("_")[1]) > trainer.step:
+                    stale.unlink()
+            config["train"] = train_cfg.to_dict()
+            checkpoint.atomic_write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()))
         _train(out, trainer, config, opts, progress)
     return out
 
@@ -388,15 +422,26 @@ def _train(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress
         "unlabeled_images": pseudo.get("kept", 0),
         "init": f"{source['checkpoint']} (step {source['step']}, data {source['data_fingerprint']})" if source else "",
     }
-    ckpt = Checkpointer(out / CHECKPOINTS, opts.checkpoint_every, opts.keep_checkpoints, extra=extra)
-    callbacks = [
-        DiversityMonitor(opts.sample_every),
-        ProgressLog(out / LOG, every=max(1, min(10, opts.checkpoint_every)), progress=progress),
-        SampleGrids(out / SAMPLES, opts.sample_every, gif=out / "progress.gif"),
+    main = trainer.world.main
+    ckpt = Checkpointer(out / CHECKPOINTS, opts.checkpoint_every, opts.keep_checkpoints, extra=extra, write=main)
+    callbacks = [  # checkpoints and the NaN guard on every rank (they exchange RNG states), the rest on rank 0
+        *(
+            [
+                DiversityMonitor(opts.sample_every),
+                ProgressLog(out / LOG, every=max(1, min(10, opts.checkpoint_every)), progress=progress),
+                SampleGrids(out / SAMPLES, opts.sample_every, gif=out / "progress.gif"),
+            ]
+            if main
+            else []
+        ),
         ckpt,
-        NonFiniteGuard(out / CHECKPOINTS, out / LOG),
+        NonFiniteGuard(out / CHECKPOINTS, out / LOG if main else None),
     ]
-    log.info(f"training on {trainer.device}, {trainer.precision} math")
+    world = trainer.world
+    log.info(
+        f"training on {trainer.device}, {trainer.precision} math"
+        + (f", {world.size} processes × {trainer.batch_size} images a step" if world.distributed else "")
+    )
     with _stop_on_sigint(trainer):
         trainer.fit(callbacks=callbacks)
     if trainer.step < trainer.train_cfg.steps:  # stopped by Ctrl-C between two steps
@@ -404,17 +449,25 @@ def _train(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress
         raise Interrupted(
             f"interrupted at step {trainer.step}; checkpoint saved. Resume with: augmentor fit --out {out} --resume"
         )
-    plot_losses(out / LOG, out / "losses.png")
-    plot_diversity(out / LOG, out / "diversity.png")
-    if opts.export:
-        from .export import export_run
+    if world.distributed:  # DDP keeps the copies equal; check it once, cheaply, rather than trust it
+        digests = distributed.gather(world, distributed.digest(trainer.G, trainer.D, trainer.G_ema))
+        if len(set(digests)) > 1:
+            raise TrainingDiverged(f"the {world.size} processes ended with different weights; please report this")
+        log.info(f"{world.size} processes ended with identical weights")
+    if main:
+        plot_losses(out / LOG, out / "losses.png")
+        plot_diversity(out / LOG, out / "diversity.png")
+        if opts.export:
+            from .export import export_run
 
-        export_run(out)
+            export_run(out)
+    distributed.stop(world)  # every rank returns with the run complete
 
 
 @contextmanager
 def _stop_on_sigint(trainer: Trainer):
-    """First Ctrl-C: finish the current step, then stop (a checkpoint follows). A second one aborts."""
+    """First Ctrl-C (or SIGTERM): finish the current step, then stop (a checkpoint follows). A second one aborts.
+    Under torchrun the ranks agree on stopping at each step (Trainer.train_step), so all stop at the same one."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -426,8 +479,9 @@ def _stop_on_sigint(trainer: Trainer):
             raise KeyboardInterrupt
         trainer.stop_requested = True
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}  # torchrun stops with SIGTERM
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,85 @@
+"""torchrun with gloo on the CPU: two processes train one run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from clihelp import run_cli
+
+from augmentor import checkpoint
+
+TINY = ["--data", "sklearn:digits", "--width", "8", "--nz", "16", "--batch-size", "16", "--checkpoint-every", "10"]
+
+
+def torchrun(*args, nproc: int = 2, wait: bool = True):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "AUGMENTOR_DIST_TIMEOUT": "20"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "augmentor"]
+    proc = subprocess.Popen([*cmd, *map(str, args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if not wait:
+        return proc
+    out, _ = proc.communicate(timeout=240)
+    return proc.returncode, out
+
+
+def g_weights(run: Path) -> dict:
+    return checkpoint.latest_good(run / "checkpoints")[1]["G"]
+
+
+def test_two_processes_train_one_run_that_one_process_resumes(tmp_path, capsys):
+    code, out = torchrun("fit", *TINY, "--steps", 20, "--out", tmp_path / "a")
+    assert code == 0, out
+    assert "2 processes × 8 images a step" in out and "2 processes ended with identical weights" in out
+    assert out.count("run finished") == 1  # rank 0 speaks for the job
+    for name in ("config.json", "log.jsonl", "generator.onnx", "discriminator.onnx", "checkpoints/ckpt_000020.pt"):
+        assert (tmp_path / "a" / name).exists(), name
+    state = checkpoint.latest_good(tmp_path / "a" / "checkpoints")[1]
+    assert len(state["rng_per_rank"]) == 2 and not torch.equal(state["rng_per_rank"][0], state["rng_per_rank"][1])
+    code, out = torchrun("fit", *TINY, "--steps", 20, "--out", tmp_path / "b")  # same seed, same world size
+    assert code == 0, out
+    assert all(torch.equal(v, g_weights(tmp_path / "b")[k]) for k, v in g_weights(tmp_path / "a").items())
+    code, out = torchrun("fit", "--out", tmp_path / "a", "--resume", "--steps", 30)
+    assert code == 0 and "resuming" in out, out
+    code, _, err = run_cli(capsys, "fit", "--out", tmp_path / "a", "--resume", "--steps", 40)  # one process
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if "loss_d" in r]
+    assert steps == sorted(set(steps)) and steps[-1] == 40  # no gap, no repeat across 2 → 2 → 1 processes
+
+
+def test_a_job_that_cannot_work_is_refused_before_training(tmp_path):
+    for args, expected in [
+        (["--batch-size", 15], "--batch-size 15 does not divide over 2 processes"),
+        (["--mode", "per-class"], "--mode per-class does not run under torchrun yet"),
+    ]:
+        code, out = torchrun("fit", *TINY, "--steps", 5, *args, "--out", tmp_path / "r")
+        assert code != 0 and f"error: {expected}" in out and "augmentor/" not in out, out  # one line, no traceback of ours
+        assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="finds the workers through /proc")
+def test_killing_one_rank_ends_the_job_and_resume_continues(tmp_path, capsys):
+    proc = torchrun("fit", *TINY, "--steps", 100000, "--out", tmp_path / "k", wait=False)
+    deadline = time.time() + 120
+    while not list((tmp_path / "k" / "checkpoints").glob("ckpt_*.pt")) and time.time() < deadline:
+        time.sleep(0.5)
+    workers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == proc.pid]
+    rank1 = next(p for p in workers if b"RANK=1\0" in (p / "environ").read_bytes())
+    os.kill(int(rank1.name), signal.SIGKILL)
+    out, _ = proc.communicate(timeout=90)  # no hang: the job ends, and torchrun names the rank that died
+    assert proc.returncode != 0 and "rank      : 1" in out.split("Root Cause")[1] and "SIGKILL" in out, out
+    done = checkpoint.latest_good(tmp_path / "k" / "checkpoints")[1]["step"]
+    code, _, err = run_cli(capsys, "fit", "--out", tmp_path / "k", "--resume", "--steps", done + 10, "--no-export")
+    assert code == 0, err
+
+
+def _parent(proc: Path) -> int:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
