@@ -33,7 +33,7 @@ import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
-from . import __version__, data, metrics, plots, report, run, transfer
+from . import __version__, data, distributed, metrics, plots, report, run, transfer
 from . import augmentation as augmentation_
 from .classifier import embed, predict, train_classifier
 from .config import TrainConfig, UnlabeledConfig
@@ -492,11 +492,22 @@ def bench(
             shots = ("all",)
             split.notes.append("imbalanced data: all training images used as given, with class-balanced arms")
     t0 = time.time()
-    done = [
-        run_setting(split, shot, seed, p, out, device, progress, coverage, augment_file, unlabeled_images, init)
-        for shot in shots
-        for seed in p.seeds
-    ]
+    settings = [(shot, seed) for shot in shots for seed in p.seeds]
+    w = distributed.world()  # under torchrun: one setting per process in turn, one report from rank 0
+    distributed.start(w, torch.device("cpu"))  # gloo: only results travel between the processes
+    with distributed.alone():  # each setting's GANs train in this process only
+        mine = {
+            i: run_setting(
+                split, shot, seed, p, out, _rank_device(device, w), progress, coverage, augment_file, unlabeled_images, init
+            )
+            for i, (shot, seed) in enumerate(settings)
+            if i % w.size == w.rank
+        }
+    merged = {i: d for part in distributed.gather(w, mine) for i, d in part.items()}
+    done = [merged[i] for i in range(len(settings))]
+    if not w.main:
+        distributed.stop(w)
+        return {}
     results, samples = [r for r, _ in done], [s for _, s in done]
     summary = report.summarize(results)
     metric = "balanced_accuracy" if any(r.imbalanced for r in results) else "accuracy"
@@ -534,7 +545,15 @@ def bench(
     )
     results_json["sample_grids"] = copy_sample_grids(results, out)
     (out / "report.md").write_text(report.render(results_json, lines))
+    distributed.stop(w)
     return results_json
+
+
+def _rank_device(device: str, w: distributed.World) -> str:
+    """Under torchrun, each process's own GPU (LOCAL_RANK)."""
+    if w.distributed and device in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{w.local_rank}"
+    return device
 
 
 def copy_sample_grids(results: list, out: Path) -> dict:

@@ -229,6 +229,8 @@ def bench(data, out, preset, size, device, seeds, coverage, shots, augment, unla
         classes=classes,
         init=init,
     )
+    if not report:  # another process of a torchrun job: rank 0 reports
+        return
     verdict = "helped" if report["synthetic_helped"] else "did NOT help"
     click.echo(f"\nsynthetic data {verdict}; recommended ratio {report['recommended_ratio']}\nreport: {out / 'report.md'}")
 
