@@ -168,6 +168,22 @@ class DiversityMonitor(Callback):
         return report
 
 
+class ShareMembers(Callback):
+    """Per-class mode under torchrun: make the sharded bank whole on every rank before a sample grid, a
+    diversity check or a checkpoint is made of it (Trainer.share_members; nothing to do otherwise)."""
+
+    def __init__(self, sample_every: int, checkpoint_every: int):
+        self.every = (sample_every, checkpoint_every)
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.target = trainer.train_cfg.steps
+
+    def on_step_end(self, trainer: Trainer, logs: dict) -> Optional[StepReport]:
+        if trainer.sharded and any(_due(trainer.step, every, self.target) for every in self.every):
+            trainer.share_members()
+        return None
+
+
 class Checkpointer(Callback):
     """Atomic checkpoints every ``every`` steps and at the end; keeps the newest ``keep``."""
 

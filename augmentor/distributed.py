@@ -62,12 +62,14 @@ def world() -> World:
         raise ConfigError("RANK, LOCAL_RANK and WORLD_SIZE must be integers (torchrun sets them)") from None
 
 
-def check(w: World, batch_size: int, device: str, mode: str = "conditional", spectral_norm: bool = True) -> None:
+def check(
+    w: World, batch_size: int, device: str, mode: str = "conditional", spectral_norm: bool = True, classes: int = 0
+) -> None:
     """Refuse, on every rank and before any trains, what cannot work in a job of this size."""
     if not w.distributed:
         return
-    if mode == "per-class":
-        raise ConfigError("--mode per-class does not run under torchrun yet (its bank is not sharded); use one process")
+    if mode == "per-class" and classes and classes < w.size:
+        raise ConfigError(f"--mode per-class shards {classes} classes over the processes: start at most {classes}")
     if not spectral_norm:
         raise ConfigError("--no-spectral-norm does not run under torchrun (D's batch norm needs two passes a step); drop it")
     if batch_size % w.size:

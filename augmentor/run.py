@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 
 from . import __version__, checkpoint, data, distributed, transfer
-from .callbacks import Checkpointer, DiversityMonitor, NonFiniteGuard, ProgressLog, SampleGrids, truncate_log
+from .callbacks import Checkpointer, DiversityMonitor, NonFiniteGuard, ProgressLog, SampleGrids, ShareMembers, truncate_log
 from .config import (
     FIT_CONFIGS,
     FIXED,
@@ -217,7 +217,7 @@ def fit(
             config = read_config(out)
             model_cfg, train_cfg = ModelConfig.from_dict(config["model"]), TrainConfig.from_dict(config["train"])
             gan_set = data_cfg if isinstance(data_cfg, data.ImageSet) else _gan_set(out, config)
-        distributed.check(w, train_cfg.batch_size, str(dev), model_cfg.mode, model_cfg.spectral_norm)
+        distributed.check(w, train_cfg.batch_size, str(dev), model_cfg.mode, model_cfg.spectral_norm, model_cfg.num_classes)
         trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision, w)
         _start_from(trainer, source, init.freeze_d)
         _train(out, trainer, config, opts, progress)
@@ -337,7 +337,7 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
             _check_unchanged(out, config, options[name], value)
     train_cfg = TrainConfig.from_dict({**config["train"], "steps": given.get("steps", config["train"]["steps"])})
     model_cfg = ModelConfig.from_dict(config["model"])
-    distributed.check(w, train_cfg.batch_size, str(dev), model_cfg.mode, model_cfg.spectral_norm)
+    distributed.check(w, train_cfg.batch_size, str(dev), model_cfg.mode, model_cfg.spectral_norm, model_cfg.num_classes)
     distributed.start(w, dev)
     with locked(out) if w.main else contextlib.nullcontext():
         found = checkpoint.latest_good(out / CHECKPOINTS, map_location=dev)
@@ -425,6 +425,7 @@ def _train(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress
     main = trainer.world.main
     ckpt = Checkpointer(out / CHECKPOINTS, opts.checkpoint_every, opts.keep_checkpoints, extra=extra, write=main)
     callbacks = [  # checkpoints and the NaN guard on every rank (they exchange RNG states), the rest on rank 0
+        ShareMembers(opts.sample_every, opts.checkpoint_every),  # first: a sharded bank is whole before the others
         *(
             [
                 DiversityMonitor(opts.sample_every),
@@ -445,6 +446,7 @@ def _train(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress
     with _stop_on_sigint(trainer):
         trainer.fit(callbacks=callbacks)
     if trainer.step < trainer.train_cfg.steps:  # stopped by Ctrl-C between two steps
+        trainer.share_members()
         ckpt.save(trainer)
         raise Interrupted(
             f"interrupted at step {trainer.step}; checkpoint saved. Resume with: augmentor fit --out {out} --resume"

@@ -93,8 +93,10 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=train_cfg.lr, betas=train_cfg.betas, fused=True)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=train_cfg.lr, betas=train_cfg.betas, fused=True)
         # Under torchrun the passes that learn go through DistributedDataParallel (wrapped at the first step, after
-        # a warm start or --freeze-d has set the weights and what learns); the rest uses the plain modules.
-        self.G_learn, self.D_learn = (None, None) if world.distributed else (self.G, self.D)
+        # a warm start or --freeze-d has set the weights and what learns); the rest uses the plain modules. A
+        # per-class bank is sharded instead: each rank trains the members of its classes, with no gradient traffic.
+        self.sharded = world.distributed and model_cfg.mode == "per-class"
+        self.G_learn, self.D_learn = (None, None) if world.distributed and not self.sharded else (self.G, self.D)
         self.batch_size = train_cfg.batch_size // world.size  # this rank's share of each step's batch
         self.rng = torch.Generator(device=self.device).manual_seed(rank_seed(train_cfg.seed, world.rank))
         self.step = 0
@@ -107,6 +109,8 @@ class Trainer:
         self.labels = data.labels[order].to(self.device)
         counts = torch.bincount(self.labels, minlength=model_cfg.num_classes)
         self.classes = torch.nonzero(counts).flatten()  # classes that have images
+        if self.sharded:  # this rank's members: classes k with k % world == rank
+            self.classes = self.classes[self.classes % world.size == world.rank]
         self.counts = counts
         self.offsets = torch.cumsum(counts, 0) - counts
         self.diffaug_ops = train_cfg.diffaug_ops
@@ -180,6 +184,31 @@ class Trainer:
             candidates, target = self.D.features(candidates, yk), self.D.features(real, y)
         dist = (candidates.reshape(len(y), k, -1).float() - target.reshape(len(y), 1, -1).float()).pow(2).mean(dim=2)  # (M, K)
         return zk.reshape(len(y), k, -1)[torch.arange(len(y), device=zk.device), dist.argmin(dim=1)]
+
+    @torch.no_grad()
+    def share_members(self) -> None:
+        """Sharded per-class bank: every member's weights, EMA, buffers and Adam state, from the rank that trains
+        it to all, so each rank holds the whole bank (before samples, checkpoints and the end)."""
+        if not self.sharded:
+            return
+        for k in range(self.model_cfg.num_classes):
+            tensors = []
+            for net, opt in ((self.G, self.opt_g), (self.D, self.opt_d)):
+                for p in net.members[k].parameters():
+                    state = opt.state[p]
+                    if not state:  # never stepped here: Adam's state, zero, to receive the owner's
+                        state.update(
+                            step=torch.zeros((), device=p.device), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p)
+                        )
+                    tensors += [p.data, state["step"], state["exp_avg"], state["exp_avg_sq"]]
+                tensors += list(net.members[k].buffers())
+            tensors += [*self.G_ema.members[k].parameters(), *self.G_ema.members[k].buffers()]
+            flat = torch.cat([t.detach().reshape(-1).float() for t in tensors])
+            dist.broadcast(flat, src=k % self.world.size)
+            offset = 0
+            for t in tensors:
+                t.copy_(flat[offset : offset + t.numel()].view(t.shape))
+                offset += t.numel()
 
     @torch.no_grad()
     def update_ema(self) -> None:

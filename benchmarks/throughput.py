@@ -11,12 +11,18 @@
 2. Sampling 64×64 RGB through ``Sampler`` (onnxruntime) vs torch eager on the same generator.
 3. ``SyntheticMix(ratio=0.3)`` overhead on a classifier training step vs the unwrapped loader: fresh images
    every batch, and drawn from its pool (the CPU default), whose one-time cost is printed with it.
+4. Scaling under torchrun (``--sections scaling``): training steps at a global batch of 64, 32×32 gray, with
+   1 and 2 processes (gloo on the CPU; nccl and one GPU per process with ``--device cuda``), each row against
+   one process with one thread (CPU) or one GPU; efficiency = throughput(N) / (N × throughput(1)).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from functools import partial
@@ -27,7 +33,7 @@ import torch.nn.functional as F
 from common import environment
 from torch.utils.data import DataLoader, TensorDataset
 
-from augmentor import checkpoint, data
+from augmentor import checkpoint, data, distributed
 from augmentor.classifier import SmallCNN
 from augmentor.config import ModelConfig, TrainConfig
 from augmentor.export import export_run
@@ -240,6 +246,60 @@ def bench_mix(device, steps: int, width: int, tmp: Path) -> list:
     return rows
 
 
+def scaling_worker(device: str, steps: int, warmup: int, width: int) -> None:
+    """One process of a torchrun job: time ``steps`` training steps of one run, print rank 0's figure."""
+    w = distributed.world()
+    dev = torch.device("cuda", w.local_rank) if device == "cuda" else torch.device("cpu")
+    distributed.start(w, dev)
+    ds = fake_dataset(640, 32, 1)
+    cfg = ModelConfig(size=32, channels=1, class_names=tuple(ds.class_names), width=width)
+    trainer = Trainer(cfg, TrainConfig(steps=10**9, batch_size=64), ds, dev, "auto", w)
+    for _ in range(warmup):
+        trainer.train_step()
+    distributed.barrier(w)
+    sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+    sync(dev)
+    distributed.barrier(w)
+    if w.main:
+        print(json.dumps({"seconds_per_step": (time.perf_counter() - t0) / steps}), flush=True)
+    distributed.stop(w)
+
+
+def bench_scaling(device, steps: int, width: int) -> list:
+    """torchrun jobs of 1 and 2 processes (CPU: 1 thread each, and 1 process with 2 threads for comparison)."""
+    jobs = [(1, 1), (1, 2), (2, 1)] if device.type == "cpu" else [(1, 1), (2, 1)]
+    times = {}
+    for procs, threads in jobs:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}", __file__]
+        cmd += ["--scaling-worker", "--device", device.type, "--steps", str(steps), "--width", str(width)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+        line = [ln for ln in done.stdout.splitlines() if ln.startswith('{"seconds_per_step"')]
+        if done.returncode or not line:
+            raise SystemExit(f"torchrun with {procs} processes failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        times[procs, threads] = json.loads(line[-1])["seconds_per_step"]
+    unit = "GPU" if device.type == "cuda" else "thread"
+    rows = []
+    for (procs, threads), t in times.items():
+        base = times[1, 1]
+        rows.append(
+            {
+                "section": "scaling",
+                "case": f"32px 1ch global batch 64, {procs} process(es) × {threads} {unit}",
+                "ours_img_s": 64 / t,
+                "baseline_img_s": 64 / base,
+                "baseline": f"1 process × 1 {unit}",
+                "ratio": base / t,
+                "efficiency": base / t / (procs * threads),
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
@@ -248,7 +308,10 @@ def main():
     ap.add_argument("--sample-n", type=int, default=4096)
     ap.add_argument("--sections", nargs="+", default=["train", "sample", "mix"])
     ap.add_argument("--out", default=str(HERE / "results" / "throughput.json"))
+    ap.add_argument("--scaling-worker", action="store_true", help=argparse.SUPPRESS)  # a process of section 4
     args = ap.parse_args()
+    if args.scaling_worker:
+        return scaling_worker(args.device, args.steps, 3, args.width)
     device = torch.device(args.device)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -258,6 +321,8 @@ def main():
             rows += bench_sampling(device, args.sample_n, args.width, Path(tmp))
         if "mix" in args.sections:
             rows += bench_mix(device, 50, args.width, Path(tmp))
+        if "scaling" in args.sections:
+            rows += bench_scaling(device, max(args.steps, 20), args.width)
     print("\n| section | case | augmentor img/s | baseline img/s | baseline | ratio |\n| --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(

@@ -45,6 +45,7 @@ def test_two_processes_train_one_run_that_one_process_resumes(tmp_path, capsys):
     assert all(torch.equal(v, g_weights(tmp_path / "b")[k]) for k, v in g_weights(tmp_path / "a").items())
     code, out = torchrun("fit", "--out", tmp_path / "a", "--resume", "--steps", 30)
     assert code == 0 and "resuming" in out, out
+    assert run_cli(capsys, "export", tmp_path / "a")[0] == 0
     code, _, err = run_cli(capsys, "fit", "--out", tmp_path / "a", "--resume", "--steps", 40)  # one process
     assert code == 0, err
     rows = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
@@ -52,10 +53,61 @@ def test_two_processes_train_one_run_that_one_process_resumes(tmp_path, capsys):
     assert steps == sorted(set(steps)) and steps[-1] == 40  # no gap, no repeat across 2 → 2 → 1 processes
 
 
+def test_per_class_bank_is_sharded_by_class_and_exports_as_one_process_does(tmp_path, capsys):
+    from augmentor import Sampler
+    from augmentor.config import ModelConfig, TrainConfig
+    from augmentor.data import load, select_classes
+    from augmentor.modelfiles import read_metadata
+    from augmentor.train import Trainer
+
+    args = ["--classes", "0,1,2", "--mode", "per-class", "--steps", 10]
+    code, out = torchrun("fit", *TINY, *args, "--out", tmp_path / "two")
+    assert code == 0 and "2 processes ended with identical weights" in out, out
+    code, _, err = run_cli(capsys, "fit", *TINY, *args, "--out", tmp_path / "one")
+    assert code == 0, err
+    two, one = (read_metadata(tmp_path / d / "generator.onnx") for d in ("two", "one"))
+    assert {k: v for k, v in two.items() if k not in ("data_fingerprint",)} == {
+        k: v for k, v in one.items() if k not in ("data_fingerprint",)
+    }
+    assert Sampler(tmp_path / "two", "cpu").sample(6, labels=[0, 1, 2, 0, 1, 2], seed=0).shape == (6, 1, 32, 32)
+    state = checkpoint.latest_good(tmp_path / "two" / "checkpoints")[1]
+    config = json.loads((tmp_path / "two" / "config.json").read_text())
+    fresh = Trainer(
+        ModelConfig.from_dict(config["model"]), TrainConfig.from_dict(config["train"]), select_classes(load(None), "0,1,2")
+    )
+    for k in range(3):  # every member trained, by rank k % 2, and came back into the one checkpoint
+        key = f"members.{k}.net.0.weight"
+        assert not torch.equal(state["G"][key], fresh.G.state_dict()[key]), k
+
+
+def test_sigterm_to_one_rank_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path, capsys):
+    proc = torchrun("fit", *TINY, "--steps", 100000, "--out", tmp_path / "s", wait=False)
+    rank1 = _worker(proc, tmp_path / "s", rank=1)
+    os.kill(rank1, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=90)
+    assert "interrupted at step" in out and "checkpoint saved" in out, out
+    stopped = int(out.split("interrupted at step ")[1].split(";")[0])
+    assert checkpoint.latest_good(tmp_path / "s" / "checkpoints")[1]["step"] == stopped  # both ranks stopped there
+    code, _, err = run_cli(capsys, "fit", "--out", tmp_path / "s", "--resume", "--steps", stopped + 5, "--no-export")
+    assert code == 0, err
+
+
+def test_jobs_larger_than_the_hardware_or_the_classes_are_refused(monkeypatch):
+    from augmentor import distributed
+    from augmentor.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="1 GPU"):
+        distributed.check(distributed.World(0, 0, 2), 64, "cuda")
+    with pytest.raises(ConfigError, match="shards 2 classes over the processes: start at most 2"):
+        distributed.check(distributed.World(0, 0, 4), 64, "cpu", "per-class", classes=2)
+
+
 def test_a_job_that_cannot_work_is_refused_before_training(tmp_path):
     for args, expected in [
         (["--batch-size", 15], "--batch-size 15 does not divide over 2 processes"),
-        (["--mode", "per-class"], "--mode per-class does not run under torchrun yet"),
+        (["--no-spectral-norm"], "--no-spectral-norm does not run under torchrun"),
     ]:
         code, out = torchrun("fit", *TINY, "--steps", 5, *args, "--out", tmp_path / "r")
         assert code != 0 and f"error: {expected}" in out and "augmentor/" not in out, out  # one line, no traceback of ours
@@ -65,17 +117,21 @@ def test_a_job_that_cannot_work_is_refused_before_training(tmp_path):
 @pytest.mark.skipif(sys.platform != "linux", reason="finds the workers through /proc")
 def test_killing_one_rank_ends_the_job_and_resume_continues(tmp_path, capsys):
     proc = torchrun("fit", *TINY, "--steps", 100000, "--out", tmp_path / "k", wait=False)
-    deadline = time.time() + 120
-    while not list((tmp_path / "k" / "checkpoints").glob("ckpt_*.pt")) and time.time() < deadline:
-        time.sleep(0.5)
-    workers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == proc.pid]
-    rank1 = next(p for p in workers if b"RANK=1\0" in (p / "environ").read_bytes())
-    os.kill(int(rank1.name), signal.SIGKILL)
+    os.kill(_worker(proc, tmp_path / "k", rank=1), signal.SIGKILL)
     out, _ = proc.communicate(timeout=90)  # no hang: the job ends, and torchrun names the rank that died
     assert proc.returncode != 0 and "rank      : 1" in out.split("Root Cause")[1] and "SIGKILL" in out, out
     done = checkpoint.latest_good(tmp_path / "k" / "checkpoints")[1]["step"]
     code, _, err = run_cli(capsys, "fit", "--out", tmp_path / "k", "--resume", "--steps", done + 10, "--no-export")
     assert code == 0, err
+
+
+def _worker(proc, run: Path, rank: int) -> int:
+    """The pid of a rank of a torchrun job, once the run has its first checkpoint."""
+    deadline = time.time() + 120
+    while not list((run / "checkpoints").glob("ckpt_*.pt")) and time.time() < deadline:
+        time.sleep(0.5)
+    workers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == proc.pid]
+    return int(next(p for p in workers if f"RANK={rank}\0".encode() in (p / "environ").read_bytes()).name)
 
 
 def _parent(proc: Path) -> int:
