@@ -70,7 +70,7 @@ def check(
         return
     if mode == "per-class" and classes and classes < w.size:
         raise ConfigError(f"--mode per-class shards {classes} classes over the processes: start at most {classes}")
-    if not spectral_norm:
+    if not spectral_norm and mode != "per-class":
         raise ConfigError("--no-spectral-norm does not run under torchrun (D's batch norm needs two passes a step); drop it")
     if batch_size % w.size:
         raise ConfigError(f"--batch-size {batch_size} does not divide over {w.size} processes; give a multiple of {w.size}")
@@ -99,9 +99,9 @@ def stop(w: World) -> None:
         dist.destroy_process_group()
 
 
-class failure_shared:
-    """Rank 0 does something the others wait for: ``with failure_shared(w): ...`` on rank 0,
-    ``failure_shared(w).wait()`` on the others, which then fail with rank 0's error instead of hanging."""
+class RankZeroSetup:
+    """Rank 0 prepares what the others wait for: ``with RankZeroSetup(w): ...`` on rank 0,
+    ``RankZeroSetup(w).wait()`` on the others, which then fail with rank 0's error instead of hanging."""
 
     def __init__(self, w: World):
         self.w = w

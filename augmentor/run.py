@@ -200,7 +200,8 @@ def fit(
     precision = resolve_precision(opts.precision, dev)  # bad flags fail before anything is written
     init = InitConfig(init=str(init)) if isinstance(init, (str, Path)) else init or InitConfig()
     source = transfer.load_source(init.init) if init.init else None
-    distributed.check(w, train_cfg.batch_size, str(dev))
+    given = model_options or {}
+    distributed.check(w, train_cfg.batch_size, str(dev), given.get("mode") or "conditional", given.get("spectral_norm", True))
     if w.distributed and isinstance(data_cfg, data.ImageSet) and unlabeled is not None:
         raise ConfigError("images in memory with unlabelled images do not run under torchrun; give data sources")
     if w.main:
@@ -208,12 +209,12 @@ def fit(
     distributed.start(w, dev)
     with locked(out) if w.main else contextlib.nullcontext():
         if w.main:  # rank 0 writes the run directory; the others read what it wrote
-            with distributed.failure_shared(w):
+            with distributed.RankZeroSetup(w):
                 model_cfg, train_cfg, gan_set, config = _new_run(
                     out, data_cfg, train_cfg, model_options, unlabeled, pseudo_options, init, source, force
                 )
         else:
-            distributed.failure_shared(w).wait()
+            distributed.RankZeroSetup(w).wait()
             config = read_config(out)
             model_cfg, train_cfg = ModelConfig.from_dict(config["model"]), TrainConfig.from_dict(config["train"])
             gan_set = data_cfg if isinstance(data_cfg, data.ImageSet) else _gan_set(out, config)

@@ -26,9 +26,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bench", type=Path)
     ap.add_argument("--data", default=None)
+    ap.add_argument("--classes", default=None, help="the bench's --classes")
     args = ap.parse_args()
     res = json.loads((args.bench / "results.json").read_text())
-    split = split_data(args.data, res["size"])
+    split = split_data(args.data, res["size"], classes=args.classes)
     rows = []
     for run in sorted((args.bench / "runs").iterdir()):
         m = re.fullmatch(r"(?P<kind>[a-z-]*?)-?shot(?P<shot>[^-]+)-seed(?P<seed>\d+)", run.name)
