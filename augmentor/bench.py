@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 from . import __version__, data, distributed, metrics, plots, report, run, transfer
 from . import augmentation as augmentation_
 from .classifier import embed, predict, train_classifier
-from .config import TrainConfig, UnlabeledConfig
+from .config import InitConfig, TrainConfig, UnlabeledConfig
 from .errors import ConfigError
 from .mix import SyntheticMix
 from .sampler import Sampler
@@ -251,11 +251,11 @@ def run_setting(
     coverage: Optional[float] = None,
     augment_file: Optional[Path] = None,
     unlabeled: Optional[data.ImageSet] = None,
-    init: Optional[str] = None,
+    init: Optional[InitConfig] = None,
 ) -> tuple:
     """Train the GANs and every arm's classifier for one (shot, seed). Returns (SettingResult, SettingSamples).
     ``unlabeled``: unlabelled images for the U and SELF arms; ``UNLABELED_REST`` takes the pool images outside
-    this setting's draw. ``init``: a run our GANs start from (fit --init; the model's width is then the run's)."""
+    this setting's draw. ``init``: the run our GANs start from (fit --init; the model's width is then the run's)."""
     pool = split.pool
     chosen = choose_training_images(pool, shot, seed)
     labels_known = unlabeled is UNLABELED_REST  # then how many pseudo-labels are right can be counted
@@ -447,7 +447,7 @@ def bench(
     unlabeled: Optional[str] = None,
     unlabeled_rest: bool = False,
     classes: Optional[str] = None,
-    init: Optional[str] = None,
+    init: InitConfig | str | None = None,
 ) -> dict:
     """``unlabeled``: a source of unlabelled images for the SELF, U and SELF+U arms, or ``unlabeled_rest``: the
     pool images outside each setting's draw (for benchmarks on labelled data; the test set stays out).
@@ -455,7 +455,7 @@ def bench(
     images when the data are imbalanced (n-shot sets would erase the imbalance). ``augment``: a file of the
     user's albumentations pipeline (``A.save``) for the classical arms; default: the built-in preset or
     none, chosen on validation. ``classes``: bench on these classes only. ``init``: a run our GANs start from
-    (fit --init), e.g. one fitted on related data."""
+    (fit --init), e.g. one fitted on related data; an InitConfig to freeze D's first blocks too."""
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset} is not one of {', '.join(PRESETS)}")
     out = Path(out)
@@ -472,9 +472,13 @@ def bench(
     if unlabeled and unlabeled_rest:
         raise ConfigError("give --unlabeled SOURCE or --unlabeled-rest, not both")
     split = split_data(source, size, classes=classes)  # before anything is written: bad data leaves no trace
-    if init:
-        start = transfer.load_source(init)
-        split.notes.append(f"our GANs start from {start.path} (step {start.state['step']}; fit --init)")
+    init = InitConfig(init=str(init)) if isinstance(init, (str, Path)) else init
+    if init is not None and init.init:
+        start = transfer.load_source(init.init)
+        frozen = f", D's first {init.freeze_d} blocks fixed" if init.freeze_d else ""
+        split.notes.append(f"our GANs start from {start.path} (step {start.state['step']}; fit --init{frozen})")
+    else:
+        init = None
     unlabeled_images = UNLABELED_REST if unlabeled_rest else None
     if unlabeled:
         unlabeled_images = load_unlabeled(unlabeled, split.pool)
