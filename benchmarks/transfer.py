@@ -44,6 +44,8 @@ def main():
     for shot in first["summary"]:
         b = first["summary"][shot]["B real+aug"][metric]["values"]
         for name, res in results.items():
+            if shot not in res["summary"]:  # a probe at fewer shot counts
+                continue
             s = res["summary"][shot]
             e = s[ARMS[0]][metric]["values"]
             copies = [r["near_copies"] for r in near[name] if str(r["shot"]) == shot and r["gan"] == "labelled only"]
