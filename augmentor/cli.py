@@ -6,6 +6,7 @@ User mistakes (AugmentorError) print one line and exit 2; Ctrl-C during fit exit
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -310,6 +311,7 @@ def main(argv=None) -> None:
         sys.exit(e.exit_code)
     except AugmentorError as e:
         click.echo(f"error: {e}", err=True)
+        _record_for_torchrun(e)
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
@@ -331,8 +333,19 @@ def main(argv=None) -> None:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         click.echo(f"error: {w}: another process of this job failed or stopped answering ({first[:200]}); "
                    "the newest checkpoint is kept: run the same command with --resume", err=True)  # fmt: skip
+        _record_for_torchrun(e)
         sys.exit(1)
     sys.exit(0)
+
+
+def _record_for_torchrun(error: BaseException) -> None:
+    """Under torchrun, leave the error in the job's error record, so its failure summary names it."""
+    if "TORCHELASTIC_ERROR_FILE" in os.environ:
+        from torch.distributed.elastic.multiprocessing.errors import get_error_handler
+
+        handler = get_error_handler()
+        handler.initialize()
+        handler.record_exception(error)
 
 
 if __name__ == "__main__":
