@@ -232,7 +232,7 @@ class AnomalyScorer:
             "stats_precision": torch.from_numpy(gaussian.precision_).float(),
             "step": torch.tensor(self.meta.get("step", -1)),
         }
-        if "residual" in self.components if encoder is None else encoder:
+        if ("residual" in self.components) if encoder is None else encoder:
             self.train_encoder(x[reference], labels[reference], encoder_steps or ENCODER_STEPS, progress)
         compared = COMPARED if self._encoder is not None else tuple(c for c in COMPARED if c != "residual")
         for name, values in self._raw(x[calibration], compared).items():
@@ -259,7 +259,9 @@ class AnomalyScorer:
     def save(self, folder: Optional[Path] = None) -> Path:
         """Keep the references (anomaly.npz) and the encoder (encoder.onnx, parity-checked) in the run, so
         that later scores need no normal images."""
-        folder = Path(folder or self.run_dir or "")
+        if folder is None and self.run_dir is None:
+            raise ConfigError(f"{self.source} is not inside a run directory: give save() a folder")
+        folder = Path(folder or self.run_dir)
         if not self.references:
             raise ConfigError("nothing to save: scorer.fit(normal_images) first")
         arrays = {k: v.numpy() for k, v in self.references.items()}
