@@ -2,7 +2,8 @@
 
 torchrun starts the processes and sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; this module only reads
 them. Each rank holds the whole (small) training set and draws its own class-balanced batches of
-``batch_size / world`` images from its own random stream; DistributedDataParallel averages G's and D's
+``batch_size / world`` images from its own random stream (not from a shard: with ten images a class a shard
+would starve classes, while independent draws are what one process does); DistributedDataParallel averages G's and D's
 gradients, so a step sees ``batch_size`` images in all, as with one process. Rank 0 alone writes the run
 directory; the others wait for it and read what it wrote, as a resume would.
 """
