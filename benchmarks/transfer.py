@@ -13,6 +13,11 @@ unrelated). Same bench, seeds, steps and classifier for all three; only `--init`
       python nearcopies.py results/transfer-$init --data $D/mnist-t10k --classes 5,6,7,8,9
     done
     python transfer.py results/transfer-scratch results/transfer-digits04 results/transfer-xrays
+
+The probes at 10 per class run the same bench from Python: FreezeD with
+`bench(..., shots=(10,), classes="5,6,7,8,9", init=InitConfig(init="runs/digits04", freeze_d=2))`, and the
+quarter budget with `PRESETS["quick-200"] = dataclasses.replace(PRESETS["quick"], gan_steps=200)` and
+`preset="quick-200"`, with and without `init`.
 """
 
 from __future__ import annotations
