@@ -149,7 +149,10 @@ def write_heatmaps(images, reconstructions, maps, scores, names, labels, folder:
     scale = float(np.quantile(maps.numpy(), 0.999)) or 1.0
     heat = matplotlib.colormaps["inferno"](np.clip(maps.numpy() / scale, 0, 1))[..., :3]  # (N, H, W, 3)
     heat = (heat * 255).astype(np.uint8)
-    gray_to_rgb = lambda x: np.repeat(x, 3, axis=1) if x.shape[1] == 1 else x  # noqa: E731
+
+    def gray_to_rgb(x: np.ndarray) -> np.ndarray:
+        return np.repeat(x, 3, axis=1) if x.shape[1] == 1 else x
+
     panels = np.concatenate(
         [gray_to_rgb(images.numpy()).transpose(0, 2, 3, 1), gray_to_rgb(reconstructions.numpy()).transpose(0, 2, 3, 1), heat],
         axis=2,
