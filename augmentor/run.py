@@ -449,6 +449,7 @@ def _train(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress
     if trainer.step < trainer.train_cfg.steps:  # stopped by Ctrl-C between two steps
         trainer.share_members()
         ckpt.save(trainer)
+        distributed.stop(world)  # leave the process group together, or gloo may hang the exit
         raise Interrupted(
             f"interrupted at step {trainer.step}; checkpoint saved. Resume with: augmentor fit --out {out} --resume"
         )
