@@ -484,6 +484,8 @@ def _stop_on_sigint(trainer: Trainer):
         trainer.stop_requested = True
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}  # torchrun stops with SIGTERM
+    for sig in previous:  # restart system calls the signal interrupts: gloo's socket I/O does not retry on EINTR
+        signal.siginterrupt(sig, False)
     try:
         yield
     finally:

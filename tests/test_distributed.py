@@ -94,6 +94,18 @@ def test_per_class_bank_is_sharded_by_class_and_exports_as_one_process_does(tmp_
         assert not torch.equal(state["G"][key], fresh.G.state_dict()[key]), k
 
 
+def test_sigterm_to_one_rank_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path, capsys):
+    proc = torchrun("fit", *TINY, "--steps", 100000, "--out", tmp_path / "s", wait=False)
+    rank1 = _worker(proc, tmp_path / "s", rank=1)
+    os.kill(rank1, signal.SIGTERM)
+    out = finish(proc, 90)
+    assert "interrupted at step" in out and "checkpoint saved" in out, out
+    stopped = int(out.split("interrupted at step ")[1].split(";")[0])
+    assert checkpoint.latest_good(tmp_path / "s" / "checkpoints")[1]["step"] == stopped  # both ranks stopped there
+    code, _, err = run_cli(capsys, "fit", "--out", tmp_path / "s", "--resume", "--steps", stopped + 5, "--no-export")
+    assert code == 0, err
+
+
 def test_jobs_larger_than_the_hardware_or_the_classes_are_refused(monkeypatch):
     from augmentor import distributed
     from augmentor.errors import ConfigError
