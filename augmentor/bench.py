@@ -472,8 +472,8 @@ def bench(
     if unlabeled and unlabeled_rest:
         raise ConfigError("give --unlabeled SOURCE or --unlabeled-rest, not both")
     split = split_data(source, size, classes=classes)  # before anything is written: bad data leaves no trace
-    init = InitConfig(init=str(init)) if isinstance(init, (str, Path)) else init
-    if init is not None and init.init:
+    init = InitConfig.of(init)
+    if init.init:
         start = transfer.load_source(init.init)
         frozen = f", D's first {init.freeze_d} blocks fixed" if init.freeze_d else ""
         split.notes.append(f"our GANs start from {start.path} (step {start.state['step']}; fit --init{frozen})")
@@ -502,7 +502,17 @@ def bench(
     with distributed.alone():  # each setting's GANs train in this process only
         mine = {
             i: run_setting(
-                split, shot, seed, p, out, _rank_device(device, w), progress, coverage, augment_file, unlabeled_images, init
+                split,
+                shot,
+                seed,
+                p,
+                out,
+                str(run.resolve_device(device, w)),
+                progress,
+                coverage,
+                augment_file,
+                unlabeled_images,
+                init,
             )
             for i, (shot, seed) in enumerate(settings)
             if i % w.size == w.rank
@@ -551,13 +561,6 @@ def bench(
     (out / "report.md").write_text(report.render(results_json, lines))
     distributed.stop(w)
     return results_json
-
-
-def _rank_device(device: str, w: distributed.World) -> str:
-    """Under torchrun, each process's own GPU (LOCAL_RANK)."""
-    if w.distributed and device in ("auto", "cuda") and torch.cuda.is_available():
-        return f"cuda:{w.local_rank}"
-    return device
 
 
 def copy_sample_grids(results: list, out: Path) -> dict:

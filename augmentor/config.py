@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -260,6 +261,11 @@ class InitConfig(_Dict):
         "embeddings, new ones start from their mean). Width, nz and spectral norm default to the run's.",
     )
     freeze_d: int = option(0, "With --init: keep D's first N blocks fixed (FreezeD, Mo et al. 2020).")
+
+    @classmethod
+    def of(cls, init) -> InitConfig:
+        """From what fit and bench accept: a run's path, an InitConfig, or None (no warm start)."""
+        return cls(init=str(init)) if isinstance(init, (str, os.PathLike)) else init or cls()
 
     def __post_init__(self):
         if self.freeze_d < 0:

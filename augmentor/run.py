@@ -198,7 +198,7 @@ def fit(
     opts = RunOptions(**run_options)
     dev = resolve_device(opts.device, w)
     precision = resolve_precision(opts.precision, dev)  # bad flags fail before anything is written
-    init = InitConfig(init=str(init)) if isinstance(init, (str, Path)) else init or InitConfig()
+    init = InitConfig.of(init)
     source = transfer.load_source(init.init) if init.init else None
     given = model_options or {}
     distributed.check(w, train_cfg.batch_size, str(dev), given.get("mode") or "conditional", given.get("spectral_norm", True))
