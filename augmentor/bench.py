@@ -24,7 +24,7 @@ import platform
 import shutil
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -40,7 +40,7 @@ from .config import InitConfig, TrainConfig, UnlabeledConfig
 from .errors import ConfigError
 from .mix import SyntheticMix
 from .sampler import Sampler
-from .unlabeled import drop_labelled, load_unlabeled, pseudo_labelled, read_pseudo_labels
+from .unlabeled import drop_labelled, load_unlabeled, pseudo_label, pseudo_labelled, read_pseudo_labels
 
 log = logging.getLogger("augmentor")
 
@@ -58,7 +58,8 @@ class Preset:
     batch_size: int = 64
     n_synthetic: int = 2000
     reference: bool = False  # also train the tutorials' plain recipe, to show what our training adds
-    pseudo_steps: int = 1000  # the pseudo-labeller's steps (with unlabelled images)
+    pseudo_steps: int = 1000  # the pseudo-labelling classifier's steps (with unlabelled images)
+    labeller_steps: int = 2000  # the semi-supervised GAN's steps, which then gives the pseudo-labels
     pseudo_threshold: float = 0.9
 
 
@@ -80,6 +81,7 @@ PRESETS = {
         n_synthetic=60,
         reference=True,
         pseudo_steps=30,
+        labeller_steps=30,
         pseudo_threshold=0.2,
     ),
 }
@@ -171,10 +173,11 @@ class Arm:
     Sources of the images that replace ``ratio`` of each batch (``mix``, equal shares) or that a CAS arm trains
     on alone (``cas``): "gan" (the GAN on the labelled images), "plain" (the tutorials' recipe), "unlabeled"
     (the GAN that also learnt from the unlabelled images), "real" (labelled images re-drawn), "pseudo"
-    (pseudo-labelled unlabelled images). An arm runs only where all its sources exist."""
+    (unlabelled images labelled by the classifier: self-training), "pseudo-gan" (labelled by the semi-supervised
+    GAN). An arm runs only where all its sources exist."""
 
     name: str
-    synthetic: bool  # its training batches hold synthetic images
+    uses_gan: bool  # a GAN made part of its training data (images, or labels): the verdict's GAN side
     classical: bool = False  # classical augmentation of the real images (the chosen pipeline)
     balanced: bool = False  # class-balanced sampling; trained only on imbalanced data
     mix: tuple = ()
@@ -196,12 +199,14 @@ ARMS = (
     *(Arm(f"D real+syn {r}", True, mix=("gan",), ratio=r) for r in RATIOS),
     *(Arm(f"E real+aug+syn {r}", True, classical=True, mix=("gan",), ratio=r) for r in RATIOS),
     Arm("F synthetic only (CAS)", True, cas="gan"),
+    # SELF-G: self-training with the semi-supervised GAN's labels and none of its images: what its labels give
+    Arm("SELF-G real+aug+GAN-pseudo-labelled 0.5", True, classical=True, mix=("pseudo-gan",), ratio=0.5),
     Arm("U real+aug+syn(unlabeled GAN) 0.5", True, classical=True, mix=("unlabeled",), ratio=0.5),
     Arm(
-        "SELF+U real+aug+pseudo-labelled 0.25+syn(unlabeled GAN) 0.25",
+        "SELF+U real+aug+GAN-pseudo-labelled 0.25+syn(unlabeled GAN) 0.25",
         True,
         classical=True,
-        mix=("pseudo", "unlabeled"),
+        mix=("pseudo-gan", "unlabeled"),
         ratio=0.5,
     ),
     Arm("U synthetic only (CAS)", True, cas="unlabeled"),
@@ -225,7 +230,9 @@ class SettingResult:
     augmentation: str  # the classical pipeline the arms used: a file, "preset" or "none" (chosen on validation)
     augmentation_val: Optional[dict]  # the validation scores that chose it (None for a user's file)
     gan_seconds: float
-    pseudo_labels: Optional[dict]  # with unlabelled images: how many were kept, per class (and right, with --unlabeled-rest)
+    pseudo_labels: Optional[
+        dict
+    ]  # with unlabelled images, per labeller ("classifier", "gan"): how many were kept, per class (and right, with --unlabeled-rest)
     arms: dict  # arm name → scores on the held-out test set
     val_balanced_accuracy: dict  # ratio of arm E → balanced accuracy on the validation images
     chosen_ratio: float
@@ -281,7 +288,7 @@ def run_setting(
             options if start else {"width": preset.width, **options},
             unlabeled=unlabeled_images,
             init=start,
-            pseudo_options=UnlabeledConfig(pseudo_threshold=preset.pseudo_threshold, pseudo_steps=preset.pseudo_steps),
+            pseudo_options=pseudo_options,
             device=device,
             force=True,
             progress=progress,
@@ -290,19 +297,27 @@ def run_setting(
         )
         return Sampler(directory, device="cpu")
 
+    pseudo_options = UnlabeledConfig(
+        pseudo_threshold=preset.pseudo_threshold, pseudo_steps=preset.pseudo_steps, labeller_steps=preset.labeller_steps
+    )
     t0 = time.time()
     ours = TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, lr=5e-4, seed=seed, coverage=coverage)
     gans = {"gan": train_gan("", ours, {}, start=init)}
     gan_seconds = time.time() - t0
-    pseudo_record, pseudo_set = None, None
+    pseudo_record, pseudo_sets = None, {}
     if unlabeled is not None:  # the GAN that also learns from the unlabelled images, through pseudo-labels
         unlabeled = drop_labelled(unlabeled, train)
         gans["unlabeled"] = train_gan("unlabeled-", ours, {}, unlabeled, start=init)
-        pseudo = read_pseudo_labels(gans["unlabeled"].path.parent)
-        pseudo_set = pseudo_labelled(unlabeled, pseudo, train.class_names)
-        pseudo_record = pseudo.record(train.class_names)
-        if labels_known:
-            pseudo_record["right"] = round(float((unlabeled.labels[pseudo.index] == pseudo.labels).float().mean()), 4)
+        by_gan = read_pseudo_labels(gans["unlabeled"].path.parent)
+        # Self-training's labels, the baseline: the classifier alone (the same seed, so the same classifier the
+        # semi-supervised GAN started from)
+        by_classifier = pseudo_label(train, unlabeled, replace(pseudo_options, pseudo_labeller="classifier"), seed=seed)
+        pseudo_record = {}
+        for name, pseudo in (("pseudo", by_classifier), ("pseudo-gan", by_gan)):
+            pseudo_sets[name] = pseudo_labelled(unlabeled, pseudo, train.class_names)
+            record = pseudo_record[{"pseudo": "classifier", "pseudo-gan": "gan"}[name]] = pseudo.record(train.class_names)
+            if labels_known:
+                record["right"] = round(float((unlabeled.labels[pseudo.index] == pseudo.labels).float().mean()), 4)
     if preset.reference:  # the tutorials' recipe, same budget: per-class DCGANs, BCE, no DiffAugment, EMA or spectral norm
         gans["plain"] = train_gan(
             "plain-",
@@ -316,8 +331,8 @@ def run_setting(
         """What replaces a share of the batches: a generator, or real images re-drawn (augmented like the rest)."""
         if name == "real":
             return augmentation_.RealResampler(train, aug)
-        if name == "pseudo":
-            return augmentation_.RealResampler(pseudo_set, aug)
+        if name in pseudo_sets:
+            return augmentation_.RealResampler(pseudo_sets[name], aug)
         return gans[name]
 
     def evaluate(model, xs=x_test, ys=y_test):
@@ -369,7 +384,7 @@ def run_setting(
         augmentation = "none" if augmentation_val["none"] > augmentation_val["preset"] else "preset"
         models["B real+aug"] = with_preset if augmentation == "preset" else models["A real"]
 
-    available = {"real", *gans, *(["pseudo"] if pseudo_set is not None else [])}
+    available = {"real", *gans, *pseudo_sets}
     for arm in ARMS:
         if arm.name in models or (arm.balanced and not imbalanced) or not arm.sources <= available:
             continue

@@ -194,7 +194,9 @@ def sample(model, n, per_class, out, seed, device):
     "(default: the built-in preset or none, whichever scores better on the validation images).",
 )
 @click.option(
-    "--unlabeled", default=None, help="Unlabelled images (any --data source): adds the SELF (self-training), U and SELF+U arms."
+    "--unlabeled",
+    default=None,
+    help="Unlabelled images (any --data source): adds the SELF (self-training), SELF-G, U and SELF+U arms.",
 )
 @click.option(
     "--unlabeled-rest",

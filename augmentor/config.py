@@ -23,6 +23,7 @@ LOSSES = ("ns", "hinge")
 DIFFAUG_OPS = ("color", "translation", "cutout")
 PRECISIONS = ("auto", "fp32", "bf16")
 COVERAGE_SPACES = ("pixel", "feature")
+PSEUDO_LABELLERS = ("gan", "classifier")
 
 # What --resume may do with a setting given again on the command line.
 FIXED = "fixed"  # part of the run: a different value is refused
@@ -239,16 +240,26 @@ class UnlabeledConfig(_Dict):
     unlabeled: Optional[str] = option(  # a field name unique among the fit options: it is the click parameter's
         None,
         "Unlabelled images of the same kind (any --data source; a flat folder is the common case): pseudo-labelled "
-        "by a classifier trained on the labelled images, the confident ones join the GAN's training set.",
+        "(see --pseudo-labeller), the confident ones join the GAN's training set.",
+    )
+    pseudo_labeller: str = option(
+        "gan",
+        "Who gives the pseudo-labels: 'gan', a semi-supervised GAN whose discriminator is also a classifier and learns "
+        "from every unlabelled image (more of them right; a few minutes on a CPU), or 'classifier', the SmallCNN alone.",
+        choices=PSEUDO_LABELLERS,
     )
     pseudo_threshold: float = option(0.9, "Keep an unlabelled image when the pseudo-labeller's confidence is at least this.")
     pseudo_steps: int = option(1000, "Training steps of the pseudo-labelling classifier (SmallCNN, classical augmentation).")
+    labeller_steps: int = option(2000, "Training steps of the semi-supervised GAN (--pseudo-labeller gan).")
 
     def __post_init__(self):
         if not 0.0 < self.pseudo_threshold < 1.0:
             raise ConfigError(f"--pseudo-threshold {self.pseudo_threshold} must be in (0, 1)")
-        if self.pseudo_steps < 1:
-            raise ConfigError(f"--pseudo-steps {self.pseudo_steps} must be at least 1")
+        if self.pseudo_labeller not in PSEUDO_LABELLERS:
+            raise ConfigError(f"--pseudo-labeller {self.pseudo_labeller} is not one of {', '.join(PSEUDO_LABELLERS)}")
+        for name in ("pseudo_steps", "labeller_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)} must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def verdict(summary: dict, metric: str, arms_by_name: dict, chosen: str) -> tupl
     when it beats that arm by more than the larger of the two seed spreads."""
     lines, helped = [], False
     for shot, arms in summary.items():
-        real_arms = {a: v[metric] for a, v in arms.items() if not arms_by_name[a].synthetic}
+        real_arms = {a: v[metric] for a, v in arms.items() if not arms_by_name[a].uses_gan}
         best_real = max(real_arms, key=lambda a: real_arms[a]["mean"])
         gain = 100 * (arms[chosen][metric]["mean"] - real_arms[best_real]["mean"])
         noise = 100 * max(arms[chosen][metric]["std"], real_arms[best_real]["std"])
@@ -80,7 +80,7 @@ def _recipe(shot, arms: dict, metric: str, arms_by_name: dict) -> list:
     adds = "adds to" if gain > noise else "does not add measurably to"
     if best == self_arm:
         recipe = "self-training alone (no synthetic images)"
-    elif not arms_by_name[best].synthetic and "pseudo" not in arms_by_name[best].mix:
+    elif not arms_by_name[best].uses_gan and "pseudo" not in arms_by_name[best].mix:
         recipe = "neither: the labelled images alone (unlabelled images and synthetic images did not help)"
     else:
         recipe = best
@@ -118,8 +118,9 @@ def render(report: dict, lines: list) -> str:
         "with the share replaced by re-drawn (augmented) real images instead of synthetic ones — the control that tells "
         '"synthetic helped" from "more real images helped" · D real + synthetic · E real + classical + synthetic '
         "(chosen: the ratio picked on validation) · F synthetic only (CAS) · with unlabelled images: SELF self-training "
-        "(pseudo-labelled unlabelled images mixed in), U the GAN that also learnt from them, SELF+U both · R the tutorials' "
-        "plain GAN at the same budget.",
+        "(unlabelled images labelled by the classifier, mixed in), SELF-G the same with the semi-supervised GAN's labels "
+        "(its labels, none of its images), U the GAN that also learnt from them, SELF+U the GAN's labels and images · R "
+        "the tutorials' plain GAN at the same budget.",
         "",
         "## Classifier arms (held-out test set)",
         "",

@@ -211,7 +211,7 @@ def fit(
         if w.main:  # rank 0 writes the run directory; the others read what it wrote
             with distributed.RankZeroSetup(w):
                 model_cfg, train_cfg, gan_set, config = _new_run(
-                    out, data_cfg, train_cfg, model_options, unlabeled, pseudo_options, init, source, force
+                    out, data_cfg, train_cfg, model_options, unlabeled, pseudo_options, init, source, force, dev
                 )
         else:
             distributed.RankZeroSetup(w).wait()
@@ -225,7 +225,7 @@ def fit(
     return out
 
 
-def _new_run(out: Path, data_cfg, train_cfg, model_options, unlabeled, pseudo_options, init, source, force) -> tuple:
+def _new_run(out: Path, data_cfg, train_cfg, model_options, unlabeled, pseudo_options, init, source, force, device) -> tuple:
     """Prepare ``out`` and write its config.json, holdout.json (and pseudo-labels): the run before step 0.
     Returns (ModelConfig, TrainConfig, the GAN's training set, config)."""
     _prepare_new_run(out, force)
@@ -244,7 +244,7 @@ def _new_run(out: Path, data_cfg, train_cfg, model_options, unlabeled, pseudo_op
         transfer.check_compatible(source, model_cfg, init.freeze_d)
     train_cfg = resolve_coverage(train_cfg, prepared.train)  # decided by the labelled images
     gan_set, unlabeled_section, pseudo_record = _with_unlabeled(
-        out, prepared.train, data_cfg, unlabeled, pseudo_options, train_cfg.seed
+        out, prepared.train, data_cfg, unlabeled, pseudo_options, train_cfg.seed, device
     )
     config = {
         "augmentor_version": __version__,
@@ -294,7 +294,7 @@ def _start_from(trainer: Trainer, source: Optional[transfer.Source], freeze_d: i
     transfer.freeze_d(trainer.D, freeze_d)
 
 
-def _with_unlabeled(out: Path, labelled: data.ImageSet, data_cfg, unlabeled, pseudo_options, seed: int) -> tuple:
+def _with_unlabeled(out: Path, labelled: data.ImageSet, data_cfg, unlabeled, pseudo_options, seed: int, device) -> tuple:
     """The GAN's training set: the labelled images, plus the pseudo-labelled unlabelled ones when there are any
     (their labels written to pseudo_labels.json). Returns (training set, config.json's "unlabeled" section,
     its "pseudo_labels" record or None)."""
@@ -308,9 +308,10 @@ def _with_unlabeled(out: Path, labelled: data.ImageSet, data_cfg, unlabeled, pse
     else:
         split, strict = (data_cfg.split, data_cfg.strict) if isinstance(data_cfg, DataConfig) else ("train", False)
         cfg, images, section = unlabeled, load_unlabeled(unlabeled.unlabeled, labelled, split, strict), unlabeled.to_dict()
-    log.info(f"pseudo-labelling {len(images)} unlabelled images ({cfg.pseudo_steps} classifier steps)")
-    pseudo = pseudo_label(labelled, images, cfg, seed=seed)
-    record = {"fingerprint": images.fingerprint(), **pseudo.record(labelled.class_names)}
+    gan_steps = f", then {cfg.labeller_steps} semi-supervised GAN steps" if cfg.pseudo_labeller == "gan" else ""
+    log.info(f"pseudo-labelling {len(images)} unlabelled images ({cfg.pseudo_steps} classifier steps{gan_steps})")
+    pseudo = pseudo_label(labelled, images, cfg, seed=seed, device=device)
+    record = {"fingerprint": images.fingerprint(), "labeller": cfg.pseudo_labeller, **pseudo.record(labelled.class_names)}
     log.info(f"pseudo-labels: kept {record['kept']} of {pseudo.considered} ({record['kept_per_class']})")
     checkpoint.atomic_write(out / PSEUDO_LABELS, lambda f: f.write(pseudo.to_json().encode()))
     return with_pseudo_labelled(labelled, images, pseudo), section, record

@@ -111,7 +111,7 @@ def test_verdict_reads_the_arm_records_not_their_names():
 
         return {"accuracy": {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": list(values)}}
 
-    arms = {**ARM_BY_NAME, "X syn-named control": Arm("X syn-named control", synthetic=False)}
+    arms = {**ARM_BY_NAME, "X syn-named control": Arm("X syn-named control", uses_gan=False)}
     summary = {"10": {"B real+aug": cell(0.90, 0.91), CHOSEN.name: cell(0.95, 0.95), "X syn-named control": cell(0.96, 0.96)}}
     helped, lines = verdict(summary, "accuracy", arms, CHOSEN.name)
     assert not helped and "X syn-named control" in lines[0]  # a real-data arm is a real-data arm, whatever its name
@@ -177,15 +177,18 @@ def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_
     res = json.loads((out / "results.json").read_text())
     arms = res["summary"]["6"]
     self_arm = "SELF real+aug+pseudo-labelled 0.5"
-    both = "SELF+U real+aug+pseudo-labelled 0.25+syn(unlabeled GAN) 0.25"
-    assert {self_arm, both, "U real+aug+syn(unlabeled GAN) 0.5", "U synthetic only (CAS)"} <= set(arms)
-    assert not res["arms"][self_arm]["synthetic"] and res["arms"][both]["synthetic"]  # SELF is a real-data arm
+    by_gan = "SELF-G real+aug+GAN-pseudo-labelled 0.5"
+    both = "SELF+U real+aug+GAN-pseudo-labelled 0.25+syn(unlabeled GAN) 0.25"
+    assert {self_arm, by_gan, both, "U real+aug+syn(unlabeled GAN) 0.5", "U synthetic only (CAS)"} <= set(arms)
+    # SELF (the classifier's labels) is the baseline; the semi-supervised GAN's labels are on the GAN side
+    assert not res["arms"][self_arm]["uses_gan"] and res["arms"][by_gan]["uses_gan"] and res["arms"][both]["uses_gan"]
     setting = res["settings"][0]
-    pseudo = setting["pseudo_labels"]
     # the unlabelled images are the pool outside this setting's draw (train + validation = 60 of 1,258)
-    assert pseudo["considered"] == 1258 - 60 and 0 < pseudo["kept"] <= pseudo["considered"] and 0 <= pseudo["right"] <= 1
+    for pseudo in setting["pseudo_labels"].values():
+        assert pseudo["considered"] == 1258 - 60 and 0 < pseudo["kept"] <= pseudo["considered"] and 0 <= pseudo["right"] <= 1
     gan = json.loads((out / "runs" / "unlabeled-shot6-seed0" / "config.json").read_text())
-    assert gan["pseudo_labels"]["kept"] == pseudo["kept"] and gan["num_images"] == setting["train_images"]
+    assert gan["pseudo_labels"]["labeller"] == "gan" and gan["pseudo_labels"]["kept"] == setting["pseudo_labels"]["gan"]["kept"]
+    assert gan["num_images"] == setting["train_images"]
     assert "unlabelled images: the GAN that learnt from them" in (out / "report.md").read_text()
     assert "near_copy_fraction" in res["quality"]["6"]["unlabeled_gan"]["memorization"]  # near-copies of U's samples
     code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--out", tmp_path / "c", "--unlabeled-rest", "--unlabeled", "x")
@@ -221,7 +224,7 @@ def test_recipe_line_names_what_won():
         return {"accuracy": {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": list(values)}}
 
     self_arm = "SELF real+aug+pseudo-labelled 0.5"
-    both = "SELF+U real+aug+pseudo-labelled 0.25+syn(unlabeled GAN) 0.25"
+    both = "SELF+U real+aug+GAN-pseudo-labelled 0.25+syn(unlabeled GAN) 0.25"
     arms = {"B real+aug": cell(0.90, 0.91), self_arm: cell(0.96, 0.96), both: cell(0.95, 0.955)}
     (line,) = _recipe("10", arms, "accuracy", ARM_BY_NAME)
     assert "does not add measurably" in line and "self-training alone" in line
@@ -230,3 +233,6 @@ def test_recipe_line_names_what_won():
     arms[both] = cell(0.99, 0.99)
     (line,) = _recipe("10", arms, "accuracy", ARM_BY_NAME)
     assert "adds to self-training" in line and f"**{both}**" in line
+    by_gan = "SELF-G real+aug+GAN-pseudo-labelled 0.5"  # the GAN's labels without its images
+    arms[by_gan] = cell(0.995, 0.995)
+    assert f"**{by_gan}**" in _recipe("10", arms, "accuracy", ARM_BY_NAME)[0]

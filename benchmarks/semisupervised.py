@@ -1,0 +1,110 @@
+"""Who labels the unlabelled images better: the classifier alone, or the semi-supervised GAN that starts from
+it? And is it the GAN — its generator's samples — that makes the difference?
+
+    python benchmarks/semisupervised.py --data ../shared/datasets/mnist-t10k --shots 10 --seeds 0 1 2
+
+Per seed, the bench's protocol (`bench --unlabeled-rest`): the same labelled draw (less its validation part),
+the rest of the pool unlabelled, the same held-out test set. Three labellers, each judged by how many of the
+unlabelled images it keeps at confidence ≥ 0.9 and how many of those it labels right (their true labels are
+used for nothing else), and by its own accuracy on the test set:
+  classifier  the SmallCNN trained on the labelled images (classical augmentation): self-training's labels
+  gan         the semi-supervised GAN (augmentor/semisupervised.py), started from the classifier's labels
+  no-samples  the same training as "gan" without the generator (no "generated = no class" term): the control
+"""
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from common import environment
+
+from augmentor import data
+from augmentor.bench import PRESETS, carve_validation, choose_training_images, split_data
+from augmentor.classifier import predict, train_classifier
+from augmentor.config import UnlabeledConfig
+from augmentor.semisupervised import label_probabilities, train_labelling_gan
+from augmentor.unlabeled import pseudo_label
+
+
+def judge(probs: torch.Tensor, truth: torch.Tensor, threshold: float) -> dict:
+    confidence, labels = probs.max(1)
+    keep = confidence >= threshold
+    return {
+        "kept": int(keep.sum()),
+        "kept_right": round(float((labels[keep] == truth[keep]).float().mean()), 4),
+        "all_right": round(float((labels == truth).float().mean()), 4),
+    }
+
+
+def one_seed(split, shot, seed: int, steps: int, cfg: UnlabeledConfig) -> dict:
+    chosen = choose_training_images(split.pool, shot, seed)
+    rest = torch.ones(len(split.pool), dtype=torch.bool)
+    rest[chosen] = False
+    train, _ = carve_validation(split.pool.subset(chosen), seed)
+    unlabeled = split.pool.subset(torch.nonzero(rest).flatten())
+    test_x, test_y = split.test, split.test.labels
+    out = {"seed": seed, "labelled": len(train), "unlabelled": len(unlabeled)}
+
+    t0 = time.time()
+    from augmentor import augmentation
+
+    aug = augmentation.preset(train.channels, seed)
+    clf = train_classifier(data.uint8_to_tanh(train.images), train.labels, train.num_classes, steps=cfg.pseudo_steps,
+                           seed=seed, balanced=True, augment=lambda x, y: (augmentation.augment_batch(aug, x), y))  # fmt: skip
+    probs = torch.from_numpy(predict(clf, data.uint8_to_tanh(unlabeled.images)))
+    out["classifier"] = judge(probs, unlabeled.labels, cfg.pseudo_threshold)
+    out["classifier"]["test"] = round(
+        float((predict(clf, data.uint8_to_tanh(test_x.images)).argmax(1) == test_y.numpy()).mean()), 4
+    )
+    out["classifier"]["seconds"] = round(time.time() - t0, 1)
+    # the library's path, to check it gives the classifier's labels this study starts from
+    start = pseudo_label(train, unlabeled, UnlabeledConfig(pseudo_labeller="classifier"), seed=seed)
+    assert len(start.index) == out["classifier"]["kept"]
+
+    for name, without_generator in (("gan", False), ("no-samples", True)):
+        t0 = time.time()
+        model = train_labelling_gan(train, unlabeled, unlabeled.images[start.index], start.labels, steps, seed,
+                                    without_generator=without_generator)  # fmt: skip
+        out[name] = judge(label_probabilities(model, unlabeled), unlabeled.labels, cfg.pseudo_threshold)
+        out[name]["test"] = round(float((label_probabilities(model, test_x).argmax(1) == test_y).float().mean()), 4)
+        out[name]["seconds"] = round(time.time() - t0, 1)
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--shots", default="10", help="labelled images per class, or a share such as 10%%")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=PRESETS["quick"].labeller_steps)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    shot = args.shots if args.shots.endswith("%") else int(args.shots)
+    split = split_data(args.data, args.size)
+    p = PRESETS["quick"]
+    cfg = UnlabeledConfig(pseudo_threshold=p.pseudo_threshold, pseudo_steps=p.pseudo_steps)
+    rows = [one_seed(split, shot, s, args.steps, cfg) for s in args.seeds]
+    summary = {}
+    for name in ("classifier", "gan", "no-samples"):
+        summary[name] = {
+            k: (
+                round(statistics.mean(r[name][k] for r in rows), 4),
+                round(statistics.stdev([r[name][k] for r in rows]), 4) if len(rows) > 1 else 0.0,
+            )
+            for k in ("kept", "kept_right", "all_right", "test")
+        }
+        print(name, summary[name])
+    if args.out:
+        args.out.write_text(json.dumps({"data": args.data, "shots": args.shots, "steps": args.steps, "rows": rows,
+                                        "summary": summary, "env": environment()}, indent=1))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
