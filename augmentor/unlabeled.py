@@ -108,15 +108,27 @@ def pseudo_label(
             augment=lambda xb, yb: (augmentation.augment_batch(aug, xb), yb),
         )  # fmt: skip
         probs = torch.from_numpy(predict(model, data.uint8_to_tanh(unlabeled.images)))
-    pseudo = _confident(probs, cfg.pseudo_threshold, "classifier")
+    pseudo = _confident(with_labelled_prior(probs, labelled), cfg.pseudo_threshold, "classifier")
     if cfg.pseudo_labeller == "gan":
         from .semisupervised import label_probabilities, train_labelling_gan
 
         gan = train_labelling_gan(
             labelled, unlabeled, unlabeled.images[pseudo.index], pseudo.labels, cfg.labeller_steps, seed, device=device
         )
-        pseudo = _confident(label_probabilities(gan, unlabeled), cfg.pseudo_threshold, "semi-supervised GAN")
+        probs = with_labelled_prior(label_probabilities(gan, unlabeled), labelled)
+        pseudo = _confident(probs, cfg.pseudo_threshold, "semi-supervised GAN")
     return pseudo
+
+
+def with_labelled_prior(probs: torch.Tensor, labelled: data.ImageSet) -> torch.Tensor:
+    """Both labellers learn from class-balanced batches, so their probabilities take the classes as equally
+    common. Reweighted by the labelled images' class shares (the best estimate of the unlabelled images' own;
+    Saerens et al. 2002), a rare class is no longer over-called: measured on the X-rays, ... ."""
+    counts = torch.bincount(labelled.labels, minlength=probs.shape[1]).to(probs.dtype)
+    if bool((counts == counts[0]).all()):
+        return probs  # equally common: nothing to correct (and bit-identical to no correction)
+    weighted = probs * (counts / counts.sum())
+    return weighted / weighted.sum(1, keepdim=True)
 
 
 def _confident(probs: torch.Tensor, threshold: float, labeller: str) -> PseudoLabels:

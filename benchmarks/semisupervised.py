@@ -26,7 +26,7 @@ from augmentor.bench import PRESETS, carve_validation, choose_training_images, s
 from augmentor.classifier import predict, train_classifier
 from augmentor.config import UnlabeledConfig
 from augmentor.semisupervised import label_probabilities, train_labelling_gan
-from augmentor.unlabeled import pseudo_label
+from augmentor.unlabeled import pseudo_label, with_labelled_prior
 
 
 def judge(probs: torch.Tensor, truth: torch.Tensor, threshold: float) -> dict:
@@ -54,7 +54,7 @@ def one_seed(split, shot, seed: int, steps: int, cfg: UnlabeledConfig) -> dict:
     aug = augmentation.preset(train.channels, seed)
     clf = train_classifier(data.uint8_to_tanh(train.images), train.labels, train.num_classes, steps=cfg.pseudo_steps,
                            seed=seed, balanced=True, augment=lambda x, y: (augmentation.augment_batch(aug, x), y))  # fmt: skip
-    probs = torch.from_numpy(predict(clf, data.uint8_to_tanh(unlabeled.images)))
+    probs = with_labelled_prior(torch.from_numpy(predict(clf, data.uint8_to_tanh(unlabeled.images))), train)
     out["classifier"] = judge(probs, unlabeled.labels, cfg.pseudo_threshold)
     out["classifier"]["test"] = round(
         float((predict(clf, data.uint8_to_tanh(test_x.images)).argmax(1) == test_y.numpy()).mean()), 4
@@ -68,8 +68,11 @@ def one_seed(split, shot, seed: int, steps: int, cfg: UnlabeledConfig) -> dict:
         t0 = time.time()
         model = train_labelling_gan(train, unlabeled, unlabeled.images[start.index], start.labels, steps, seed,
                                     without_generator=without_generator)  # fmt: skip
-        out[name] = judge(label_probabilities(model, unlabeled), unlabeled.labels, cfg.pseudo_threshold)
-        out[name]["test"] = round(float((label_probabilities(model, test_x).argmax(1) == test_y).float().mean()), 4)
+        out[name] = judge(
+            with_labelled_prior(label_probabilities(model, unlabeled), train), unlabeled.labels, cfg.pseudo_threshold
+        )
+        test_probs = with_labelled_prior(label_probabilities(model, test_x), train)
+        out[name]["test"] = round(float((test_probs.argmax(1) == test_y).float().mean()), 4)
         out[name]["seconds"] = round(time.time() - t0, 1)
     print(json.dumps(out), flush=True)
     return out

@@ -143,3 +143,14 @@ def test_pseudo_labels_of_a_folder_name_its_files(tmp_path, capsys):
     assert run_cli(capsys, "fit", "--data", tmp_path / "labelled", "--out", plain, "--steps", 2, "--no-export", *TINY)[0] == 0
     code, _, err = run_cli(capsys, "pseudo-labels", plain, "--out", tmp_path / "p.csv")
     assert code == 2 and "did not learn from unlabelled images" in one_line_error(err)
+
+
+def test_labelled_class_shares_reweight_the_labellers_probabilities():
+    from augmentor.unlabeled import with_labelled_prior
+
+    probs = torch.tensor([[0.5, 0.5], [0.9, 0.1], [0.05, 0.95]])
+    equal = data.ImageSet(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 0, 1, 1]), ["a", "b"], "equal")
+    assert with_labelled_prior(probs, equal) is probs  # balanced batches already assumed equal shares
+    rare_a = data.ImageSet(torch.zeros(10, 1, 8, 8, dtype=torch.uint8), torch.tensor([0] + [1] * 9), ["a", "b"], "rare a")
+    adjusted = with_labelled_prior(probs, rare_a)
+    assert torch.allclose(adjusted, torch.tensor([[0.1, 0.9], [0.5, 0.5], [0.05 / 8.6, 8.55 / 8.6]]))
