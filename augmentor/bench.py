@@ -230,9 +230,7 @@ class SettingResult:
     augmentation: str  # the classical pipeline the arms used: a file, "preset" or "none" (chosen on validation)
     augmentation_val: Optional[dict]  # the validation scores that chose it (None for a user's file)
     gan_seconds: float
-    pseudo_labels: Optional[
-        dict
-    ]  # with unlabelled images, per labeller ("classifier", "gan"): how many were kept, per class (and right, with --unlabeled-rest)
+    pseudo_labels: Optional[dict]  # with unlabelled images, per labeller (classifier, gan): kept, per class, right
     arms: dict  # arm name → scores on the held-out test set
     val_balanced_accuracy: dict  # ratio of arm E → balanced accuracy on the validation images
     chosen_ratio: float
@@ -313,10 +311,10 @@ def run_setting(
         # semi-supervised GAN started from)
         by_classifier = pseudo_label(train, unlabeled, replace(pseudo_options, pseudo_labeller="classifier"), seed=seed)
         pseudo_record = {}
-        for name, pseudo in (("pseudo", by_classifier), ("pseudo-gan", by_gan)):
-            pseudo_sets[name] = pseudo_labelled(unlabeled, pseudo, train.class_names)
-            record = pseudo_record[{"pseudo": "classifier", "pseudo-gan": "gan"}[name]] = pseudo.record(train.class_names)
-            if labels_known:
+        for source_name, labeller, pseudo in (("pseudo", "classifier", by_classifier), ("pseudo-gan", "gan", by_gan)):
+            pseudo_sets[source_name] = pseudo_labelled(unlabeled, pseudo, train.class_names)
+            record = pseudo_record[labeller] = pseudo.record(train.class_names)
+            if labels_known:  # (--unlabeled-rest) how many are right
                 record["right"] = round(float((unlabeled.labels[pseudo.index] == pseudo.labels).float().mean()), 4)
     if preset.reference:  # the tutorials' recipe, same budget: per-class DCGANs, BCE, no DiffAugment, EMA or spectral norm
         gans["plain"] = train_gan(
