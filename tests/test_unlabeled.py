@@ -10,7 +10,7 @@ from conftest import write_image
 from augmentor import data
 from augmentor.unlabeled import read_pseudo_labels
 
-PSEUDO = ["--pseudo-steps", 200, "--labeller-steps", 100]
+PSEUDO = ["--pseudo-steps", 100, "--labeller-steps", 100]
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +41,17 @@ def test_pseudo_labels_are_recorded_and_mostly_right(unlabeled_run, capsys):
     unlabeled = digits.subset(torch.tensor([i for i in range(len(digits)) if i not in labelled]))
     pseudo = read_pseudo_labels(unlabeled_run)
     accuracy = float((unlabeled.labels[pseudo.index] == pseudo.labels).float().mean())
-    assert accuracy >= 0.97, accuracy  # measured 99.1 % (200 classifier steps, then 100 GAN steps; seed 0)
+    assert accuracy >= 0.97, accuracy  # measured 98.9 % (100 classifier steps, then 100 GAN steps; seed 0)
     assert bool((pseudo.confidence >= 0.9).all())
     assert record["labeller"] == "gan"
     # The semi-supervised GAN labels more of the unlabelled images right than the classifier it starts from:
-    # measured 1,535 vs 1,460, 1,479 vs 1,472, 1,442 vs 1,386 (5 labelled digits per class, seeds 0-2)
+    # measured 1,457 vs 1,324 here; with 200 classifier steps 1,535 vs 1,460, 1,479 vs 1,472, 1,442 vs 1,386
+    # (5 labelled digits per class drawn with seeds 0-2)
     from augmentor.config import UnlabeledConfig
     from augmentor.unlabeled import pseudo_label
 
     labelled_set = digits.subset(torch.tensor(sorted(labelled)))
-    alone = pseudo_label(labelled_set, unlabeled, UnlabeledConfig(pseudo_labeller="classifier", pseudo_steps=200), seed=0)
+    alone = pseudo_label(labelled_set, unlabeled, UnlabeledConfig(pseudo_labeller="classifier", pseudo_steps=100), seed=0)
     right_alone = int((unlabeled.labels[alone.index] == alone.labels).sum())
     assert int((unlabeled.labels[pseudo.index] == pseudo.labels).sum()) > right_alone
 
