@@ -155,3 +155,15 @@ def test_labelled_class_shares_reweight_the_labellers_probabilities():
     rare_a = data.ImageSet(torch.zeros(10, 1, 8, 8, dtype=torch.uint8), torch.tensor([0] + [1] * 9), ["a", "b"], "rare a")
     adjusted = with_labelled_prior(probs, rare_a)
     assert torch.allclose(adjusted, torch.tensor([[0.1, 0.9], [0.5, 0.5], [0.05 / 8.6, 8.55 / 8.6]]))
+
+
+def test_a_rare_class_keeps_at_most_its_labelled_share_most_confident_first():
+    from augmentor.unlabeled import _confident
+
+    # 10 unlabelled images; labelled 1 "a" to 4 "b" → at most 2 "a"; "b" (share 0.8, 8 allowed) is below its quota
+    probs = torch.tensor([[0.95, 0.05], [0.99, 0.01], [0.92, 0.08], [0.97, 0.03], [0.5, 0.5]] + [[0.02, 0.98]] * 5)
+    rare_a = data.ImageSet(torch.zeros(5, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 1, 1, 1]), ["a", "b"], "rare a")
+    kept = _confident(probs, rare_a, 0.9, "classifier")
+    assert kept.index.tolist() == [1, 3, 5, 6, 7, 8, 9] and kept.labels.tolist() == [0, 0, 1, 1, 1, 1, 1]
+    equal = data.ImageSet(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 0, 1, 1]), ["a", "b"], "equal")
+    assert _confident(probs, equal, 0.9, "classifier").index.tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9]  # no quota
