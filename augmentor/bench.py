@@ -40,12 +40,32 @@ from .config import InitConfig, TrainConfig, UnlabeledConfig
 from .errors import ConfigError
 from .mix import SyntheticMix
 from .sampler import Sampler
+from .train import resolve_precision
 from .unlabeled import drop_labelled, load_unlabeled, pseudo_label, pseudo_labelled, read_pseudo_labels
 
 log = logging.getLogger("augmentor")
 
 RATIOS = (0.25, 0.5)
 UNLABELED_REST = object()  # bench --unlabeled-rest: the pool images outside each setting's draw are the unlabelled ones
+
+
+def environment() -> dict:
+    """What a speed or quality figure was measured on: versions, the CPU's model (the speed of bf16 autocast
+    depends on it, train.resolve_precision) and threads."""
+    model = platform.processor() or platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:
+        pass  # not Linux: the architecture is what platform knows
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "augmentor": __version__,
+        "cpu": model,
+        "cpu_precision": resolve_precision("auto", torch.device("cpu")),
+        "threads": torch.get_num_threads(),
+    }
 
 
 @dataclass(frozen=True)
@@ -557,10 +577,7 @@ def bench(
         "settings": [dataclasses.asdict(r) for r in results],
         "wall_seconds": round(time.time() - t0, 1),
         "env": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "augmentor": __version__,
-            "threads": torch.get_num_threads(),
+            **environment(),
             "device": device,
             "preset": p.__dict__,
         },

@@ -158,10 +158,12 @@ class DiversityMonitor(Callback):
                 low = {name for name, v in diversity.items() if v < self.warn_below}
                 new = sorted(low - self.warned, key=self.names.index)
                 if new:
+                    weight = trainer.train_cfg.coverage
+                    advice = f"raise --coverage above {weight:g} or fit longer" if weight else "try --coverage 5"
                     log.warning(
                         f"class{'es' if len(new) > 1 else ''} {', '.join(repr(n) for n in new)} look{'' if len(new) > 1 else 's'} "
                         f"collapsed at step {trainer.step}: samples vary under {self.warn_below}× as much as the real images "
-                        f"(worst {diversity[worst]:.2f}); see samples/, try --coverage 5"
+                        f"(worst {diversity[worst]:.2f}); see samples/, {advice}"
                     )
                 self.warned = low
         self.history.append((trainer.step, per_class))

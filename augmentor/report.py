@@ -166,7 +166,7 @@ def render(report: dict, lines: list) -> str:
         md += [f"Samples, {describe(shot)} (first seed; one row per class):", "", f"![samples]({name})", ""]
     md += [
         f"GAN runs (checkpoints, all sample grids, logs): `runs/`. Wall time {report['wall_seconds']:.0f} s; "
-        f"torch {report['env']['torch']}, augmentor {report['env']['augmentor']}, {report['env']['threads']} thread(s).",
+        f"torch {report['env']['torch']}, augmentor {report['env']['augmentor']}, {env_cpu(report['env'])}.",
         "",
     ]
     return "\n".join(md)
@@ -200,3 +200,9 @@ def rerender(directory) -> str:
     text = render(results, lines)
     (directory / "report.md").write_text(text)
     return text
+
+
+def env_cpu(env: dict) -> str:
+    """The machine a wall time was measured on (reports written before 0.5 name no CPU model)."""
+    cpu = f"CPU {env['cpu']} ({env['cpu_precision']} on CPU), " if "cpu" in env else ""
+    return f"{cpu}{env['threads']} thread(s)"

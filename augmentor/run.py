@@ -204,12 +204,13 @@ def fit(
     distributed.check(w, train_cfg.batch_size, str(dev), given.get("mode") or "conditional", given.get("spectral_norm", True))
     if w.distributed and isinstance(data_cfg, data.ImageSet) and unlabeled is not None:
         raise ConfigError("images in memory with unlabelled images do not run under torchrun; give data sources")
+    created = w.main and not out.exists()
     if w.main:
         _check_writable(out)
     distributed.start(w, dev)
     with locked(out) if w.main else contextlib.nullcontext():
         if w.main:  # rank 0 writes the run directory; the others read what it wrote
-            with distributed.RankZeroSetup(w):
+            with distributed.RankZeroSetup(w), _removed_if_refused(out, created):
                 model_cfg, train_cfg, gan_set, config = _new_run(
                     out, data_cfg, train_cfg, model_options, unlabeled, pseudo_options, init, source, force, dev
                 )
@@ -223,6 +224,18 @@ def fit(
         _start_from(trainer, source, init.freeze_d)
         _train(out, trainer, config, opts, progress)
     return out
+
+
+@contextmanager
+def _removed_if_refused(out: Path, created: bool):
+    """A fit refused before step 0 (bad data, an incompatible --init) takes back the --out folder it created:
+    nothing but its lock is in it then."""
+    try:
+        yield
+    except BaseException:
+        if created and all(p.name == ".lock" for p in out.iterdir()):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def _new_run(out: Path, data_cfg, train_cfg, model_options, unlabeled, pseudo_options, init, source, force, device) -> tuple:

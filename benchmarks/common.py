@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import platform
 import sys
 from pathlib import Path
 
 import torch
 
-from augmentor import __version__, data
+from augmentor import data
+from augmentor.bench import environment as run_environment
 
 DATASETS = Path(os.environ.get("AUGMENTOR_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
 
@@ -29,11 +29,4 @@ def mnist_pool_test(size: int = 32, seed: int = 0):
 
 
 def environment() -> dict:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "augmentor": __version__,
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
+    return {**run_environment(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import torch
@@ -51,8 +52,13 @@ def test_collapsed_class_triggers_a_warning_naming_it(caplog):
     assert all(v["diversity"] == 0.0 for v in per_class.values())
     assert "classes '0', '1', '2'" in caplog.text and "'9' look collapsed" in caplog.text
     assert len([r for r in caplog.records if "collapsed" in r.message]) == 1  # one line, all classes named
+    assert "try --coverage 5" in caplog.text  # tiny_train has the coverage term off
     assert report.progress["worst"].endswith(":0.00")  # reported, not written into the trainer
     assert set(report.log) == {"diversity", "nearest_real", "recall"} and not report.nonfinite
+    caplog.clear()
+    trainer.train_cfg, monitor.warned = dataclasses.replace(trainer.train_cfg, coverage=5.0), set()
+    monitor.on_step_end(trainer, {})
+    assert "raise --coverage above 5 or fit longer" in caplog.text  # not "try --coverage 5" when it is on
 
 
 def test_coverage_term_raises_within_class_recall():

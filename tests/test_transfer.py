@@ -91,6 +91,12 @@ def test_init_bad_input(source, tmp_path, capsys):
     for args, expected in cases:
         code, _, err = run_cli(capsys, "fit", "--data", "sklearn:digits", "--steps", 1, *TINY[4:], *args, "--out", tmp_path / "t")
         assert code == 2 and expected in one_line_error(err), (args, err)
+        assert not (tmp_path / "t").exists()  # a refused fit takes back the --out folder it created
+    (tmp_path / "mine").mkdir()
+    code, _, err = run_cli(
+        capsys, "fit", "--data", "sklearn:digits", *TINY[4:], "--size", 64, "--init", source, "--out", tmp_path / "mine"
+    )
+    assert code == 2 and (tmp_path / "mine").is_dir()  # the user's own (empty) folder stays
     with pytest.raises(Exception, match="32 px images"):
         run.fit(tmp_path / "py", DataConfig(size=64), tiny_train(), init=InitConfig(init=str(source)), progress=False)
 
