@@ -204,8 +204,8 @@ def sample(model, n, per_class, out, seed, device):
     help="Treat the pool images outside each setting's draw as unlabelled (benchmarks on labelled data).",
 )
 @click.option("--classes", default=None, help="Bench on these classes only (by name or index), e.g. '5,6,7,8,9'.")
-@click.option("--init", default=None, help="Our GANs start from this run (fit --init), e.g. one fitted on related data.")
-def bench(data, out, preset, size, device, seeds, coverage, shots, augment, unlabeled, unlabeled_rest, classes, init):
+@_click_options(InitConfig)  # our GANs start from a run fitted on related data, as with fit
+def bench(data, out, preset, size, device, seeds, coverage, shots, augment, unlabeled, unlabeled_rest, classes, init, freeze_d):
     """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
     from .bench import bench as run_bench
     from .bench import parse_shots
@@ -230,7 +230,7 @@ def bench(data, out, preset, size, device, seeds, coverage, shots, augment, unla
         unlabeled=unlabeled,
         unlabeled_rest=unlabeled_rest,
         classes=classes,
-        init=init,
+        init=InitConfig(init=init, freeze_d=freeze_d),
     )
     if not report:  # another process of a torchrun job: rank 0 reports
         return
