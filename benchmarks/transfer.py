@@ -14,9 +14,8 @@ unrelated). Same bench, seeds, steps and classifier for all three; only `--init`
     done
     python transfer.py results/transfer-scratch results/transfer-digits04 results/transfer-xrays
 
-The probes at 10 per class run the same bench from Python: FreezeD with
-`bench(..., shots=(10,), classes="5,6,7,8,9", init=InitConfig(init="runs/digits04", freeze_d=2))`, and the
-quarter budget with `PRESETS["quick-200"] = dataclasses.replace(PRESETS["quick"], gan_steps=200)` and
+The probes at 10 per class: FreezeD with `$A bench ... --shots 10 --init runs/digits04 --freeze-d 2` (run from
+Python before `bench --freeze-d` existed), and, from Python, the quarter budget with `PRESETS["quick-200"] = dataclasses.replace(PRESETS["quick"], gan_steps=200)` and
 `preset="quick-200"`, with and without `init`.
 """
 
