@@ -52,12 +52,11 @@ UNLABELED_REST = object()  # bench --unlabeled-rest: the pool images outside eac
 def environment() -> dict:
     """What a speed or quality figure was measured on: versions, the CPU's model (the speed of bf16 autocast
     depends on it, train.resolve_precision) and threads."""
-    model = platform.processor() or platform.machine()
-    try:
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+    model = platform.processor() or platform.machine()  # not Linux: the architecture is what platform knows
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
         model = names[0] if names else model
-    except OSError:
-        pass  # not Linux: the architecture is what platform knows
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -204,5 +204,5 @@ def rerender(directory) -> str:
 
 def env_cpu(env: dict) -> str:
     """The machine a wall time was measured on (reports written before 0.5 name no CPU model)."""
-    cpu = f"CPU {env['cpu']} ({env['cpu_precision']} on CPU), " if "cpu" in env else ""
+    cpu = f"CPU {env['cpu']} ({env['cpu_precision']} by default), " if "cpu" in env else ""
     return f"{cpu}{env['threads']} thread(s)"

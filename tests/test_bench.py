@@ -32,6 +32,7 @@ def test_bench_smoke_preset_writes_report_json_and_plots(tmp_path, capsys):
         assert (out / name).exists()
     report = (out / "report.md").read_text()
     assert "## Verdict" in report and ("did not help" in report or "helped" in report)
+    assert res["env"]["cpu_precision"] in ("bf16", "fp32") and f"CPU {res['env']['cpu']} (" in report  # what timed it
     # each setting trained its own GAN on its own training images
     assert all((out / "runs" / f"shot6-seed{s}" / "generator.onnx").exists() for s in (0, 1))
     code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--out", out)  # never overwrite a bench
