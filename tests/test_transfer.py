@@ -103,22 +103,8 @@ def test_init_bad_input(source, tmp_path, capsys):
 
 def test_bench_starts_our_gans_from_the_run(source, tmp_path, capsys):
     out = tmp_path / "bench"
-    code, _, err = run_cli(
-        capsys,
-        "bench",
-        "--preset",
-        "smoke",
-        "--seeds",
-        "0",
-        "--classes",
-        "1,2,3",
-        "--init",
-        source,
-        "--freeze-d",
-        1,
-        "--out",
-        out,
-    )
+    bench = ["bench", "--preset", "smoke", "--seeds", "0", "--classes", "1,2,3", "--out", out]
+    code, _, err = run_cli(capsys, *bench, "--init", source, "--freeze-d", 1)
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
     assert results["pool_images"] < 1797 * 0.7 * 0.35  # three classes of ten
