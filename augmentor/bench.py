@@ -480,6 +480,7 @@ def bench(
     unlabeled_rest: bool = False,
     classes: Optional[str] = None,
     init: InitConfig | str | None = None,
+    gan_steps: Optional[int] = None,
 ) -> dict:
     """``unlabeled``: a source of unlabelled images for the SELF, U and SELF+U arms, or ``unlabeled_rest``: the
     pool images outside each setting's draw (for benchmarks on labelled data; the test set stays out).
@@ -487,7 +488,8 @@ def bench(
     images when the data are imbalanced (n-shot sets would erase the imbalance). ``augment``: a file of the
     user's albumentations pipeline (``A.save``) for the classical arms; default: the built-in preset or
     none, chosen on validation. ``classes``: bench on these classes only. ``init``: a run our GANs start from
-    (fit --init), e.g. one fitted on related data; an InitConfig to freeze D's first blocks too."""
+    (fit --init), e.g. one fitted on related data; an InitConfig to freeze D's first blocks too. ``gan_steps``:
+    every GAN's steps instead of the preset's (the classifiers keep theirs)."""
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset} is not one of {', '.join(PRESETS)}")
     out = Path(out)
@@ -498,6 +500,10 @@ def bench(
     p = PRESETS[preset]
     if seeds:
         p = dataclasses.replace(p, seeds=tuple(seeds))
+    if gan_steps is not None:
+        if gan_steps < 1:
+            raise ConfigError(f"--gan-steps {gan_steps} must be ≥ 1")
+        p = dataclasses.replace(p, gan_steps=gan_steps)
     augment_file = Path(augment) if augment else None
     if augment_file is not None:
         augmentation_.load_pipeline(augment_file)  # a bad file fails now, before hours of training

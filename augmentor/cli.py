@@ -178,6 +178,7 @@ def sample(model, n, per_class, out, seed, device):
 @click.option("--size", type=int, default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seeds", default=None, help="Override the preset's seeds, e.g. '0' or '0,1,2'.")
+@click.option("--gan-steps", type=int, default=None, help="Override the preset's GAN steps (every GAN of the bench).")
 @click.option(
     "--coverage", type=float, default=None, help="Coverage weight of the GANs (default: fit's, 5 for ≤ 100 images a class)."
 )
@@ -205,7 +206,23 @@ def sample(model, n, per_class, out, seed, device):
 )
 @click.option("--classes", default=None, help="Bench on these classes only (by name or index), e.g. '5,6,7,8,9'.")
 @_click_options(InitConfig)  # our GANs start from a run fitted on related data, as with fit
-def bench(data, out, preset, size, device, seeds, coverage, shots, augment, unlabeled, unlabeled_rest, classes, init, freeze_d):
+def bench(
+    data,
+    out,
+    preset,
+    size,
+    device,
+    seeds,
+    gan_steps,
+    coverage,
+    shots,
+    augment,
+    unlabeled,
+    unlabeled_rest,
+    classes,
+    init,
+    freeze_d,
+):
     """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
     from .bench import bench as run_bench
     from .bench import parse_shots
@@ -231,6 +248,7 @@ def bench(data, out, preset, size, device, seeds, coverage, shots, augment, unla
         unlabeled_rest=unlabeled_rest,
         classes=classes,
         init=InitConfig(init=init, freeze_d=freeze_d),
+        gan_steps=gan_steps,
     )
     if not report:  # another process of a torchrun job: rank 0 reports
         return

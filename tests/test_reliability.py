@@ -162,6 +162,7 @@ FIT_CASES = [
     ),
     ("bench: unknown preset", lambda t: ["bench", "--out", t / "b", "--preset", "huge"], "Invalid value for '--preset'"),
     ("bench: bad shots", lambda t: ["bench", "--out", t / "b", "--shots", "10,lots"], "--shots: 'lots'"),
+    ("bench: gan steps 0", lambda t: ["bench", "--out", t / "b", "--preset", "smoke", "--gan-steps", 0], "--gan-steps 0"),
     (
         "bench: out is a file",
         lambda t: ["bench", "--out", folder(t, {"r.md": b"mine"}) / "r.md", "--preset", "smoke"],

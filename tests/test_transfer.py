@@ -104,7 +104,7 @@ def test_init_bad_input(source, tmp_path, capsys):
 def test_bench_starts_our_gans_from_the_run(source, tmp_path, capsys):
     out = tmp_path / "bench"
     bench = ["bench", "--preset", "smoke", "--seeds", "0", "--classes", "1,2,3", "--out", out]
-    code, _, err = run_cli(capsys, *bench, "--init", source, "--freeze-d", 1)
+    code, _, err = run_cli(capsys, *bench, "--init", source, "--freeze-d", 1, "--gan-steps", 4)
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
     assert results["pool_images"] < 1797 * 0.7 * 0.35  # three classes of ten
@@ -113,3 +113,4 @@ def test_bench_starts_our_gans_from_the_run(source, tmp_path, capsys):
         assert config["model"]["class_names"] == ["1", "2", "3"]
         assert (config["init"]["source"] or {}).get("step") == (6 if name.startswith("shot") else None)  # ours only
         assert config["init"]["freeze_d"] == (1 if name.startswith("shot") else 0)
+        assert config["train"]["steps"] == 4  # --gan-steps: every GAN of the bench
