@@ -206,23 +206,7 @@ def sample(model, n, per_class, out, seed, device):
 )
 @click.option("--classes", default=None, help="Bench on these classes only (by name or index), e.g. '5,6,7,8,9'.")
 @_click_options(InitConfig)  # our GANs start from a run fitted on related data, as with fit
-def bench(
-    data,
-    out,
-    preset,
-    size,
-    device,
-    seeds,
-    gan_steps,
-    coverage,
-    shots,
-    augment,
-    unlabeled,
-    unlabeled_rest,
-    classes,
-    init,
-    freeze_d,
-):
+def bench(data, out, seeds, shots, init, freeze_d, **options):
     """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
     from .bench import bench as run_bench
     from .bench import parse_shots
@@ -234,22 +218,8 @@ def bench(
         seed_list = tuple(int(x) for x in seeds.split(",")) if seeds else None
     except ValueError:
         raise click.BadParameter(f"'{seeds}' is not a comma-separated list of integers", param_hint="--seeds") from None
-    report = run_bench(
-        data,
-        out,
-        preset=preset,
-        size=size,
-        device=device,
-        seeds=seed_list,
-        coverage=coverage,
-        shots=shot_list,
-        augment=augment,
-        unlabeled=unlabeled,
-        unlabeled_rest=unlabeled_rest,
-        classes=classes,
-        init=InitConfig(init=init, freeze_d=freeze_d),
-        gan_steps=gan_steps,
-    )
+    init = InitConfig(init=init, freeze_d=freeze_d)
+    report = run_bench(data, out, seeds=seed_list, shots=shot_list, init=init, **options)  # the rest by name
     if not report:  # another process of a torchrun job: rank 0 reports
         return
     verdict = "helped" if report["synthetic_helped"] else "did NOT help"
