@@ -101,6 +101,7 @@ class Trainer:
         self.rng = torch.Generator(device=self.device).manual_seed(rank_seed(train_cfg.seed, world.rank))
         self.step = 0
         self.stop_requested = False  # set (e.g. on Ctrl-C) to end fit() after the current step
+        self._ranks_stop = False  # under torchrun: whether any rank's request reached the last step's exchange
         self._sampling = (None, None)  # (step, generator made for sampling at that step)
 
         # Sort by class once; a class-balanced batch is then "pick a class, pick an offset".
@@ -244,7 +245,9 @@ class Trainer:
             shared = torch.stack([loss_d, loss_g, cov, torch.tensor(float(self.stop_requested), device=self.device)])
             dist.all_reduce(shared)
             loss_d, loss_g, cov = (shared[:3] / self.world.size).unbind()
-            self.stop_requested = bool(shared[3] > 0)
+            # A separate flag: a signal handled during the exchange sets stop_requested after it was read; that
+            # request must go to the next exchange, not be overwritten here (the job would then never stop).
+            self._ranks_stop = bool(shared[3] > 0)
         return {"loss_d": loss_d, "loss_g": loss_g, "coverage": cov}
 
     def fit(self, steps: Optional[int] = None, callbacks: Iterable[Callback] = ()) -> Trainer:
@@ -253,7 +256,7 @@ class Trainer:
         callbacks = list(callbacks)
         for cb in callbacks:
             cb.on_fit_start(self)
-        while self.step < target and not self.stop_requested:
+        while self.step < target and not (self._ranks_stop if self.world.distributed else self.stop_requested):
             logs = self.train_step()
             report = StepReport()
             for cb in callbacks:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 from clihelp import one_line_error, run_cli
+from conftest import tiny_model, tiny_train
 
-from augmentor import checkpoint
+from augmentor import checkpoint, data, train
 
 TINY = ["--data", "sklearn:digits", "--width", "8", "--nz", "16", "--batch-size", "16", "--checkpoint-every", "10"]
 
@@ -104,6 +105,26 @@ def test_sigterm_to_one_rank_stops_every_rank_at_one_step_with_a_checkpoint(tmp_
     assert checkpoint.latest_good(tmp_path / "s" / "checkpoints")[1]["step"] == stopped  # both ranks stopped there
     code, _, err = run_cli(capsys, "fit", "--out", tmp_path / "s", "--resume", "--steps", stopped + 5, "--no-export")
     assert code == 0, err
+
+
+def test_a_stop_asked_during_the_ranks_exchange_is_shared_at_the_next_one(monkeypatch):
+    """The signal handler runs whenever Python gets control, also inside the step's all-reduce: a request made then
+    missed this exchange and must reach the next one (once it was overwritten and the job trained on)."""
+    from augmentor.distributed import World
+
+    trainer = train.Trainer(tiny_model(("0", "1")), tiny_train(steps=10), data.select_classes(data.load(None), "0,1"))
+    trainer.world = World(rank=0, size=2)  # as rank 0 of two; the exchange below stands for the other rank
+    shared_requests = []
+
+    def all_reduce(shared):
+        shared_requests.append(float(shared[3]))
+        if len(shared_requests) == 1:
+            trainer.stop_requested = True  # SIGTERM handled while the exchange is under way
+        shared[:3] *= 2  # the other rank's losses (equal here); it asks nothing
+
+    monkeypatch.setattr(train.dist, "all_reduce", all_reduce)
+    trainer.fit()
+    assert shared_requests == [0.0, 1.0] and trainer.step == 2
 
 
 def test_jobs_larger_than_the_hardware_or_the_classes_are_refused(monkeypatch):
