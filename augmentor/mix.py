@@ -20,6 +20,15 @@ from .modelfiles import ort_cuda_usable
 from .sampler import Sampler
 
 OUTPUTS = ("pil", "tensor", "numpy")
+AUTO_POOL = 1000  # images per class that SyntheticMix(pool="auto") keeps on the CPU
+
+
+def _length(loader, unknown: int) -> int:
+    """Batches in one pass over ``loader``; ``unknown`` for one without a length (an iterable dataset)."""
+    try:
+        return len(loader)
+    except TypeError:
+        return unknown
 
 
 def _as_sampler(model, device: str = "cpu"):
@@ -119,8 +128,9 @@ class SyntheticMix:
 
     ``pool``: where the synthetic images come from. An int N: N images per class, generated once (on first
     use of the class) and drawn in a fresh random order each pass; None: freshly generated images for
-    every batch. "auto" (default): fresh on a GPU, a pool of 1,000 per class on the CPU, where generating
-    costs about as much as the classifier step it feeds (benchmarks/throughput.py) and would slow it.
+    every batch. "auto" (default): fresh on a GPU, a pool on the CPU, where generating costs about as much as
+    the classifier step it feeds (benchmarks/throughput.py) and would slow it: 1,000 per class, or fewer when a
+    pass over the loader cannot draw that many (a short loader should not wait for images it never uses).
     """
 
     def __init__(
@@ -248,15 +258,17 @@ class SyntheticMix:
         images = torch.empty((len(labels), *sampler.image_shape), device=sampler.device)
         for c in torch.unique(labels).tolist():
             where = torch.nonzero(labels == c).flatten()
-            images[where.to(images.device)] = self._take(sampler, c, len(where), g)
+            images[where.to(images.device)] = self._take(sampler, c, len(where), g, slots=len(labels))
         if like.dtype == torch.uint8:
             images = convert_range(images, "unit", "uint8")
         if self.transform is not None:
             images = self.transform(images)
         return images.to(like.device, like.dtype)
 
-    def _take(self, sampler: Sampler, c: int, n: int, g: torch.Generator) -> torch.Tensor:
-        size = self.pool if self.pool != "auto" else (None if sampler.device.type == "cuda" else 1000)
+    def _take(self, sampler: Sampler, c: int, n: int, g: torch.Generator, slots: int) -> torch.Tensor:
+        size = self.pool
+        if size == "auto":  # at most what one pass can draw of a class: every synthetic slot of every batch
+            size = None if sampler.device.type == "cuda" else min(AUTO_POOL, _length(self.loader, AUTO_POOL) * slots)
         return self._fresh(sampler, c, n, g) if size is None else self._from_pool(sampler, c, n, g, size)
 
     def _from_pool(self, sampler: Sampler, c: int, n: int, g: torch.Generator, size: int) -> torch.Tensor:

@@ -122,6 +122,19 @@ def test_mix_pool_is_made_once_and_gone_through_before_repeating(model):
     assert len(torch.unique(fresh.flatten(1), dim=0)) == 24
 
 
+def test_auto_pool_of_a_short_loader_holds_what_one_pass_draws(model):
+    """On the CPU, "auto" pools 1,000 images per class, but never more than a pass over the loader can use: here
+    6 batches × 4 synthetic slots = 24 of class 0. Generating 1,000 would be the short loader's main cost."""
+    loader = DataLoader(TensorDataset(torch.rand(48, 1, 32, 32), torch.zeros(48, dtype=torch.long)), batch_size=8)
+    mix = SyntheticMix(loader, model, ratio=0.5, return_mask=True)
+    first, second = (torch.cat([x[mask] for x, _, mask in mix]) for _ in range(2))
+    assert len(torch.unique(first.flatten(1), dim=0)) == 24  # no repeat within the pass
+    assert torch.equal(torch.unique(first.flatten(1), dim=0), torch.unique(second.flatten(1), dim=0))  # the whole pool
+    endless = SyntheticMix((b for b in loader), model, ratio=0.5, return_mask=True)  # no length: the full pool
+    assert len(torch.unique(torch.cat([x[mask] for x, _, mask in endless]).flatten(1), dim=0)) == 24
+    assert len(endless._pools[(torch.device("cpu"), 0)]) == 1000
+
+
 def test_mix_refuses_a_model_of_another_shape(rgb_model, model):
     with pytest.raises(ConfigError, match=r"shape \(3, 32, 32\).*\(1, 32, 32\)"):
         next(iter(SyntheticMix(real_loader(), rgb_model)))
