@@ -7,11 +7,13 @@
 Per setting of a finished `augmentor bench --unlabeled-rest` (the same labelled draw, validation part, classical
 augmentation and unlabelled rest): the classifier and the semi-supervised GAN label the rest as `fit --unlabeled`
 does (the bench preset's steps and threshold, the labelled class shares as prior and cap); the ensemble averages
-their probabilities. For each labeller (and confidence threshold, `--thresholds 0.9 0.5 0`): kept, right, and SELF (real + aug, half of each batch pseudo-labelled;
+their probabilities. For each labeller (and confidence threshold, `--thresholds 0.9 0.5 0`; the labelling GAN's
+steps, `--labeller-steps 6000`): kept, right, and SELF (real + aug, half of each batch pseudo-labelled;
 balanced labels on imbalanced data, as the bench), the bench's classifier and steps, on its held-out test set.
 """
 
 import argparse
+import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -89,17 +91,21 @@ def main():
     ap.add_argument("--data", required=True)
     ap.add_argument("--thresholds", type=float, nargs="+", default=None, help="default: the bench preset's")
     ap.add_argument("--out", type=Path, default=None, help="default: BENCH/labeller_ensemble.json")
+    ap.add_argument("--labeller-steps", type=int, default=None, help="the semi-supervised GAN's (default: the preset's)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="only these settings of the bench")
     args = ap.parse_args()
     torch.set_num_threads(1)
     bench = json.loads((args.bench / "results.json").read_text())
     p = PRESETS[bench["preset"]]
+    if args.labeller_steps:
+        p = dataclasses.replace(p, labeller_steps=args.labeller_steps)
     split = split_data(args.data, bench["size"])
     thresholds = args.thresholds or [p.pseudo_threshold]
-    rows = [setting(split, p, s, thresholds) for s in bench["settings"]]
+    rows = [setting(split, p, s, thresholds) for s in bench["settings"] if args.seeds is None or s["seed"] in args.seeds]
     metric = bench["primary_metric"]
     for name in (f"{labeller} {t:g}" for labeller in LABELLERS for t in thresholds):
         values = [r[name][metric] for r in rows]
-        print(f"{name:<15} SELF {metric} {statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} "
+        print(f"{name:<15} SELF {metric} {statistics.mean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0:.2f} "
               f"({', '.join(map(str, values))}); kept {[r[name]['kept'] for r in rows]}, right {[r[name]['right'] for r in rows]}")  # fmt: skip
     (args.out or args.bench / "labeller_ensemble.json").write_text(json.dumps({"env": environment(), "rows": rows}, indent=1))
 
