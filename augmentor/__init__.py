@@ -31,6 +31,7 @@ _EXPORTS = {
     "AnomalyScorer": "anomaly",
     "fit": "run",
     "resume": "run",
+    "pseudo_labelled_images": "run",
     "export_run": "export",
     "bench": "bench",
     "load_images": "data",

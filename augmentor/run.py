@@ -35,7 +35,14 @@ from .errors import ConfigError, Interrupted, ModelFileError, RunDirError, Train
 from .modelfiles import CHECKPOINTS, CONFIG, HOLDOUT, LOG, PSEUDO_LABELS, RUN_DIRS, RUN_FILES, SAMPLES
 from .plots import plot_diversity, plot_losses
 from .train import Trainer, resolve_precision
-from .unlabeled import drop_labelled, load_unlabeled, pseudo_label, read_pseudo_labels, with_pseudo_labelled
+from .unlabeled import (
+    drop_labelled,
+    load_unlabeled,
+    pseudo_label,
+    pseudo_labelled,
+    read_pseudo_labels,
+    with_pseudo_labelled,
+)
 
 log = logging.getLogger("augmentor")
 
@@ -399,17 +406,29 @@ def _stored_unlabeled(out: Path, config: dict, labelled: data.ImageSet, data_cfg
     return images, read_pseudo_labels(out)
 
 
-def pseudo_labels_table(run_dir) -> list:
-    """The unlabelled images a run kept, as rows (file path or index in the source, class name, confidence):
-    self-training data, which `augmentor bench` found to help more than synthetic images."""
+def _kept_unlabeled(run_dir) -> tuple:
+    """(the unlabelled images, their stored PseudoLabels, the class names) of a `fit --unlabeled` run."""
     out = Path(run_dir)
     config = read_config(out)
     if not config.get("unlabeled", {}).get("unlabeled"):
         raise ConfigError(f"{out}: did not learn from unlabelled images (fit it with --unlabeled SOURCE)")
     data_cfg = DataConfig.from_dict(config["data"])
     labelled = prepare_data(data_cfg).train
-    images, pseudo = _stored_unlabeled(out, config, labelled, data_cfg)
-    names = labelled.class_names
+    return (*_stored_unlabeled(out, config, labelled, data_cfg), labelled.class_names)
+
+
+def pseudo_labelled_images(run_dir) -> data.ImageSet:
+    """The unlabelled images a `fit --unlabeled` run kept, with their pseudo-labels: self-training data, which
+    `augmentor bench` found to help a classifier more than synthetic images (docs/results.md). Mix them into
+    your training batches as you would more labelled images."""
+    images, pseudo, names = _kept_unlabeled(run_dir)
+    return pseudo_labelled(images, pseudo, names)
+
+
+def pseudo_labels_table(run_dir) -> list:
+    """The unlabelled images a run kept, as rows (file path or index in the source, class name, confidence):
+    what `augmentor pseudo-labels` writes."""
+    images, pseudo, names = _kept_unlabeled(run_dir)
     return [
         (images.paths[i] if images.paths else i, names[label], round(confidence, 5))
         for i, label, confidence in zip(pseudo.index.tolist(), pseudo.labels.tolist(), pseudo.confidence.tolist())

@@ -58,6 +58,12 @@ def test_pseudo_labels_are_recorded_and_mostly_right(unlabeled_run, capsys):
     code, stdout, _ = run_cli(capsys, "info", unlabeled_run)
     assert code == 0 and f"unlabeled_images  {record['kept']}" in stdout
 
+    from augmentor import pseudo_labelled_images
+
+    kept = pseudo_labelled_images(unlabeled_run)  # the self-training data, for the user's own classifier
+    assert len(kept) == record["kept"] and kept.class_names == digits.class_names
+    assert torch.equal(kept.images, unlabeled.images[pseudo.index]) and torch.equal(kept.labels, pseudo.labels)
+
 
 def test_resume_keeps_the_pseudo_labels(unlabeled_run, tmp_path, capsys):
     import shutil
@@ -144,6 +150,10 @@ def test_pseudo_labels_of_a_folder_name_its_files(tmp_path, capsys):
     assert run_cli(capsys, "fit", "--data", tmp_path / "labelled", "--out", plain, "--steps", 2, "--no-export", *TINY)[0] == 0
     code, _, err = run_cli(capsys, "pseudo-labels", plain, "--out", tmp_path / "p.csv")
     assert code == 2 and "did not learn from unlabelled images" in one_line_error(err)
+    from augmentor import ConfigError, pseudo_labelled_images
+
+    with pytest.raises(ConfigError, match="did not learn from unlabelled images"):
+        pseudo_labelled_images(plain)
 
 
 def test_labelled_class_shares_reweight_the_labellers_probabilities():
