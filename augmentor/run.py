@@ -397,7 +397,9 @@ def _stored_unlabeled(out: Path, config: dict, labelled: data.ImageSet, data_cfg
     when the images changed since."""
     section = config["unlabeled"]
     if section.get("in_memory"):
-        raise ConfigError(f"{out}: learnt from unlabelled images passed from Python; use them from Python")
+        raise ConfigError(
+            f"{out}: learnt from unlabelled images passed from Python, which a run does not keep (pseudo_labels.json indexes them)"
+        )
     images = load_unlabeled(section["unlabeled"], labelled, data_cfg.split, data_cfg.strict)
     if images.fingerprint() != config["pseudo_labels"]["fingerprint"]:
         raise ConfigError(
