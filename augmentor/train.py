@@ -254,6 +254,7 @@ class Trainer:
         """Train until ``steps`` (default: the config's) total steps have been done."""
         target = self.train_cfg.steps if steps is None else steps
         callbacks = list(callbacks)
+        self._ranks_stop = False  # an earlier fit's agreed stop; a request still pending goes to the next exchange
         for cb in callbacks:
             cb.on_fit_start(self)
         while self.step < target and not (self._ranks_stop if self.world.distributed else self.stop_requested):
