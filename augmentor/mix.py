@@ -272,16 +272,18 @@ class SyntheticMix:
         return self._fresh(sampler, c, n, g) if size is None else self._from_pool(sampler, c, n, g, size)
 
     def _from_pool(self, sampler: Sampler, c: int, n: int, g: torch.Generator, size: int) -> torch.Tensor:
-        """n images of class c from its pool, without repeats until the pool has been gone through."""
+        """n images of class c from its pool (``size`` images, made on the class's first use), without repeats
+        until the pool has been gone through."""
         key = (sampler.device, c)
         if key not in self._pools:
             seed = (self.seed * 1_000_003 + c) % 2**62  # the pool depends on (seed, class) alone
             self._pools[key] = sampler.sample(size, c, seed=seed, value_range="uint8")  # uint8: a quarter of the memory
+        pool = self._pools[key]  # its size is fixed: an "auto" size asked for at a later batch may differ
         order = self._buffer.get(key, torch.empty(0, dtype=torch.long))
         while len(order) < n:
-            order = torch.cat([order, torch.randperm(size, generator=g)])
+            order = torch.cat([order, torch.randperm(len(pool), generator=g)])
         self._buffer[key] = order[n:]
-        return self._pools[key][order[:n].to(sampler.device)].float().div_(255)
+        return pool[order[:n].to(sampler.device)].float().div_(255)
 
     def _fresh(self, sampler: Sampler, c: int, n: int, g: torch.Generator) -> torch.Tensor:
         """n fresh images of class c, from a per-class buffer refilled a block at a time: a batch needs only a

@@ -133,6 +133,11 @@ def test_auto_pool_of_a_short_loader_holds_what_one_pass_draws(model):
     endless = SyntheticMix((b for b in loader), model, ratio=0.5, return_mask=True)  # no length: the full pool
     assert len(torch.unique(torch.cat([x[mask] for x, _, mask in endless]).flatten(1), dim=0)) == 24
     assert len(endless._pools[(torch.device("cpu"), 0)]) == 1000
+    # a pool sized at a short batch (1 slot) serves the full batches after it (4 slots) from the same images
+    sizes = [2, 8, 8]
+    batches = [(torch.rand(b, 1, 32, 32), torch.zeros(b, dtype=torch.long)) for b in sizes]
+    drawn = torch.cat([x[mask] for x, _, mask in SyntheticMix(batches, model, ratio=0.5, return_mask=True)])
+    assert len(drawn) == 9 and len(torch.unique(drawn.flatten(1), dim=0)) == 3  # a pool of 3 batches × 1 slot
 
 
 def test_mix_refuses_a_model_of_another_shape(rgb_model, model):
