@@ -4,12 +4,14 @@ it? And is it the GAN — its generator's samples — that makes the difference?
     python benchmarks/semisupervised.py --data ../shared/datasets/mnist-t10k --shots 10 --seeds 0 1 2
 
 Per seed, the bench's protocol (`bench --unlabeled-rest`): the same labelled draw (less its validation part),
-the rest of the pool unlabelled, the same held-out test set. Three labellers, each judged by how many of the
+the rest of the pool unlabelled, the same held-out test set. The labellers, each judged by how many of the
 unlabelled images it keeps at confidence ≥ 0.9 and how many of those it labels right (their true labels are
 used for nothing else), and by its own accuracy on the test set:
   classifier  the SmallCNN trained on the labelled images (classical augmentation): self-training's labels
   gan         the semi-supervised GAN (augmentor/semisupervised.py), started from the classifier's labels
   no-samples  the same training as "gan" without the generator (no "generated = no class" term): the control
+  no-consistency  "gan" without the consistency term (the labeller of augmentor 0.4-0.5); consistency-1 and
+              consistency-10 weigh it 1 and 10 instead of 3 (--labellers picks which run)
 """
 
 import argparse
@@ -28,6 +30,14 @@ from augmentor.config import UnlabeledConfig
 from augmentor.semisupervised import label_probabilities, train_labelling_gan
 from augmentor.unlabeled import pseudo_label, with_labelled_prior
 
+LABELLERS = {  # train_labelling_gan's options
+    "gan": {},
+    "no-samples": {"without_generator": True},
+    "no-consistency": {"consistency": 0.0},  # augmentor 0.4-0.5
+    "consistency-1": {"consistency": 1.0},
+    "consistency-10": {"consistency": 10.0},
+}
+
 
 def judge(probs: torch.Tensor, truth: torch.Tensor, threshold: float) -> dict:
     confidence, labels = probs.max(1)
@@ -39,7 +49,7 @@ def judge(probs: torch.Tensor, truth: torch.Tensor, threshold: float) -> dict:
     }
 
 
-def one_seed(split, shot, seed: int, steps: int, cfg: UnlabeledConfig) -> dict:
+def one_seed(split, shot, seed: int, steps: int, cfg: UnlabeledConfig, labellers) -> dict:
     chosen = choose_training_images(split.pool, shot, seed)
     rest = torch.ones(len(split.pool), dtype=torch.bool)
     rest[chosen] = False
@@ -64,10 +74,10 @@ def one_seed(split, shot, seed: int, steps: int, cfg: UnlabeledConfig) -> dict:
     start = pseudo_label(train, unlabeled, UnlabeledConfig(pseudo_labeller="classifier"), seed=seed)
     assert len(start.index) == out["classifier"]["kept"]
 
-    for name, without_generator in (("gan", False), ("no-samples", True)):
+    for name in labellers:
         t0 = time.time()
         model = train_labelling_gan(train, unlabeled, unlabeled.images[start.index], start.labels, steps, seed,
-                                    without_generator=without_generator)  # fmt: skip
+                                    **LABELLERS[name])  # fmt: skip
         out[name] = judge(
             with_labelled_prior(label_probabilities(model, unlabeled), train), unlabeled.labels, cfg.pseudo_threshold
         )
@@ -87,15 +97,16 @@ def main():
     ap.add_argument("--steps", type=int, default=PRESETS["quick"].labeller_steps)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--labellers", nargs="+", choices=list(LABELLERS), default=["gan", "no-consistency", "no-samples"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     shot = args.shots if args.shots.endswith("%") else int(args.shots)
     split = split_data(args.data, args.size)
     p = PRESETS["quick"]
     cfg = UnlabeledConfig(pseudo_threshold=p.pseudo_threshold, pseudo_steps=p.pseudo_steps)
-    rows = [one_seed(split, shot, s, args.steps, cfg) for s in args.seeds]
+    rows = [one_seed(split, shot, s, args.steps, cfg, args.labellers) for s in args.seeds]
     summary = {}
-    for name in ("classifier", "gan", "no-samples"):
+    for name in ("classifier", *args.labellers):
         summary[name] = {
             k: (
                 round(statistics.mean(r[name][k] for r in rows), 4),
