@@ -125,5 +125,8 @@ def memorization(synthetic: torch.Tensor, train: torch.Tensor, test: torch.Tenso
         "test_to_train_median": float(test_nn.median()),
         "train_to_train_median": train_nn_median,
         "near_copy_fraction": float((syn_nn < train_nn_median).float().mean()),  # nearer than a typical train pair
+        # the same rule on held-out real images: what "not a copy" looks like for this data (never 0: where the
+        # training images are dense, real images fall near them too)
+        "test_near_copy_fraction": float((test_nn < train_nn_median).float().mean()),
         "min_syn_to_train": float(syn_nn.min()),
     }

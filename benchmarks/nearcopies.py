@@ -40,8 +40,8 @@ def main():
         sampler = Sampler(run, device="cpu")
         x = sampler.sample(2000, torch.arange(2000) % sampler.num_classes, seed=seed)
         labelled, test = data.uint8_to_tanh(train.images), data.uint8_to_tanh(split.test.images[:2000])
-        near = memorization(x, labelled, test)["near_copy_fraction"]
-        yardstick = memorization(test, labelled, test)["near_copy_fraction"]  # held-out real images, same rule
+        copies = memorization(x, labelled, test)
+        near, yardstick = copies["near_copy_fraction"], copies["test_near_copy_fraction"]
         rows.append({"gan": m["kind"] or "labelled only", "shot": shot, "seed": seed, "near_copies": round(near, 4),
                      "real_test_images_by_the_same_rule": round(yardstick, 4)})  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)

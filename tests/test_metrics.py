@@ -52,3 +52,6 @@ def test_memorization_flags_copies_and_not_fresh_draws():
     assert 0.3 < fresh["near_copy_fraction"] < 0.7 and math.isclose(
         fresh["syn_to_train_median"], fresh["test_to_train_median"], rel_tol=0.05
     )
+    # held-out real images by the same rule are the yardstick: fresh draws match it, copies do not move it
+    assert abs(fresh["near_copy_fraction"] - fresh["test_near_copy_fraction"]) < 0.15
+    assert copies["test_near_copy_fraction"] == fresh["test_near_copy_fraction"] < 0.7
