@@ -27,6 +27,7 @@ from .config import ModelConfig
 from .diffaug import diff_augment
 from .models import Discriminator, Generator
 from .train import resolve_precision
+from .unlabeled import labelled_shares
 
 WIDTH = 32  # a small model: it only has to label, and it trains before the user's GAN
 BATCH = 64
@@ -81,6 +82,8 @@ def train_labelling_gan(
     g_device = torch.Generator(device=device).manual_seed(seed)  # noise and DiffAugment
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_precision("auto", device) == "bf16")
     aug = augmentation.preset(labelled.channels, seed)
+    shares = labelled_shares(labelled, labelled.num_classes)
+    shares = None if shares is None else shares.to(device)
     d_params = [*model.body.parameters(), *model.head.parameters()]
     opt_d = torch.optim.Adam(d_params, lr=lr, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(model.G.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -105,7 +108,7 @@ def train_labelling_gan(
             with torch.no_grad(), autocast:
                 plain = model.head(model.features(xu))
             strong = augmentation.augment_batch(aug, xu.cpu()).to(device)
-            loss_d = loss_d + consistency * consistency_loss(plain, model.head(d_view(strong)))
+            loss_d = loss_d + consistency * consistency_loss(plain, model.head(d_view(strong)), shares)
         if not without_generator:
             with autocast:
                 fake = model.G(z, no_labels).float()
@@ -128,12 +131,18 @@ def train_labelling_gan(
     return model.eval()
 
 
-def consistency_loss(plain_logits: torch.Tensor, augmented_logits: torch.Tensor) -> torch.Tensor:
+def consistency_loss(plain_logits: torch.Tensor, augmented_logits: torch.Tensor, shares=None) -> torch.Tensor:
     """FixMatch (Sohn et al. 2020): the class D is sure of on the plain image (≥ CONSISTENCY_CONFIDENCE) is the
     target for the same image augmented; images it is unsure of add nothing but still count in the mean, so the
     term grows as D grows sure. It carries D's labels of the unlabelled images forward as D learns, where the
-    classifier's pseudo-labels stay as they were."""
-    confidence, guess = plain_logits.detach().float().softmax(1).max(1)
+    classifier's pseudo-labels stay as they were. ``shares``: the labelled class shares, where unequal; D learns
+    from balanced batches, so its guesses are reweighted by them first (as its final labels are,
+    unlabeled.with_labelled_prior), or it would teach itself to over-call a rare class."""
+    probs = plain_logits.detach().float().softmax(1)
+    if shares is not None:
+        probs = probs * shares
+        probs = probs / probs.sum(1, keepdim=True)
+    confidence, guess = probs.max(1)
     sure = (confidence >= CONSISTENCY_CONFIDENCE).float()
     return (F.cross_entropy(augmented_logits.float(), guess, reduction="none") * sure).mean()
 

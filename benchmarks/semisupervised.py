@@ -22,13 +22,14 @@ from pathlib import Path
 
 import torch
 from common import environment
+from sklearn.metrics import balanced_accuracy_score
 
 from augmentor import data
 from augmentor.bench import PRESETS, carve_validation, choose_training_images, split_data
 from augmentor.classifier import predict, train_classifier
 from augmentor.config import UnlabeledConfig
 from augmentor.semisupervised import label_probabilities, train_labelling_gan
-from augmentor.unlabeled import pseudo_label, with_labelled_prior
+from augmentor.unlabeled import _confident, pseudo_label, with_labelled_prior
 
 LABELLERS = {  # train_labelling_gan's options
     "gan": {},
@@ -39,13 +40,13 @@ LABELLERS = {  # train_labelling_gan's options
 }
 
 
-def judge(probs: torch.Tensor, truth: torch.Tensor, threshold: float) -> dict:
-    confidence, labels = probs.max(1)
-    keep = confidence >= threshold
+def judge(probs: torch.Tensor, truth: torch.Tensor, threshold: float, labelled) -> dict:
+    """What the library keeps (threshold, and the class quotas where the labelled classes are unequal)."""
+    kept = _confident(probs, labelled, threshold, "judged")
     return {
-        "kept": int(keep.sum()),
-        "kept_right": round(float((labels[keep] == truth[keep]).float().mean()), 4),
-        "all_right": round(float((labels == truth).float().mean()), 4),
+        "kept": len(kept.index),
+        "kept_right": round(float((kept.labels == truth[kept.index]).float().mean()), 4),
+        "all_right": round(float((probs.argmax(1) == truth).float().mean()), 4),
     }
 
 
@@ -65,7 +66,7 @@ def one_seed(split, shot, seed: int, steps: int, cfg: UnlabeledConfig, labellers
     clf = train_classifier(data.uint8_to_tanh(train.images), train.labels, train.num_classes, steps=cfg.pseudo_steps,
                            seed=seed, balanced=True, augment=lambda x, y: (augmentation.augment_batch(aug, x), y))  # fmt: skip
     probs = with_labelled_prior(torch.from_numpy(predict(clf, data.uint8_to_tanh(unlabeled.images))), train)
-    out["classifier"] = judge(probs, unlabeled.labels, cfg.pseudo_threshold)
+    out["classifier"] = judge(probs, unlabeled.labels, cfg.pseudo_threshold, train)
     out["classifier"]["test"] = round(
         float((predict(clf, data.uint8_to_tanh(test_x.images)).argmax(1) == test_y.numpy()).mean()), 4
     )
@@ -78,11 +79,11 @@ def one_seed(split, shot, seed: int, steps: int, cfg: UnlabeledConfig, labellers
         t0 = time.time()
         model = train_labelling_gan(train, unlabeled, unlabeled.images[start.index], start.labels, steps, seed,
                                     **LABELLERS[name])  # fmt: skip
-        out[name] = judge(
-            with_labelled_prior(label_probabilities(model, unlabeled), train), unlabeled.labels, cfg.pseudo_threshold
-        )
-        test_probs = with_labelled_prior(label_probabilities(model, test_x), train)
-        out[name]["test"] = round(float((test_probs.argmax(1) == test_y).float().mean()), 4)
+        probs = with_labelled_prior(label_probabilities(model, unlabeled), train)
+        out[name] = judge(probs, unlabeled.labels, cfg.pseudo_threshold, train)
+        test_guess = with_labelled_prior(label_probabilities(model, test_x), train).argmax(1)
+        out[name]["test"] = round(float((test_guess == test_y).float().mean()), 4)
+        out[name]["test_balanced"] = round(float(balanced_accuracy_score(test_y, test_guess)), 4)
         out[name]["seconds"] = round(time.time() - t0, 1)
     print(json.dumps(out), flush=True)
     return out

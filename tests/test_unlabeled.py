@@ -193,3 +193,8 @@ def test_consistency_asks_augmented_views_to_keep_the_class_the_labeller_is_sure
     assert augmented.grad[1].abs().sum() == 0 and augmented.grad[0, 2] < 0  # pulled towards class 2, only image 0
     agreeing = torch.tensor([[0.0, 0.0, 10.0], [0.0, 5.0, 0.0]])
     assert consistency_loss(plain.detach(), agreeing) < 1e-3
+    # D learns from balanced batches: where the labelled classes are unequal its guess is reweighted by their
+    # shares first, so a rare class it is "sure" of at 96 % (1 in 10 labelled) is no longer sure (73 %)
+    rare = torch.tensor([[3.2, 0.0]])  # softmax 0.96 / 0.04
+    assert consistency_loss(rare, torch.tensor([[0.0, 4.0]])) > 1.0
+    assert consistency_loss(rare, torch.tensor([[0.0, 4.0]]), shares=torch.tensor([0.1, 0.9])) == 0
