@@ -487,8 +487,8 @@ def test_sigkill_at_random_moments_then_resume_reaches_the_same_weights(tmp_path
     write), resume each time; the run finishes, its log has no gap and no repeat, and its final weights
     equal an uninterrupted run's."""
     steps = 150
-    ref = tmp_path / "ref"
-    subprocess.run(_fit_cmd(ref, steps), env=_env(), check=True, capture_output=True)
+    ref = tmp_path / "ref"  # the uninterrupted run, on the other core meanwhile (each process has one thread)
+    reference = subprocess.Popen(_fit_cmd(ref, steps), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = tmp_path / "killed"
     rng = np.random.default_rng(0)
     kills = 0
@@ -505,7 +505,7 @@ def test_sigkill_at_random_moments_then_resume_reaches_the_same_weights(tmp_path
         kills += 1
         proc = subprocess.Popen(_fit_cmd(out, steps, "--resume"), env=_env(), stderr=subprocess.DEVNULL)
     assert kills == 3, "the run finished before it could be killed three times"
-    assert proc.wait(timeout=120) == 0
+    assert proc.wait(timeout=120) == 0 and reference.wait(timeout=120) == 0
     final = checkpoint.load(checkpoint.list_checkpoints(out / "checkpoints")[-1])
     expected = checkpoint.load(checkpoint.list_checkpoints(ref / "checkpoints")[-1])
     assert final["step"] == steps
