@@ -27,7 +27,7 @@ from .config import ModelConfig
 from .diffaug import diff_augment
 from .models import Discriminator, Generator
 from .train import resolve_precision
-from .unlabeled import labelled_shares
+from .unlabeled import labelled_shares, reweighted
 
 WIDTH = 32  # a small model: it only has to label, and it trains before the user's GAN
 BATCH = 64
@@ -138,11 +138,7 @@ def consistency_loss(plain_logits: torch.Tensor, augmented_logits: torch.Tensor,
     classifier's pseudo-labels stay as they were. ``shares``: the labelled class shares, where unequal; D learns
     from balanced batches, so its guesses are reweighted by them first (as its final labels are,
     unlabeled.with_labelled_prior), or it would teach itself to over-call a rare class."""
-    probs = plain_logits.detach().float().softmax(1)
-    if shares is not None:
-        probs = probs * shares
-        probs = probs / probs.sum(1, keepdim=True)
-    confidence, guess = probs.max(1)
+    confidence, guess = reweighted(plain_logits.detach().float().softmax(1), shares).max(1)
     sure = (confidence >= CONSISTENCY_CONFIDENCE).float()
     return (F.cross_entropy(augmented_logits.float(), guess, reduction="none") * sure).mean()
 
