@@ -183,9 +183,10 @@ def _augmentation_used(per_seed: list) -> str:
     counts = {a: per_seed.count(a) for a in dict.fromkeys(per_seed)}
     if len(counts) == 1:
         (name,) = counts
-        if name == "none":
-            return "none (the built-in preset scored clearly lower on the validation images)"
-        return f"`{name}`" + (" (chosen over none on the validation images)" if name == "preset" else "")
+        detail = " (chosen over none on the validation images)" if name == "preset" else ""
+        return (
+            f"`{name}`{detail}" if name != "none" else "none (the built-in preset scored clearly lower on the validation images)"
+        )
     return ", ".join(f"`{a}` in {n} of {len(per_seed)} settings" for a, n in counts.items()) + " (chosen on validation)"
 
 
