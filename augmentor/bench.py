@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import platform
 import shutil
 import statistics
@@ -157,17 +156,6 @@ def carve_validation(train: data.ImageSet, seed: int) -> tuple:
     """20 % of each class (at least one image of a class that has ≥ 3) for choosing the ratio."""
     kept, val = data.stratified_split(train, 0.2, seed)
     return train.subset(kept), train.subset(val)
-
-
-def choose_augmentation(val_scores: dict, n_val: int) -> str:
-    """The built-in preset, unless "none" beats it on the validation images by more than they can tell apart:
-    two standard errors of the difference of two binomial scores on ``n_val`` images. A few validation images
-    cannot overturn the domain default: with 4-20 of them one image decided "strictly better", and "none" so
-    chosen left every classical arm of that seed without augmentation (strawberry seed 1, 4 images: 84.3 %
-    where the other seeds' preset gave 92.6-96.6; docs/results.md)."""
-    none, preset = val_scores["none"], val_scores["preset"]
-    spread = math.sqrt((none * (1 - none) + preset * (1 - preset)) / max(n_val, 1))
-    return "none" if none - preset > 2 * spread else "preset"
 
 
 def parse_shots(text: str) -> tuple:
@@ -407,7 +395,10 @@ def run_setting(
     if augment_file is None:
         with_preset = fit_clf(ARM_BY_NAME["B real+aug"])
         augmentation_val = {"none": val_score(models["A real"]), "preset": val_score(with_preset)}
-        augmentation = choose_augmentation(augmentation_val, len(y_val))
+        # The preset unless "none" did strictly better: a tie on a few validation images is no evidence against the
+        # domain default. A small validation part is a noisy judge either way: on one MNIST 10-shot seed (20
+        # validation images) "none" was chosen and cost that seed 5 points of test accuracy against the preset.
+        augmentation = "none" if augmentation_val["none"] > augmentation_val["preset"] else "preset"
         models["B real+aug"] = with_preset if augmentation == "preset" else models["A real"]
 
     available = {"real", *gans, *pseudo_sets}

@@ -239,13 +239,3 @@ def test_recipe_line_names_what_won():
     by_gan = "SELF-G real+aug+GAN-pseudo-labelled 0.5"  # the GAN's labels without its images
     arms[by_gan] = cell(0.995, 0.995)
     assert f"**{by_gan}**" in _recipe("10", arms, "accuracy", ARM_BY_NAME)[0]
-
-
-def test_a_few_validation_images_do_not_overturn_the_augmentation_preset():
-    from augmentor.bench import choose_augmentation
-
-    assert choose_augmentation({"none": 1.0, "preset": 0.75}, 4) == "preset"  # one image of four (strawberry, seed 1)
-    assert choose_augmentation({"none": 1.0, "preset": 0.9}, 10) == "preset"  # one of ten (MNIST 5-9, seed 0)
-    assert choose_augmentation({"none": 1.0, "preset": 0.9}, 20) == "preset"  # two of twenty
-    assert choose_augmentation({"none": 0.9, "preset": 0.8}, 400) == "none"  # ten points on 400 images: a real difference
-    assert choose_augmentation({"none": 0.8, "preset": 0.8}, 10_000) == "preset"  # a tie keeps the domain default
