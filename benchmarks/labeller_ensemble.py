@@ -19,11 +19,10 @@ import statistics
 from pathlib import Path
 
 import torch
-from common import environment
-from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+from common import bench_classifier, environment
 
-from augmentor import SyntheticMix, data
-from augmentor.augmentation import AugmentedBatches, RealResampler, augment_batch
+from augmentor import data
+from augmentor.augmentation import RealResampler, augment_batch
 from augmentor.augmentation import preset as classical
 from augmentor.bench import PRESETS, carve_validation, choose_training_images, scores, split_data
 from augmentor.classifier import predict, train_classifier
@@ -57,20 +56,12 @@ def setting(split, p, chosen_setting: dict, thresholds) -> dict:
     probs = {"classifier": p_classifier, "gan": p_gan, "ensemble": (p_classifier + p_gan) / 2}
 
     def self_training(pseudo) -> dict:
-        ds = TensorDataset(x_train, y_train)
-        draw = WeightedRandomSampler(
-            torch.ones(len(ds)), p.clf_steps * p.batch_size, generator=torch.Generator().manual_seed(seed)
-        )
-        loader = DataLoader(ds, batch_size=p.batch_size, sampler=draw)
         use_aug = chosen_setting["augmentation"] != "none"
-        base = AugmentedBatches(loader, classical(train.channels, seed)) if use_aug else loader
         extra = RealResampler(
             pseudo_labelled(unlabeled, pseudo, train.class_names), classical(train.channels, seed) if use_aug else None
         )
-        mixed = SyntheticMix(
-            base, extra, ratio=0.5, labels="balanced" if imbalanced else "match", transform=data.unit_to_tanh, seed=seed
-        )
-        model = train_classifier(x_train, y_train, k, steps=p.clf_steps, batch_size=p.batch_size, seed=seed, batches=iter(mixed))
+        aug = classical(train.channels, seed) if use_aug else None
+        model = bench_classifier(x_train, y_train, k, p, seed, aug, extra, labels="balanced" if imbalanced else "match")
         return scores(predict(model, data.uint8_to_tanh(split.test.images)), split.test.labels.numpy())
 
     row = {"shot": shot, "seed": seed}

@@ -17,11 +17,10 @@ import statistics
 from pathlib import Path
 
 import torch
-from common import environment
-from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+from common import bench_classifier, environment
 
-from augmentor import SyntheticMix, data
-from augmentor.augmentation import AugmentedBatches, RealResampler, augment_batch, preset
+from augmentor import data
+from augmentor.augmentation import RealResampler, augment_batch, preset
 from augmentor.bench import PRESETS, carve_validation, choose_training_images, split_data
 from augmentor.classifier import predict, train_classifier
 from augmentor.unlabeled import pseudo_labelled, read_pseudo_labels
@@ -71,14 +70,8 @@ def main():
             extra = {"SELF-G kept, true labels": (0.5, kept), "SELF-G all unlabelled, true labels": (0.5, unlabeled)}
         runs = {f"SELF-G share {share}": (share, pseudo) for share in args.shares}
         for name, (share, images) in {**runs, **extra}.items():  # as the bench's SELF-G arm, with another share
-            ds = TensorDataset(x_train, y_train)
-            draw = WeightedRandomSampler(torch.ones(len(ds)), p.clf_steps * p.batch_size,
-                                         generator=torch.Generator().manual_seed(seed))  # fmt: skip
-            base = AugmentedBatches(DataLoader(ds, batch_size=p.batch_size, sampler=draw), preset(train.channels, seed))
-            mixed = SyntheticMix(base, RealResampler(images, preset(train.channels, seed)), ratio=share,
-                                 transform=data.unit_to_tanh, seed=seed)  # fmt: skip
-            model = train_classifier(x_train, y_train, train.num_classes, steps=p.clf_steps, batch_size=p.batch_size,
-                                     seed=seed, batches=iter(mixed))  # fmt: skip
+            model = bench_classifier(x_train, y_train, train.num_classes, p, seed, preset(train.channels, seed),
+                                     RealResampler(images, preset(train.channels, seed)), share)  # fmt: skip
             rows.setdefault(name, []).append(accuracy(model))
         print(seed, {k: v[-1] for k, v in rows.items()}, flush=True)
     summary = {k: (round(statistics.mean(v), 2), round(statistics.stdev(v), 2) if len(v) > 1 else 0.0) for k, v in rows.items()}

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import bench_classifier
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
-from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
-from augmentor import SyntheticMix, data
-from augmentor.augmentation import AugmentedBatches, RealResampler, preset
+from augmentor import data
+from augmentor.augmentation import RealResampler, preset
 from augmentor.bench import PRESETS, carve_validation, choose_training_images, split_data
 from augmentor.classifier import predict, train_classifier
 from augmentor.diffaug import diff_augment
@@ -152,14 +152,7 @@ def probe(split, G: PairGenerator, seed: int, out: Path) -> dict:
     variations = Variations(train, G)
 
     def fit(extra=None, ratio: float = 0.5):
-        ds = TensorDataset(x_train, y_train)
-        draw = WeightedRandomSampler(
-            torch.ones(len(ds)), p.clf_steps * p.batch_size, generator=torch.Generator().manual_seed(seed)
-        )
-        batches = AugmentedBatches(DataLoader(ds, batch_size=p.batch_size, sampler=draw), preset(train.channels, seed))
-        if extra is not None:
-            batches = SyntheticMix(batches, extra, ratio=ratio, transform=data.unit_to_tanh, seed=seed)
-        return train_classifier(x_train, y_train, k, steps=p.clf_steps, batch_size=p.batch_size, seed=seed, batches=iter(batches))
+        return bench_classifier(x_train, y_train, k, p, seed, preset(train.channels, seed), extra, ratio)
 
     def accuracy(model) -> float:
         return float((predict(model, x_test).argmax(1) == y_test).mean())

@@ -23,11 +23,10 @@ import statistics
 from pathlib import Path
 
 import torch
-from common import environment
-from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+from common import bench_classifier, environment
 
-from augmentor import Sampler, SyntheticMix, data, run
-from augmentor.augmentation import AugmentedBatches, RealResampler
+from augmentor import Sampler, data, run
+from augmentor.augmentation import RealResampler
 from augmentor.augmentation import preset as classical
 from augmentor.bench import PRESETS, carve_validation, choose_training_images, split_data
 from augmentor.classifier import predict, train_classifier
@@ -70,15 +69,8 @@ def setting(args, split, related, bench: dict, shot: int, seed: int) -> dict:
     }
 
     def classifier(extra=None):
-        ds = TensorDataset(x_train, y_train)
-        draw = WeightedRandomSampler(
-            torch.ones(len(ds)), p.clf_steps * p.batch_size, generator=torch.Generator().manual_seed(seed)
-        )
-        loader = DataLoader(ds, batch_size=p.batch_size, sampler=draw)
-        batches = AugmentedBatches(loader, classical(train.channels, seed)) if chosen_aug == "preset" else loader
-        if extra is not None:
-            batches = SyntheticMix(batches, RealResampler(extra), ratio=0.5, transform=data.unit_to_tanh, seed=seed)
-        return train_classifier(x_train, y_train, k, steps=p.clf_steps, batch_size=p.batch_size, seed=seed, batches=iter(batches))
+        aug = classical(train.channels, seed) if chosen_aug == "preset" else None
+        return bench_classifier(x_train, y_train, k, p, seed, aug, RealResampler(extra) if extra is not None else None)
 
     def accuracy(model) -> float:
         return round(100 * float((predict(model, x_test).argmax(1) == y_test).mean()), 2)

@@ -15,12 +15,12 @@ import statistics
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+from common import bench_classifier
 
-from augmentor import Sampler, SyntheticMix, data
-from augmentor.augmentation import AugmentedBatches, RealResampler, SharedSource, preset
+from augmentor import Sampler, data
+from augmentor.augmentation import RealResampler, SharedSource, preset
 from augmentor.bench import PRESETS, carve_validation, choose_training_images, split_data
-from augmentor.classifier import predict, train_classifier
+from augmentor.classifier import predict
 from augmentor.unlabeled import pseudo_labelled, read_pseudo_labels
 
 
@@ -39,15 +39,9 @@ def probe(setting: dict, split, p, bench: Path, threshold: float) -> dict:
 
     def fit(extra: list):
         """Real + aug, half of each batch from the pseudo-labelled images and the extra sources, in equal shares."""
-        ds = TensorDataset(x_train, y_train)
-        draw = WeightedRandomSampler(
-            torch.ones(len(ds)), p.clf_steps * p.batch_size, generator=torch.Generator().manual_seed(seed)
-        )
-        base = AugmentedBatches(DataLoader(ds, batch_size=p.batch_size, sampler=draw), preset(train.channels, seed))
         sources = [RealResampler(pseudo, preset(train.channels, seed)), *extra]
-        mixed = SyntheticMix(base, SharedSource(sources) if len(sources) > 1 else sources[0], ratio=0.5,
-                             transform=data.unit_to_tanh, seed=seed)  # fmt: skip
-        return train_classifier(x_train, y_train, k, steps=p.clf_steps, batch_size=p.batch_size, seed=seed, batches=iter(mixed))
+        extra_source = SharedSource(sources) if len(sources) > 1 else sources[0]
+        return bench_classifier(x_train, y_train, k, p, seed, preset(train.channels, seed), extra_source)
 
     def accuracy(model):
         return float((predict(model, x_test).argmax(1) == y_test).mean())
