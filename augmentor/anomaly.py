@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import checkpoint, data
-from .errors import ConfigError, ModelFileError
+from .errors import ConfigError, ModelFileError, cannot_write, writable_folder
 from .modelfiles import ANOMALY, CHECKPOINTS, CONFIG, MODEL_FILES, LazySession, find_model, read_metadata
 from .plots import plot_roc
 
@@ -367,6 +367,9 @@ def score_dataset(
         raise ConfigError(f"{out}: exists; choose another --out (or --force to overwrite it)")
     if heatmaps is not None and Path(heatmaps).is_dir() and any(Path(heatmaps).iterdir()) and not force:
         raise ConfigError(f"{heatmaps}: not empty; choose a new --heatmaps folder (or --force to write into it)")
+    writable_folder(out.parent)  # before the scoring, which can take minutes
+    if heatmaps is not None:
+        writable_folder(heatmaps)
     scorer = AnomalyScorer(model, method)
     ds = _load_matching(source, split, scorer)
     normal = data.select_classes(ds, normal_classes).class_names if normal_classes else None  # validates the names
@@ -390,7 +393,7 @@ def score_dataset(
     try:
         checkpoint.atomic_write(out, lambda f: f.write(buf.getvalue().encode()))
     except OSError as e:
-        raise ConfigError(f"{out}: cannot write here ({e.strerror or e})") from None
+        raise cannot_write(out, e) from None
     result = {"csv": out, "n": len(scores)}
     if normal is not None:
         result.update(_separation(ds, scores, normal, source))

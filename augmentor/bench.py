@@ -37,7 +37,7 @@ from . import __version__, data, distributed, metrics, plots, report, run, trans
 from . import augmentation as augmentation_
 from .classifier import embed, predict, train_classifier
 from .config import InitConfig, TrainConfig, UnlabeledConfig
-from .errors import ConfigError
+from .errors import ConfigError, writable_folder
 from .mix import SyntheticMix
 from .sampler import Sampler
 from .train import resolve_precision
@@ -510,6 +510,10 @@ def bench(
     if unlabeled and unlabeled_rest:
         raise ConfigError("give --unlabeled SOURCE or --unlabeled-rest, not both")
     split = split_data(source, size, classes=classes)  # before anything is written: bad data leaves no trace
+    if split.pool.num_classes < 2:
+        raise ConfigError(
+            f"{source or 'sklearn:digits'}: one class only; bench trains classifiers, so give labelled images of 2+ classes"
+        )
     init = InitConfig.of(init)
     if init.init:
         start = transfer.load_source(init.init)
@@ -523,10 +527,7 @@ def bench(
         split.notes.append(f"unlabelled images: {unlabeled} ({len(unlabeled_images)})")
     elif unlabeled_rest:
         split.notes.append("unlabelled images: the pool images outside each setting's draw, their labels unused")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"{out}: cannot write here ({e.strerror or e})") from None
+    writable_folder(out)
     counts = split.pool.class_counts()
     if not shots:
         shots = p.shots

@@ -125,13 +125,19 @@ def _print_run(out: Path) -> None:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Generator file (default RUN_DIR/generator.onnx).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Generator file, or a folder for generator.onnx and discriminator.onnx (default: RUN_DIR).",
+)
 @click.option("--fp16", is_flag=True, help="Half-precision weights and arithmetic (float32 inputs and outputs).")
-def export(run_dir, out, fp16):
+@click.option("--force", is_flag=True, help="Overwrite an existing --out file and its discriminator.")
+def export(run_dir, out, fp16, force):
     """Export a run's EMA generator and its discriminator to ONNX."""
     from .export import export_run
 
-    res = export_run(run_dir, out, fp16=fp16)
+    res = export_run(run_dir, out, fp16=fp16, force=force)
     click.echo(
         f"generator      {res['generator']}\ndiscriminator  {res['discriminator']}\n"
         f"parity vs torch: max abs diff {res['max_abs_diff']:.2e}"

@@ -266,7 +266,8 @@ def _load_folder(folder: Path, strict: bool):
                 paths.append(str(p))
                 usable += 1
             if usable == 0:
-                raise DataError(f"{folder / name}: class folder has no usable images ({len(files)} file(s) skipped)")
+                where = f"{folder / name}: class folder" if class_dirs else f"{folder}:"
+                raise DataError(f"{where} has no usable images ({len(files)} file(s) skipped)")
     if skipped:
         log.warning(f"{folder}: skipped {len(skipped)} of {total} file(s); use --strict to stop on the first one")
     return arrays, np.asarray(labels, dtype=np.int64), [n for n, _ in classes], paths, skipped

@@ -33,3 +33,18 @@ class Interrupted(AugmentorError):
     """Ctrl-C during fit: a checkpoint was written; the message says how to resume."""
 
     exit_code = 130
+
+
+def writable_folder(folder, error_class=None):
+    """Create ``folder`` (and its parents) for an output, or raise the one-line error every command gives."""
+    from pathlib import Path
+
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise cannot_write(folder, e, error_class) from None
+
+
+def cannot_write(path, error: OSError, error_class=None) -> AugmentorError:
+    """The one wording for an output that cannot be written (``error_class``: ConfigError by default)."""
+    return (error_class or ConfigError)(f"{path}: cannot write here ({error.strerror or error})")

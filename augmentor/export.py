@@ -20,7 +20,7 @@ from torch import nn
 
 from . import __version__, checkpoint
 from .config import ModelConfig
-from .errors import ModelFileError
+from .errors import ConfigError, ModelFileError, cannot_write, writable_folder
 from .modelfiles import MODEL_FILES, encode_metadata
 from .models import build_discriminator, build_generator, refresh_batchnorm, without_spectral_norm
 
@@ -80,9 +80,10 @@ def metadata(cfg: ModelConfig, kind: str, state: dict, fp16: bool, pair: str) ->
     }
 
 
-def export_run(run, out: Optional[Path] = None, fp16: bool = False) -> dict:
-    """Export the newest good checkpoint of a run. Writes generator.onnx and discriminator.onnx beside
-    ``out`` (default: in the run directory). Returns {"generator": path, "discriminator": path, "max_abs_diff": ...}."""
+def export_run(run, out: Optional[Path] = None, fp16: bool = False, force: bool = False) -> dict:
+    """Export the newest good checkpoint of a run. Writes generator.onnx and discriminator.onnx in the run
+    directory (replacing the run's own), or the file ``out`` and its discriminator beside it (existing files
+    only with ``force``). Returns {"generator": path, "discriminator": path, "max_abs_diff": ...}."""
     run = Path(run)
     if run.is_file():
         path, state = run, checkpoint.load(run)
@@ -92,12 +93,17 @@ def export_run(run, out: Optional[Path] = None, fp16: bool = False) -> dict:
         if found is None:
             raise ModelFileError(f"{run}: no usable checkpoint to export (train with: augmentor fit --out {run})")
         path, state = found
-    if out is None:  # generator.onnx + discriminator.onnx (-fp16 before .onnx for half precision)
-        suffix = "-fp16.onnx" if fp16 else ".onnx"
-        g_path, d_path = (run / MODEL_FILES[k].replace(".onnx", suffix) for k in ("generator", "discriminator"))
+    suffix = "-fp16.onnx" if fp16 else ".onnx"  # generator.onnx + discriminator.onnx, -fp16 for half precision
+    if out is None or Path(out).is_dir():  # the run's file names, in the run or in the folder asked for
+        g_path, d_path = (Path(out or run) / MODEL_FILES[k].replace(".onnx", suffix) for k in ("generator", "discriminator"))
     else:  # the file asked for, and its discriminator beside it
         g_path = Path(out)
         d_path = g_path.with_name(g_path.stem + "-discriminator.onnx")
+    if out is not None and Path(out).resolve() != run.resolve():  # a run's own files are replaced; others only with force
+        for path in (g_path, d_path):
+            if path.exists() and not force:
+                raise ConfigError(f"{path}: exists; choose another --out (or --force to overwrite it)")
+    writable_folder(g_path.parent)
     # each file names the other in its metadata ("pair"), so either finds its partner
     cfg, G, D = load_models(state)
     n = 4
@@ -126,28 +132,31 @@ def export_run(run, out: Optional[Path] = None, fp16: bool = False) -> dict:
 
 
 def _export(model, args, path: Path, inputs, outputs, meta: dict, fp16: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice; it is the one that runs on torch 2.4+
-        torch.onnx.export(
-            model,
-            args,
-            str(tmp),
-            input_names=inputs,
-            output_names=outputs,
-            opset_version=17,
-            dynamic_axes={name: {0: "batch"} for name in inputs + outputs},
-            dynamo=False,
-        )
-    proto = onnx.load(str(tmp))
-    if fp16:
-        proto = to_fp16(proto)
-    for k, v in encode_metadata(meta).items():
-        proto.metadata_props.add(key=k, value=v)
-    onnx.checker.check_model(proto)
-    checkpoint.atomic_write(path, lambda f: f.write(proto.SerializeToString()))
-    tmp.unlink(missing_ok=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice; it runs on torch 2.4+
+            torch.onnx.export(
+                model,
+                args,
+                str(tmp),
+                input_names=inputs,
+                output_names=outputs,
+                opset_version=17,
+                dynamic_axes={name: {0: "batch"} for name in inputs + outputs},
+                dynamo=False,
+            )
+        proto = onnx.load(str(tmp))
+        if fp16:
+            proto = to_fp16(proto)
+        for k, v in encode_metadata(meta).items():
+            proto.metadata_props.add(key=k, value=v)
+        onnx.checker.check_model(proto)
+        checkpoint.atomic_write(path, lambda f: f.write(proto.SerializeToString()))
+    except OSError as e:
+        raise cannot_write(path, e) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -31,7 +31,7 @@ from .config import (
     UnlabeledConfig,
     declared,
 )
-from .errors import ConfigError, Interrupted, ModelFileError, RunDirError, TrainingDiverged
+from .errors import ConfigError, Interrupted, ModelFileError, RunDirError, TrainingDiverged, cannot_write
 from .modelfiles import CHECKPOINTS, CONFIG, HOLDOUT, LOG, PSEUDO_LABELS, RUN_DIRS, RUN_FILES, SAMPLES
 from .plots import plot_diversity, plot_losses
 from .train import Trainer, resolve_precision
@@ -152,7 +152,7 @@ def _check_writable(out: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise RunDirError(f"{out}: cannot write here ({e.strerror or e})") from None
+        raise cannot_write(out, e, RunDirError) from None
 
 
 def _prepare_new_run(out: Path, force: bool) -> None:

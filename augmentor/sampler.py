@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .data import VALUE_RANGES, convert_range
-from .errors import ConfigError
+from .errors import ConfigError, cannot_write
 from .modelfiles import LazySession, find_model, read_metadata, resolve_ort_device
 
 
@@ -182,7 +182,7 @@ class ImageFolderWriter:
             for name in self.folders:
                 (self.out / name).mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ConfigError(f"{self.out}: cannot write here ({e.strerror or e})") from None
+            raise cannot_write(self.out, e) from None
         self.counts = dict.fromkeys(self.folders, 0)
 
     def add(self, images, labels) -> None:

@@ -212,6 +212,10 @@ def test_score_bad_input(zero_run, tmp_path, capsys):
     for i in range(3):
         write_image(tmp_path / "rgb" / f"{i}.png", seed=i)
     cases.append((["--model", zero_run, "--data", tmp_path / "rgb"], "color images"))
+    (tmp_path / "a-file").write_text("mine")  # not a folder: neither the CSV nor heatmaps can go under it
+    cases.append(
+        (["--model", zero_run, "--data", "sklearn:digits", "--heatmaps", tmp_path / "a-file" / "maps"], "cannot write here")
+    )
     for args, expected in cases:
         code, _, err = run_cli(capsys, "score", *args, "--out", tmp_path / "s.csv", "--force")
         assert code == 2 and expected in one_line_error(err), err

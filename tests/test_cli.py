@@ -56,6 +56,10 @@ def test_empty_folder_is_one_line_and_exit_2(tmp_path, capsys):
     code, _, err = run_cli(capsys, "fit", "--data", tmp_path / "empty", "--out", tmp_path / "r")
     assert code == 2 and "no images found" in one_line_error(err)
     assert not (tmp_path / "r" / "config.json").exists()
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "notes.png").write_text("not an image")  # a flat folder: its own name is the class
+    code, _, err = run_cli(capsys, "fit", "--data", tmp_path / "flat", "--out", tmp_path / "r")
+    assert code == 2 and one_line_error(err) == f"error: {tmp_path / 'flat'}: has no usable images (1 file(s) skipped)"
 
 
 def test_existing_run_is_not_overwritten_without_force(tmp_path, capsys):

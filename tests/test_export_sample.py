@@ -140,3 +140,20 @@ def test_sample_keeps_non_ascii_class_names(tmp_path, capsys):
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "syn").iterdir()) == sorted(["été chaud", "雪"])
     assert all(len(list(p.iterdir())) == 2 for p in (tmp_path / "syn").iterdir())
+
+
+def test_export_out_never_overwrites_without_force_and_says_where_it_cannot_write(tmp_path, exported, capsys):
+    target = tmp_path / "deploy" / "leaves.onnx"
+    assert run_cli(capsys, "export", exported, "--out", target)[0] == 0
+    assert read_metadata(target)["pair"] == "leaves-discriminator.onnx"
+    before = target.read_bytes()
+    code, _, err = run_cli(capsys, "export", exported, "--out", target)
+    assert code == 2 and "exists" in one_line_error(err) and target.read_bytes() == before
+    assert run_cli(capsys, "export", exported, "--out", target, "--force")[0] == 0
+    folder = tmp_path / "deploy"  # a folder gets the run's file names, so score and Sampler find the pair there
+    assert run_cli(capsys, "export", exported, "--out", folder)[0] == 0
+    assert read_metadata(folder / "generator.onnx")["pair"] == "discriminator.onnx"
+    assert run_cli(capsys, "export", exported, "--out", exported)[0] == 0  # the run's own files are its to replace
+    (tmp_path / "a-file").write_text("mine")
+    code, _, err = run_cli(capsys, "export", exported, "--out", tmp_path / "a-file" / "g.onnx")
+    assert code == 2 and "cannot write here" in one_line_error(err) and (tmp_path / "a-file").read_text() == "mine"
