@@ -499,6 +499,8 @@ def bench(
         raise ConfigError(f"{out}: holds a bench already; choose a new --out")
     p = PRESETS[preset]
     if seeds:
+        if len(set(seeds)) < len(seeds):
+            raise ConfigError(f"--seeds {','.join(map(str, seeds))}: a seed given twice would count one result twice")
         p = dataclasses.replace(p, seeds=tuple(seeds))
     if gan_steps is not None:
         if gan_steps < 1:
@@ -527,13 +529,22 @@ def bench(
         split.notes.append(f"unlabelled images: {unlabeled} ({len(unlabeled_images)})")
     elif unlabeled_rest:
         split.notes.append("unlabelled images: the pool images outside each setting's draw, their labels unused")
-    writable_folder(out)
     counts = split.pool.class_counts()
+    asked = bool(shots)
     if not shots:
         shots = p.shots
         if max(counts) > 1.5 * max(1, min(counts)):  # n-shot subsets would erase the imbalance the user has
             shots = ("all",)
             split.notes.append("imbalanced data: all training images used as given, with class-balanced arms")
+    for shot in shots:
+        if isinstance(shot, int) and shot > min(counts):
+            name = split.pool.class_names[counts.index(min(counts))]
+            whose = "" if asked else f" (the {preset} preset's)"
+            raise ConfigError(
+                f"--shots {shot}{whose}: class '{name}' has {min(counts)} images outside the held-out test set; "
+                "give --shots at most that, or --shots all"
+            )
+    writable_folder(out)
     t0 = time.time()
     settings = [(shot, seed) for shot in shots for seed in p.seeds]
     w = distributed.world()  # under torchrun: one setting per process in turn, one report from rank 0

@@ -41,13 +41,19 @@ def test_bench_smoke_preset_writes_report_json_and_plots(tmp_path, capsys):
     assert code == 2 and "holds a bench" in one_line_error(err)
 
 
-def test_bench_refuses_a_single_class_before_writing_anything(tmp_path, capsys):
+def test_bench_refuses_what_would_measure_nothing_before_writing_anything(tmp_path, capsys):
     from conftest import write_image
 
     for i in range(6):
         write_image(tmp_path / "leaves" / f"{i}.png", seed=i)  # a flat folder: one class
-    code, _, err = run_cli(capsys, "bench", "--data", tmp_path / "leaves", "--preset", "smoke", "--out", tmp_path / "b")
-    assert code == 2 and "one class only" in one_line_error(err) and not (tmp_path / "b").exists()
+    for args, expected in [
+        (["--data", tmp_path / "leaves"], "one class only"),
+        (["--shots", 500], "--shots 500: class '8' has 122 images"),  # digits: 122-128 a class outside the test set
+        (["--seeds", "0,0"], "a seed given twice"),
+    ]:
+        code, _, err = run_cli(capsys, "bench", *args, "--preset", "smoke", "--out", tmp_path / "b")
+        assert code == 2 and expected in one_line_error(err), err
+        assert not (tmp_path / "b").exists()
 
 
 def test_bench_on_imbalanced_npz_adds_balanced_arms_and_auroc(tmp_path, capsys):
