@@ -64,7 +64,7 @@ def test_bench_on_imbalanced_npz_adds_balanced_arms_and_auroc(tmp_path, capsys):
     labels = np.array([[0]] * 20 + [[1]] * 60, np.uint8)
     np.savez(tmp_path / "x.npz", train_images=imgs, train_labels=labels, test_images=imgs[:40], test_labels=labels[:40])
     code, _, err = run_cli(
-        capsys, "bench", "--data", tmp_path / "x.npz", "--preset", "smoke", "--out", tmp_path / "b", "--coverage", 2
+        capsys, "bench", "--data", tmp_path / "x.npz", "--preset", "smoke", "--seeds", 0, "--out", tmp_path / "b", "--coverage", 2
     )
     assert code == 0, err
     res = json.loads((tmp_path / "b" / "results.json").read_text())
