@@ -1,5 +1,7 @@
 """The exceptions a user can cause. The CLI prints their message on one line and exits 2."""
 
+from pathlib import Path
+
 
 class AugmentorError(Exception):
     """Base class: bad input, never a bug. The message tells the user what to do."""
@@ -37,8 +39,6 @@ class Interrupted(AugmentorError):
 
 def writable_folder(folder, error_class=None):
     """Create ``folder`` (and its parents) for an output, or raise the one-line error every command gives."""
-    from pathlib import Path
-
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except OSError as e:
