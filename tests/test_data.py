@@ -73,6 +73,18 @@ def test_builtin_digits():
     assert ds.source == "sklearn:digits" and ds.images.shape == (1797, 1, 32, 32) and ds.num_classes == 10
 
 
+def test_builtin_digits_read_from_the_csv_are_scikit_learns(monkeypatch):
+    from sklearn.datasets import load_digits
+
+    reference = load_digits()
+    arrays, labels, names, _, _ = data._load_digits()  # the CSV scikit-learn ships, read without importing it
+    assert np.array_equal(np.stack(arrays), np.round(reference.images * (255 / 16)).astype(np.uint8))
+    assert np.array_equal(labels, reference.target) and names == [str(c) for c in reference.target_names]
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)  # a layout we do not know
+    fallback, fallback_labels, _, _, _ = data._load_digits()
+    assert np.array_equal(np.stack(fallback), np.stack(arrays)) and np.array_equal(fallback_labels, labels)
+
+
 def test_npz_medmnist_layout(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "d.npz"
