@@ -152,7 +152,7 @@ def load(
 def _load_digits():
     """scikit-learn's 1,797 8×8 digits, read from the CSV it ships (pixels 0..16, then the label) instead of
     through `import sklearn`, which costs a second in every process: torchrun's workers and the tests start many.
-    Its own loader where the file is not where it has been since 2011."""
+    Its own loader where the file is not found (a scikit-learn that keeps it elsewhere)."""
     spec = importlib.util.find_spec("sklearn")
     csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
     if csv is not None and csv.exists():
