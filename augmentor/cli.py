@@ -129,7 +129,7 @@ def _print_run(out: Path) -> None:
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Generator file, or a folder for generator.onnx and discriminator.onnx (default: RUN_DIR).",
+    help="Generator file (NAME.onnx), or a folder for generator.onnx and discriminator.onnx (default: RUN_DIR).",
 )
 @click.option("--fp16", is_flag=True, help="Half-precision weights and arithmetic (float32 inputs and outputs).")
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file and its discriminator.")

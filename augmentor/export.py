@@ -82,8 +82,8 @@ def metadata(cfg: ModelConfig, kind: str, state: dict, fp16: bool, pair: str) ->
 
 def export_run(run, out: Optional[Path] = None, fp16: bool = False, force: bool = False) -> dict:
     """Export the newest good checkpoint of a run. Writes generator.onnx and discriminator.onnx in the run
-    directory (replacing the run's own), or the file ``out`` and its discriminator beside it (existing files
-    only with ``force``). Returns {"generator": path, "discriminator": path, "max_abs_diff": ...}."""
+    directory (replacing the run's own) or in the folder ``out``, or the file ``out`` (a name ending in .onnx) and
+    its discriminator beside it; existing files outside the run only with ``force``. Returns {"generator": path, "discriminator": path, "max_abs_diff": ...}."""
     run = Path(run)
     if run.is_file():
         path, state = run, checkpoint.load(run)
@@ -94,7 +94,7 @@ def export_run(run, out: Optional[Path] = None, fp16: bool = False, force: bool 
             raise ModelFileError(f"{run}: no usable checkpoint to export (train with: augmentor fit --out {run})")
         path, state = found
     suffix = "-fp16.onnx" if fp16 else ".onnx"  # generator.onnx + discriminator.onnx, -fp16 for half precision
-    if out is None or Path(out).is_dir():  # the run's file names, in the run or in the folder asked for
+    if out is None or Path(out).suffix.lower() != ".onnx":  # the run's file names, in the run or in the folder asked for
         g_path, d_path = (Path(out or run) / MODEL_FILES[k].replace(".onnx", suffix) for k in ("generator", "discriminator"))
     else:  # the file asked for, and its discriminator beside it
         g_path = Path(out)

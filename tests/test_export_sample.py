@@ -153,6 +153,8 @@ def test_export_out_never_overwrites_without_force_and_says_where_it_cannot_writ
     folder = tmp_path / "deploy"  # a folder gets the run's file names, so score and Sampler find the pair there
     assert run_cli(capsys, "export", exported, "--out", folder)[0] == 0
     assert read_metadata(folder / "generator.onnx")["pair"] == "discriminator.onnx"
+    assert run_cli(capsys, "export", exported, "--out", tmp_path / "new")[0] == 0  # a name without .onnx: a folder
+    assert (tmp_path / "new" / "generator.onnx").is_file() and (tmp_path / "new" / "discriminator.onnx").is_file()
     assert run_cli(capsys, "export", exported, "--out", exported)[0] == 0  # the run's own files are its to replace
     (tmp_path / "a-file").write_text("mine")
     code, _, err = run_cli(capsys, "export", exported, "--out", tmp_path / "a-file" / "g.onnx")
