@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -44,6 +45,12 @@ def bench_classifier(x_train, y_train, num_classes: int, p, seed: int, aug=None,
         batches = SyntheticMix(batches, extra, ratio=ratio, labels=labels, transform=data.unit_to_tanh, seed=seed)
     return train_classifier(x_train, y_train, num_classes, steps=p.clf_steps, batch_size=p.batch_size, seed=seed,
                             batches=iter(batches))  # fmt: skip
+
+
+def mean_spread(values) -> str:
+    """'mean ± std (each value)' of per-seed figures, two decimals: how the probes print an arm."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {spread:.2f} ({', '.join(f'{v:.2f}' for v in values)})"
 
 
 def environment() -> dict:

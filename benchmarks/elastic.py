@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 import albumentations as A
 import torch
-from common import bench_classifier
+from common import bench_classifier, mean_spread
 from transfer_warps import register, same_class_pairs, warp
 
 from augmentor import data
@@ -78,10 +77,10 @@ def main():
     # the random fields' spread, from same-class pairs of the pool (never the test images)
     spread = register(*same_class_pairs(split.pool, 2000, seed=0))[0].std(0)
     rows = []
+    x_test, y_test = data.uint8_to_tanh(split.test.images), split.test.labels.numpy()
     for seed in args.seeds:
         train, _ = carve_validation(split.pool.subset(choose_training_images(split.pool, shot, seed)), seed)
         x, y = data.uint8_to_tanh(train.images), train.labels
-        x_test, y_test = data.uint8_to_tanh(split.test.images), split.test.labels.numpy()
         row = {"seed": seed, "train_images": len(train)}
         arms = {
             "B": preset(train.channels, seed),
@@ -97,8 +96,7 @@ def main():
     for arm in arms:
         for metric in ("accuracy", "balanced_accuracy"):
             v = [100 * r[arm][metric] for r in rows]
-            spread = statistics.stdev(v) if len(v) > 1 else 0.0
-            print(f"{arm} {metric}: {statistics.mean(v):.2f} ± {spread:.2f} ({', '.join(f'{a:.2f}' for a in v)})")
+            print(f"{arm} {metric}: {mean_spread(v)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"data": args.data, "classes": args.classes, "shots": args.shots, "rows": rows}, indent=1))
 

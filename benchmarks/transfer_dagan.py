@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import bench_classifier
+from common import bench_classifier, mean_spread
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -194,8 +193,7 @@ def main():
         print(json.dumps(rows[-1]), flush=True)
     for arm in ("B", "DUP 0.5", "DAGAN 0.25", "DAGAN 0.5", "CAS", "near_copies"):
         v = [100 * r[arm] for r in rows]
-        spread = statistics.stdev(v) if len(v) > 1 else 0.0
-        print(f"{arm}: {statistics.mean(v):.2f} ± {spread:.2f} ({', '.join(f'{x:.2f}' for x in v)})")
+        print(f"{arm}: {mean_spread(v)}")
     (args.out / "results.json").write_text(json.dumps({"steps": args.steps, "skip16": args.skip16, "rows": rows}, indent=1))
 
 

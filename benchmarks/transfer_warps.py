@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import bench_classifier
+from common import bench_classifier, mean_spread
 
 from augmentor import data
 from augmentor.augmentation import RealResampler, preset
@@ -156,8 +155,7 @@ def main():
         print(json.dumps(rows[-1]), flush=True)
     for arm in ("B", "DUP 0.5", "WARP 0-4 0.5", "WARP own 0.5", "WARP random 0.5"):
         v = [100 * r[arm] for r in rows]
-        spread = statistics.stdev(v) if len(v) > 1 else 0.0
-        print(f"{arm}: {statistics.mean(v):.2f} ± {spread:.2f} ({', '.join(f'{x:.2f}' for x in v)})")
+        print(f"{arm}: {mean_spread(v)}")
     result = {"pairs": len(bank), "grid": GRID, "smooth": SMOOTH, "error_removed": float(removed.mean()), "rows": rows}
     (args.out / "results.json").write_text(json.dumps(result, indent=1))
 
