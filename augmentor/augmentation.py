@@ -1,6 +1,6 @@
 """Classical augmentation, the baseline synthetic data has to beat: albumentations pipelines applied to
-batches, the built-in presets, a user's own serialized pipeline, and real images re-drawn through the same
-interface as a Sampler (the bench's duplicate-real control)."""
+batches, the built-in presets, a user's own serialized pipeline, real images re-drawn through the same
+interface as a Sampler (the bench's duplicate-real control), and a Sampler's images augmented the same way."""
 
 from __future__ import annotations
 
@@ -105,6 +105,25 @@ class RealResampler:
                 raise ConfigError(f"class {self.class_names[c]} has no real images to re-draw")
             index[where] = members[torch.randint(len(members), (int(where.sum()),), generator=g)]
         x = augment_batch(self.aug, data.uint8_to_tanh(self.images.images[index]))
+        x = data.convert_range(x, "tanh", value_range)
+        return x.numpy() if numpy else x
+
+
+class AugmentedSamples:
+    """A Sampler (or any source with its interface) whose images get classical augmentation, as RealResampler's
+    re-drawn real images do: in the bench, synthetic images are augmented like the real images they stand beside
+    and the duplicates they are compared with (a user's per-sample pipeline does the same)."""
+
+    def __init__(self, source, aug):
+        self.source, self.aug = source, aug
+        self.class_names, self.num_classes, self.image_shape = source.class_names, source.num_classes, source.image_shape
+        self.device, self.chunk, self.path = torch.device("cpu"), source.chunk, source.path
+
+    def class_index(self, c) -> int:
+        return self.source.class_index(c)
+
+    def sample(self, n: int, labels, seed: Optional[int] = None, value_range: str = "tanh", numpy: bool = False):
+        x = augment_batch(self.aug, self.source.sample(n, labels, seed=seed).cpu())
         x = data.convert_range(x, "tanh", value_range)
         return x.numpy() if numpy else x
 

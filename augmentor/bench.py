@@ -345,12 +345,13 @@ def run_setting(
     x_syn = {name: g.sample(preset.n_synthetic, y_syn, seed=seed) for name, g in gans.items()}
 
     def source(name: str, aug):
-        """What replaces a share of the batches: a generator, or real images re-drawn (augmented like the rest)."""
+        """What replaces a share of the batches: a generator's images, or real images re-drawn; augmented like
+        the rest of the batch (``aug``), so synthetic and re-drawn images meet the same pipeline."""
         if name == "real":
             return augmentation_.RealResampler(train, aug)
         if name in pseudo_sets:
             return augmentation_.RealResampler(pseudo_sets[name], aug)
-        return gans[name]
+        return gans[name] if aug is None else augmentation_.AugmentedSamples(gans[name], aug)
 
     def evaluate(model, xs=x_test, ys=y_test):
         return scores(predict(model, xs), ys)

@@ -32,17 +32,20 @@ def mnist_pool_test(size: int = 32, seed: int = 0):
     return full, full.subset(pool), full.subset(test)
 
 
-def bench_classifier(x_train, y_train, num_classes: int, p, seed: int, aug=None, extra=None, ratio=0.5, labels="match"):
+def bench_classifier(
+    x_train, y_train, num_classes: int, p, seed: int, aug=None, extra=None, ratio=0.5, labels="match", transform=data.unit_to_tanh
+):
     """The bench's classifier protocol (preset ``p``): ``p.clf_steps`` batches of real images drawn with
     replacement, classical augmentation ``aug`` (a pipeline, or None), and, with ``extra`` (a Sampler,
-    RealResampler or SharedSource), a share ``ratio`` of each batch from it (``labels`` as SyntheticMix's)."""
+    RealResampler or SharedSource), a share ``ratio`` of each batch from it (``labels`` and ``transform`` as
+    SyntheticMix's)."""
     ds = TensorDataset(x_train, y_train)
     draw = WeightedRandomSampler(torch.ones(len(ds)), p.clf_steps * p.batch_size, generator=torch.Generator().manual_seed(seed))
     batches = DataLoader(ds, batch_size=p.batch_size, sampler=draw)
     if aug is not None:
         batches = AugmentedBatches(batches, aug)
     if extra is not None:
-        batches = SyntheticMix(batches, extra, ratio=ratio, labels=labels, transform=data.unit_to_tanh, seed=seed)
+        batches = SyntheticMix(batches, extra, ratio=ratio, labels=labels, transform=transform, seed=seed)
     return train_classifier(x_train, y_train, num_classes, steps=p.clf_steps, batch_size=p.batch_size, seed=seed,
                             batches=iter(batches))  # fmt: skip
 

@@ -232,6 +232,25 @@ def test_shared_source_gives_equal_shares_of_the_requested_labels():
     assert sum(from_first) == 20  # half from each source
 
 
+def test_augmented_samples_put_a_sources_images_through_the_pipeline():
+    import albumentations as A
+    import torch
+
+    from augmentor import data
+    from augmentor.augmentation import AugmentedSamples, RealResampler
+
+    digits = data.select_classes(data.load(None, size=32), "0,1")
+    plain = RealResampler(digits)
+    flipped = AugmentedSamples(plain, A.Compose([A.HorizontalFlip(p=1.0)]))
+    labels = torch.arange(6) % 2
+    x, x_flipped = plain.sample(6, labels, seed=1), flipped.sample(6, labels, seed=1)
+    assert not torch.equal(x, x_flipped)
+    assert torch.allclose(x_flipped, x.flip(-1), atol=1e-2)  # the same draws, each mirrored by the pipeline
+    as_bytes = flipped.sample(6, labels, seed=1, value_range="uint8")
+    assert as_bytes.dtype == torch.uint8 and torch.equal(as_bytes, data.tanh_to_uint8(x_flipped))
+    assert (flipped.image_shape, flipped.class_names) == (plain.image_shape, plain.class_names)
+
+
 def test_recipe_line_names_what_won():
     import statistics
 
