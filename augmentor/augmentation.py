@@ -111,8 +111,8 @@ class RealResampler:
 
 class AugmentedSamples:
     """A Sampler (or any source with its interface) whose images get classical augmentation, as RealResampler's
-    re-drawn real images do: in the bench, synthetic images are augmented like the real images they stand beside
-    and the duplicates they are compared with (a user's per-sample pipeline does the same)."""
+    re-drawn real images do: the bench's arms that put synthetic images through the same pipeline as the real
+    ones beside them (what a dataset-level pipeline does to images that SyntheticReplace swapped in)."""
 
     def __init__(self, source, aug):
         self.source, self.aug = source, aug

@@ -189,6 +189,8 @@ def test_bench_uses_the_users_albumentations_file(tmp_path, capsys):
 
 
 def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_path, capsys):
+    from augmentor.bench import ARM_BY_NAME
+
     out = tmp_path / "b"
     code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--seeds", "0", "--out", out, "--unlabeled-rest")
     assert code == 0, err
@@ -197,7 +199,10 @@ def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_
     self_arm = "SELF real+aug+pseudo-labelled 0.5"
     by_gan = "SELF-G real+aug+GAN-pseudo-labelled 0.5"
     both = "SELF+U real+aug+GAN-pseudo-labelled 0.25+syn(unlabeled GAN) 0.25"
-    assert {self_arm, by_gan, both, "U real+aug+syn(unlabeled GAN) 0.5", "U synthetic only (CAS)"} <= set(arms)
+    u, u_aug = "U real+aug+syn(unlabeled GAN) 0.5", "U-aug real+aug+syn(unlabeled GAN, augmented) 0.5"
+    both_aug = "SELF+U-aug real+aug+GAN-pseudo-labelled 0.25+syn(unlabeled GAN, augmented) 0.25"
+    assert {self_arm, by_gan, both, both_aug, u, u_aug, "U synthetic only (CAS)"} <= set(arms)
+    assert ARM_BY_NAME[u_aug].synthetic_augmented and not ARM_BY_NAME[u].synthetic_augmented
     # SELF (the classifier's labels) is the baseline; the semi-supervised GAN's labels are on the GAN side
     assert not res["arms"][self_arm]["uses_gan"] and res["arms"][by_gan]["uses_gan"] and res["arms"][both]["uses_gan"]
     setting = res["settings"][0]
@@ -273,3 +278,8 @@ def test_recipe_line_names_what_won():
     by_gan = "SELF-G real+aug+GAN-pseudo-labelled 0.5"  # the GAN's labels without its images
     arms[by_gan] = cell(0.995, 0.995)
     assert f"**{by_gan}**" in _recipe("10", arms, "accuracy", ARM_BY_NAME)[0]
+    # two SELF+U variants (synthetic images raw or augmented): the better one is weighed against SELF
+    augmented = "SELF+U-aug real+aug+GAN-pseudo-labelled 0.25+syn(unlabeled GAN, augmented) 0.25"
+    arms[both], arms[augmented] = cell(0.955, 0.96), cell(0.975, 0.985)
+    (line,) = _recipe("10", arms, "accuracy", ARM_BY_NAME)
+    assert f"adds to self-training: {augmented} vs {self_arm} +2.0 points" in line
