@@ -238,7 +238,7 @@ ARMS = (
         mix=("unlabeled",),
         ratio=0.5,
         synthetic_augmented=True,
-    ),  # fmt: skip
+    ),
     Arm(
         "SELF+U-aug real+aug+GAN-pseudo-labelled 0.25+syn(unlabeled GAN, augmented) 0.25",
         True,

@@ -1,5 +1,6 @@
 """Should synthetic images get the same classical augmentation as the real ones? A probe on a finished
-`augmentor bench --unlabeled-rest` (it reuses its GAN runs; the bench feeds synthetic images unaugmented).
+`augmentor bench --unlabeled-rest` (it reuses its GAN runs). It led to the bench's U-aug and SELF+U-aug arms;
+its E and U feed synthetic images unaugmented.
 
     cd benchmarks && python synthetic_augment.py results/bench-mnist-unlabeled-10 --data ../../shared/datasets/mnist-t10k
 
