@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import sys
@@ -12,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from augmentor import SyntheticMix, data
 from augmentor.augmentation import AugmentedBatches
+from augmentor.bench import PRESETS, split_data
 from augmentor.bench import environment as run_environment
 from augmentor.classifier import train_classifier
 
@@ -48,6 +50,18 @@ def bench_classifier(
         batches = SyntheticMix(batches, extra, ratio=ratio, labels=labels, transform=transform, seed=seed)
     return train_classifier(x_train, y_train, num_classes, steps=p.clf_steps, batch_size=p.batch_size, seed=seed,
                             batches=iter(batches))  # fmt: skip
+
+
+def probe_bench_settings(bench: Path, data_source, probe) -> list:
+    """For a probe on a finished `augmentor bench` (folder ``bench``): ``probe(setting, split, preset)`` per
+    (shot, seed) setting, on the bench's own split and preset; each row is printed as it comes."""
+    res = json.loads((bench / "results.json").read_text())
+    split = split_data(data_source, res["size"])
+    rows = []
+    for setting in res["settings"]:
+        rows.append(probe(setting, split, PRESETS[res["preset"]]))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def mean_spread(values) -> str:

@@ -15,11 +15,11 @@ import json
 from pathlib import Path
 
 import torch
-from common import bench_classifier, mean_spread
+from common import bench_classifier, mean_spread, probe_bench_settings
 
 from augmentor import Sampler, data
 from augmentor.augmentation import augment_batch, load_pipeline, preset
-from augmentor.bench import PRESETS, carve_validation, choose_training_images, split_data
+from augmentor.bench import carve_validation, choose_training_images
 from augmentor.classifier import predict
 
 
@@ -53,12 +53,9 @@ def main():
     ap.add_argument("--out", type=Path, default=None, help="JSON of the per-seed rows (default: in the bench folder)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    res = json.loads((args.bench / "results.json").read_text())
-    split = split_data(args.data, res["size"])
-    rows = []
-    for setting in res["settings"]:
-        rows.append(probe(setting, split, PRESETS[res["preset"]], args.bench, args.augment))
-        print(json.dumps(rows[-1]), flush=True)
+    rows = probe_bench_settings(
+        args.bench, args.data, lambda setting, split, p: probe(setting, split, p, args.bench, args.augment)
+    )
     for arm in ("B", "E", "E aug", "U", "U aug"):
         print(f"{arm}: {mean_spread([r[arm] for r in rows])}")
     (args.out or args.bench / "synthetic_augment.json").write_text(json.dumps(rows, indent=1))

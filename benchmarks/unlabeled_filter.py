@@ -11,15 +11,14 @@ bench): SELF, SELF+U, SELF+U-filtered. Accuracy on the bench's held-out test set
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 import torch
-from common import bench_classifier
+from common import bench_classifier, mean_spread, probe_bench_settings
 
 from augmentor import Sampler, data
 from augmentor.augmentation import RealResampler, SharedSource, preset
-from augmentor.bench import PRESETS, carve_validation, choose_training_images, split_data
+from augmentor.bench import carve_validation, choose_training_images
 from augmentor.classifier import predict
 from augmentor.unlabeled import pseudo_labelled, read_pseudo_labels
 
@@ -70,17 +69,11 @@ def main():
     ap.add_argument("--threshold", type=float, default=0.9)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    res = json.loads((args.bench / "results.json").read_text())
-    split = split_data(args.data, res["size"])
-    rows = []
-    for setting in res["settings"]:
-        rows.append(probe(setting, split, PRESETS[res["preset"]], args.bench, args.threshold))
-        print(json.dumps(rows[-1]), flush=True)
+    rows = probe_bench_settings(
+        args.bench, args.data, lambda setting, split, p: probe(setting, split, p, args.bench, args.threshold)
+    )
     for arm in ("SELF", "SELF+U", "SELF+U-filtered"):
-        v = [100 * r[arm] for r in rows]
-        print(
-            f"{arm}: {statistics.mean(v):.2f} ± {statistics.stdev(v) if len(v) > 1 else 0:.2f} ({', '.join(f'{x:.2f}' for x in v)})"
-        )
+        print(f"{arm}: {mean_spread([100 * r[arm] for r in rows])}")
     (args.bench / "filter_probe.json").write_text(json.dumps(rows, indent=1))
 
 
