@@ -22,7 +22,7 @@ MODES = ("conditional", "per-class", "unconditional")
 LOSSES = ("ns", "hinge")
 DIFFAUG_OPS = ("color", "translation", "cutout")
 PRECISIONS = ("auto", "fp32", "bf16")
-COVERAGE_SPACES = ("pixel", "feature")
+COVERAGE_SPACES = ("pixel", "coarse", "feature")
 PSEUDO_LABELLERS = ("gan", "classifier")
 
 # What --resume may do with a setting given again on the command line.
@@ -182,7 +182,11 @@ class TrainConfig(_Dict):
         cli_default=None,  # None: run.fit decides from the data
     )
     coverage_k: int = option(8, "Samples per real image in the coverage term.")
-    coverage_space: str = option("pixel", "Distance of the coverage term: pixels or D's features.", choices=COVERAGE_SPACES)
+    coverage_space: str = option(
+        "pixel",
+        "Distance of the coverage term: pixels, pixels averaged over 4×4 blocks, or D's features.",
+        choices=COVERAGE_SPACES,
+    )
     seed: int = option(0, "Seed of everything random: model init, batches, noise, the n-shot draw and holdout split.")
 
     def __post_init__(self):

@@ -13,6 +13,7 @@ from typing import Iterable, Optional
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
 from .config import PRECISIONS, ModelConfig, TrainConfig
@@ -22,6 +23,8 @@ from .distributed import World, gather, rank_seed
 from .errors import ConfigError
 from .losses import coverage, d_loss, g_loss
 from .models import build_discriminator, build_generator, refresh_batchnorm
+
+COARSE = 4  # coverage_space "coarse": the block side, in pixels, the images are averaged over
 
 
 @dataclass
@@ -160,8 +163,7 @@ class Trainer:
             cov = torch.zeros((), device=self.device)
             if near is not None:
                 target, y_near = real[: len(near)], y[: len(near)]
-                if cfg.coverage_space == "feature":
-                    near, target = self.D.features(near, y_near), self.D.features(target, y_near)
+                near, target = self.coverage_view(near, y_near), self.coverage_view(target, y_near)
                 cov = coverage(target.flatten(1).float(), near.flatten(1).float())
                 loss = loss + cfg.coverage * cov
         self.opt_g.zero_grad(set_to_none=True)
@@ -170,6 +172,17 @@ class Trainer:
         for p in learning:
             p.requires_grad_(True)
         return loss.detach(), cov.detach()
+
+    def coverage_view(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """What the coverage term compares: the pixels, D's features, or the pixels averaged over COARSE × COARSE
+        blocks (the term then pulls samples towards a real image's layout and leaves its fine texture, which the
+        generator cannot copy and an L2 pull would average away, to the adversarial loss)."""
+        space = self.train_cfg.coverage_space
+        if space == "feature":
+            return self.D.features(x, y)
+        if space == "coarse":
+            return F.avg_pool2d(x, COARSE)
+        return x
 
     @torch.no_grad()
     def nearest_noise(self, real: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -180,9 +193,7 @@ class Trainer:
         k = self.train_cfg.coverage_k
         yk = y.repeat_interleave(k)
         zk = self.noise(len(yk))
-        candidates, target = self.G(zk, yk), real
-        if self.train_cfg.coverage_space == "feature":
-            candidates, target = self.D.features(candidates, yk), self.D.features(real, y)
+        candidates, target = self.coverage_view(self.G(zk, yk), yk), self.coverage_view(real, y)
         dist = (candidates.reshape(len(y), k, -1).float() - target.reshape(len(y), 1, -1).float()).pow(2).mean(dim=2)  # (M, K)
         return zk.reshape(len(y), k, -1)[torch.arange(len(y), device=zk.device), dist.argmin(dim=1)]
 

@@ -132,3 +132,19 @@ def test_trainer_leaves_the_users_global_random_state_alone(digits):
     a = Trainer(tiny_model(("0", "1")), tiny_train(seed=7), data.select_classes(digits, "0,1"))
     b = Trainer(tiny_model(("0", "1")), tiny_train(seed=7), data.select_classes(digits, "0,1"))
     assert all(torch.equal(x, y) for x, y in zip(a.G.state_dict().values(), b.G.state_dict().values()))  # still seeded
+
+
+def test_coarse_coverage_compares_layout_not_texture(digits):
+    """coverage_space "coarse": a fine texture that averages to zero over each 4×4 block is invisible to the
+    coverage term (which then leaves texture to the adversarial loss), a shift of the layout is not."""
+    names = [str(i) for i in range(10)]
+    coarse = Trainer(tiny_model(names), tiny_train(coverage=1.0, coverage_space="coarse"), digits)
+    pixel = Trainer(tiny_model(names), tiny_train(coverage=1.0), digits)
+    x, y = coarse.real_batch(8)
+    checker = (torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2 * 0.2 - 0.1  # ±0.1, zero mean per block
+    assert coarse.coverage_view(x, y).shape == (8, 1, 8, 8)
+    assert torch.allclose(coarse.coverage_view(x + checker, y), coarse.coverage_view(x, y), atol=1e-6)
+    assert not torch.allclose(pixel.coverage_view(x + checker, y), pixel.coverage_view(x, y))
+    shifted = torch.roll(x, 4, dims=3)
+    assert not torch.allclose(coarse.coverage_view(shifted, y), coarse.coverage_view(x, y))
+    assert 0 < float(coarse.fit(steps=2).train_step()["coverage"]) < 4  # trains; a mean square distance in [-1, 1]
