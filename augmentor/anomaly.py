@@ -98,7 +98,9 @@ class AnomalyScorer:
         self.conditional = self.meta["mode"] != "unconditional"
         self.references: dict = {}  # what fit computed: features bank, Gaussian, calibration
         self._encoder = None  # torch module or LazySession
-        if self.run_dir is not None:
+        # where fit's references are kept: the run, or beside an exported discriminator (export copies them there)
+        self.saved_in = self.run_dir or (self.source.parent if self.source.is_file() else None)
+        if self.saved_in is not None:
             self._load_saved()
 
     # ------------------------------------------------------------------ models
@@ -275,7 +277,7 @@ class AnomalyScorer:
         return folder / ANOMALY
 
     def _load_saved(self) -> None:
-        path = self.run_dir / ANOMALY
+        path = self.saved_in / ANOMALY
         if not path.is_file():
             return
         with np.load(path) as saved:
@@ -283,7 +285,7 @@ class AnomalyScorer:
         if int(references["step"]) != self.meta.get("step", -1):
             return  # computed for another checkpoint: fit again
         self.references = references
-        encoder = self.run_dir / MODEL_FILES["encoder"]
+        encoder = self.saved_in / MODEL_FILES["encoder"]
         if encoder.is_file() and "residual_mean" in references:
             meta = read_metadata(encoder)
             if all(meta[k] == self.meta.get(k) for k in ("step", "size", "channels")):  # else: one of another model
@@ -377,7 +379,7 @@ def score_dataset(
         if scorer.run_dir is None:
             raise ConfigError(
                 f"--method {method} needs the run directory (it computes the normal images' references once): "
-                "give --model the folder fit wrote, or --method discriminator"
+                "give --model the folder fit wrote (an export made after one such score carries them), or --method discriminator"
             )
         train = training_images(scorer.run_dir)
         log.info("computing what scores compare with from the %d training images (once; kept in %s)", len(train), scorer.run_dir)

@@ -142,6 +142,8 @@ def export(run_dir, out, fp16, force):
         f"generator      {res['generator']}\ndiscriminator  {res['discriminator']}\n"
         f"parity vs torch: max abs diff {res['max_abs_diff']:.2e}"
     )
+    if res["anomaly"]:  # so that `augmentor score --model` the exported folder needs no training images
+        click.echo("anomaly scoring: " + ", ".join(str(p) for p in res["anomaly"]))
 
 
 @cli.command()

@@ -21,7 +21,7 @@ from torch import nn
 from . import __version__, checkpoint
 from .config import ModelConfig
 from .errors import ConfigError, ModelFileError, cannot_write, writable_folder
-from .modelfiles import MODEL_FILES, encode_metadata
+from .modelfiles import ANOMALY, MODEL_FILES, encode_metadata, read_metadata
 from .models import build_discriminator, build_generator, refresh_batchnorm, without_spectral_norm
 
 PARITY_TOL = {False: 1e-4, True: 2e-2}  # fp32, fp16
@@ -128,7 +128,27 @@ def export_run(run, out: Optional[Path] = None, fp16: bool = False, force: bool 
     diff = max(parity(G, g_path, (z, labels)), parity(D, d_path, (images, labels)))
     if diff > PARITY_TOL[fp16]:
         raise ModelFileError(f"{g_path}: ONNX output differs from torch by {diff:.2e} (> {PARITY_TOL[fp16]}); please report this")
-    return {"generator": g_path, "discriminator": d_path, "max_abs_diff": diff, "checkpoint": path}
+    carried = _carry_anomaly_files(run, d_path, state["step"]) if d_path.name == MODEL_FILES["discriminator"] else []
+    return {"generator": g_path, "discriminator": d_path, "max_abs_diff": diff, "checkpoint": path, "anomaly": carried}
+
+
+def _carry_anomaly_files(run: Path, d_path: Path, step: int) -> list:
+    """Copy what `augmentor score` kept in the run (anomaly.npz, encoder.onnx) beside the exported discriminator,
+    when it was computed for the exported checkpoint: the exported folder then scores without training images.
+    (Only beside discriminator.onnx: the encoder's metadata names that file as its pair.) Returns the copies."""
+    references = run / ANOMALY
+    if d_path.parent.resolve() == run.resolve() or not references.is_file():
+        return []
+    with np.load(references) as saved:
+        if int(saved["step"]) != step:
+            return []  # computed for an older checkpoint: `score` on the exported folder says what to do
+    carried = []
+    for source in (references, run / MODEL_FILES["encoder"]):
+        if source.is_file() and (source == references or read_metadata(source).get("step") == step):
+            target = d_path.parent / source.name
+            checkpoint.atomic_write(target, lambda f, source=source: f.write(source.read_bytes()))
+            carried.append(target)
+    return carried
 
 
 def _export(model, args, path: Path, inputs, outputs, meta: dict, fp16: bool) -> None:

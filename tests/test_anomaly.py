@@ -153,6 +153,26 @@ def test_score_cli_builds_references_once_then_reuses_them(fresh_run, held_out, 
     assert code == 2 and "exists" in one_line_error(err)
 
 
+def test_an_export_after_scoring_carries_the_references(fresh_run, held_out, tmp_path, capsys):
+    """`export --out FOLDER` copies anomaly.npz and encoder.onnx: the folder alone scores as the run did."""
+    folder = _image_folder(tmp_path / "heldout", held_out)
+    early = tmp_path / "early"  # exported before any score: nothing to carry, and the folder says what to do
+    assert run_cli(capsys, "export", fresh_run, "--out", early)[0] == 0
+    assert not (early / ANOMALY).exists()
+    args = ["--data", folder, "--normal-classes", "0", "--method", "residual"]
+    code, _, err = run_cli(capsys, "score", "--model", early, *args, "--out", tmp_path / "e.csv")
+    assert code == 2 and "an export made after one such score carries them" in one_line_error(err)
+    assert run_cli(capsys, "score", "--model", fresh_run, *args, "--out", tmp_path / "run.csv")[0] == 0
+    code, stdout, err = run_cli(capsys, "export", fresh_run, "--out", tmp_path / "deploy")
+    assert code == 0 and "anomaly scoring:" in stdout, err
+    deployed = tmp_path / "deploy"
+    assert sorted(p.name for p in deployed.iterdir()) == sorted([ANOMALY, *MODEL_FILES.values()])
+    code, _, err = run_cli(capsys, "score", "--model", deployed, *args, "--out", tmp_path / "deploy.csv")
+    assert code == 0, err
+    assert (tmp_path / "deploy.csv").read_text() == (tmp_path / "run.csv").read_text()
+    assert AnomalyScorer(deployed / MODEL_FILES["discriminator"], method="residual").ready
+
+
 def test_references_of_another_checkpoint_are_not_used(fitted, zero_run, tmp_path):
     shutil.copytree(zero_run, tmp_path / "run")
     fitted.save(tmp_path / "run")
