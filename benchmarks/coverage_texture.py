@@ -17,11 +17,10 @@ import json
 from pathlib import Path
 
 import torch
-from common import mean_spread, probe_bench_settings
-from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+from common import bench_classifier, mean_spread, probe_bench_settings
 
-from augmentor import Sampler, SyntheticMix, data, run
-from augmentor.augmentation import AugmentedBatches, AugmentedSamples, RealResampler, SharedSource, load_pipeline, preset
+from augmentor import Sampler, data, run
+from augmentor.augmentation import AugmentedSamples, RealResampler, SharedSource, load_pipeline, preset
 from augmentor.bench import carve_validation, choose_training_images, scores
 from augmentor.classifier import predict, train_classifier
 from augmentor.config import TrainConfig
@@ -64,17 +63,8 @@ def probe(setting: dict, split, p, bench: Path, variants: list, metric: str, aug
         return SharedSource([RealResampler(by_gan, aug), synthetic]) if arm.startswith("SELF+U") else synthetic
 
     def score(arm: str, gen) -> float:
-        """The bench's classifier protocol for ``arm`` with ``gen``'s samples."""
         aug = make_aug()
-        ds = TensorDataset(x_train, y_train)
-        draw = WeightedRandomSampler(
-            torch.ones(len(ds)), p.clf_steps * p.batch_size, generator=torch.Generator().manual_seed(seed)
-        )
-        batches = DataLoader(ds, batch_size=p.batch_size, sampler=draw)
-        if aug is not None:
-            batches = AugmentedBatches(batches, aug)
-        mixed = SyntheticMix(batches, source(arm, gen, aug), ratio=0.5, labels=labels, transform=data.unit_to_tanh, seed=seed)
-        model = train_classifier(x_train, y_train, k, steps=p.clf_steps, batch_size=p.batch_size, seed=seed, batches=iter(mixed))
+        model = bench_classifier(x_train, y_train, k, p, seed, aug, source(arm, gen, aug), labels=labels)
         return 100 * scores(predict(model, x_test), y_test)[metric]
 
     row = {"shot": shot, "seed": seed, "real contrast": contrast(data.uint8_to_tanh(gan_set.images), gan_set.labels, k)}
