@@ -18,6 +18,7 @@ log = logging.getLogger("augmentor")
 
 FORMAT_VERSION = 1
 NAME = re.compile(r"^ckpt_(\d{6,})\.pt$")
+TEMPORARY = re.compile(r"^\..+\.tmp\d+$")  # atomic_write's file before its rename
 REQUIRED = ("format_version", "step", "model_config", "train_config", "G", "D", "G_ema")
 
 
@@ -40,6 +41,16 @@ def atomic_write(path: Path, write) -> None:
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Delete what atomic_write leaves when its process is killed mid-write (``.NAME.tmpPID``). Only while no
+    other process writes ``folder`` (a fit holds the run lock): a live writer's file would go too."""
+    folder = Path(folder)
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if TEMPORARY.match(path.name):
+                path.unlink(missing_ok=True)
 
 
 def save(path: Path, payload: dict) -> None:

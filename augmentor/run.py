@@ -382,6 +382,8 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
             trainer.load_state_dict(state)
             log.info(f"resuming {out} from {path.name} (step {trainer.step} of {train_cfg.steps})")
         if w.main:
+            for folder in (out, out / CHECKPOINTS, out / SAMPLES):  # a process killed mid-write left these
+                checkpoint.remove_temporaries(folder)
             truncate_log(out / LOG, trainer.step)
             for stale in (out / SAMPLES).glob("step_*.png"):
                 if int(stale.stem.split("_")[1]) > trainer.step:

@@ -83,6 +83,12 @@ def test_resume_extends_a_finished_run_and_refuses_contradicting_flags(tmp_path,
     assert code == 0, err
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 6
+    # what a fit killed in the middle of writing a checkpoint leaves; the next resume clears it, nothing else
+    (out / "checkpoints" / ".ckpt_000008.pt.tmp4242").write_bytes(b"torn")
+    (out / "checkpoints" / "notes.tmp1").write_text("mine")
+    code, _, err = run_cli(capsys, "fit", "--out", out, "--resume", "--steps", 8, "--checkpoint-every", 2)
+    assert code == 0, err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if "tmp" in p.name) == ["notes.tmp1"]
 
 
 def test_info_prints_metadata(tmp_path, capsys):
