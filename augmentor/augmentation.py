@@ -36,17 +36,23 @@ def preset(channels: int, seed: int = 0):
     return A.Compose(transforms, seed=seed)
 
 
-def load_pipeline(path, seed: int = 0):
-    """A pipeline saved with albumentations' own ``A.save(pipeline, path)`` (json, or yaml by extension)."""
+def pipeline_or_preset(path, channels: int, seed: int = 0, flag: str = "--augment"):
+    """The pipeline saved at ``path``, or the preset for ``channels`` where there is none."""
+    return load_pipeline(path, seed, flag) if path else preset(channels, seed)
+
+
+def load_pipeline(path, seed: int = 0, flag: str = "--augment"):
+    """A pipeline saved with albumentations' own ``A.save(pipeline, path)`` (json, or yaml by extension).
+    ``flag``: the option that named the file, for the error message."""
     import albumentations as A
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"--augment {path}: no such file (save your pipeline with albumentations.save(pipeline, path))")
+        raise ConfigError(f"{flag} {path}: no such file (save your pipeline with albumentations.save(pipeline, path))")
     try:
         pipeline = A.load(str(path), data_format="yaml" if path.suffix in (".yaml", ".yml") else "json")
     except Exception as e:  # albumentations raises many kinds for a file that is not one of its pipelines
-        raise ConfigError(f"--augment {path}: not an albumentations pipeline saved with A.save ({type(e).__name__})") from None
+        raise ConfigError(f"{flag} {path}: not an albumentations pipeline saved with A.save ({type(e).__name__})") from None
     pipeline.set_random_seed(seed)
     return pipeline
 

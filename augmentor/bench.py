@@ -333,8 +333,11 @@ def run_setting(
         )
         return Sampler(directory, device="cpu")
 
-    pseudo_options = UnlabeledConfig(
-        pseudo_threshold=preset.pseudo_threshold, pseudo_steps=preset.pseudo_steps, labeller_steps=preset.labeller_steps
+    pseudo_options = UnlabeledConfig(  # the labellers augment as the arms do: with the user's --augment file, if any
+        pseudo_threshold=preset.pseudo_threshold,
+        pseudo_steps=preset.pseudo_steps,
+        labeller_steps=preset.labeller_steps,
+        pseudo_augment=str(augment_file) if augment_file is not None else None,
     )
     t0 = time.time()
     ours = TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, lr=5e-4, seed=seed, coverage=coverage)
@@ -385,12 +388,8 @@ def run_setting(
 
     # The classical pipeline: the user's (--augment), else the preset or none, whichever scores better on validation.
     augmentation_val = None
-    if augment_file is not None:
-        augmentation = str(augment_file)
-        make_aug = lambda: augmentation_.load_pipeline(augment_file, seed)  # noqa: E731
-    else:
-        augmentation = "preset"  # until validation decides, below
-        make_aug = lambda: augmentation_.preset(pool.channels, seed)  # noqa: E731
+    augmentation = str(augment_file) if augment_file is not None else "preset"  # no file: validation decides, below
+    make_aug = lambda: augmentation_.pipeline_or_preset(augment_file, pool.channels, seed)  # noqa: E731
 
     def batches(arm: Arm):
         """The arm's training batches: real (balanced or not), classically augmented, a share replaced."""

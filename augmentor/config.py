@@ -256,6 +256,11 @@ class UnlabeledConfig(_Dict):
     pseudo_threshold: float = option(0.9, "Keep an unlabelled image when the pseudo-labeller's confidence is at least this.")
     pseudo_steps: int = option(1000, "Training steps of the pseudo-labelling classifier (SmallCNN, classical augmentation).")
     labeller_steps: int = option(2000, "Training steps of the semi-supervised GAN (--pseudo-labeller gan).")
+    pseudo_augment: Optional[str] = option(
+        None,
+        "Classical augmentation the pseudo-labellers train with: an albumentations pipeline saved with A.save (json "
+        "or yaml); default: the built-in preset for gray or colour images. `bench --augment FILE` passes its FILE.",
+    )
 
     def __post_init__(self):
         if not 0.0 < self.pseudo_threshold < 1.0:

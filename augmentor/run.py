@@ -17,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from . import __version__, checkpoint, data, distributed, transfer
+from . import __version__, augmentation, checkpoint, data, distributed, transfer
 from .callbacks import Checkpointer, DiversityMonitor, NonFiniteGuard, ProgressLog, SampleGrids, ShareMembers, truncate_log
 from .config import (
     FIT_CONFIGS,
@@ -207,6 +207,9 @@ def fit(
     precision = resolve_precision(opts.precision, dev)  # bad flags fail before anything is written
     init = InitConfig.of(init)
     source = transfer.load_source(init.init) if init.init else None
+    labeller_options = unlabeled if isinstance(unlabeled, UnlabeledConfig) else pseudo_options
+    if labeller_options is not None and labeller_options.pseudo_augment:  # a bad file fails before any training
+        augmentation.load_pipeline(labeller_options.pseudo_augment, flag="--pseudo-augment")
     given = model_options or {}
     distributed.check(w, train_cfg.batch_size, str(dev), given.get("mode") or "conditional", given.get("spectral_norm", True))
     if w.distributed and isinstance(data_cfg, data.ImageSet) and unlabeled is not None:

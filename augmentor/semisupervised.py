@@ -66,12 +66,14 @@ def train_labelling_gan(
     lr: float = 5e-4,
     without_generator: bool = False,
     consistency: float = CONSISTENCY_WEIGHT,
+    augment=None,
     device="cpu",
 ) -> LabellingGAN:
     """Train on ``labelled`` (with their labels), ``pseudo_images`` (uint8, with the classifier's confident
     ``pseudo_labels``) and every ``unlabeled`` image. ``without_generator``: no samples and no "generated = no
     class" term, the rest the same: the control that tells what the generator adds. ``consistency``: the weight
-    of ``consistency_loss`` on the unlabelled images (0: none, the labeller of augmentor 0.4–0.5)."""
+    of ``consistency_loss`` on the unlabelled images (0: none, the labeller of augmentor 0.4–0.5). ``augment``: a
+    saved albumentations pipeline for the classical augmentation (default: the preset)."""
     from tqdm.auto import tqdm
 
     device = torch.device(device)
@@ -81,7 +83,7 @@ def train_labelling_gan(
     g = torch.Generator().manual_seed(seed)  # batch draws (on the CPU, where the images are)
     g_device = torch.Generator(device=device).manual_seed(seed)  # noise and DiffAugment
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_precision("auto", device) == "bf16")
-    aug = augmentation.preset(labelled.channels, seed)
+    aug = augmentation.pipeline_or_preset(augment, labelled.channels, seed, "--pseudo-augment")
     shares = labelled_shares(labelled, labelled.num_classes)
     shares = None if shares is None else shares.to(device)
     d_params = [*model.body.parameters(), *model.head.parameters()]

@@ -100,7 +100,7 @@ def pseudo_label(
 
     if labelled.num_classes < 2:
         raise DataError("--unlabeled needs labelled images of at least 2 classes to learn labels from")
-    aug = augmentation.preset(labelled.channels, seed)
+    aug = augmentation.pipeline_or_preset(cfg.pseudo_augment, labelled.channels, seed, "--pseudo-augment")
     x, y = data.uint8_to_tanh(labelled.images), labelled.labels
     with torch.random.fork_rng(devices=[]):  # the classifier seeds torch's global generator: not the user's
         model = train_classifier(
@@ -113,8 +113,9 @@ def pseudo_label(
         from .semisupervised import label_probabilities, train_labelling_gan
 
         gan = train_labelling_gan(
-            labelled, unlabeled, unlabeled.images[pseudo.index], pseudo.labels, cfg.labeller_steps, seed, device=device
-        )
+            labelled, unlabeled, unlabeled.images[pseudo.index], pseudo.labels, cfg.labeller_steps, seed,
+            augment=cfg.pseudo_augment, device=device,
+        )  # fmt: skip
         probs = with_labelled_prior(label_probabilities(gan, unlabeled), labelled)
         pseudo = _confident(probs, labelled, cfg.pseudo_threshold, "semi-supervised GAN")
     return pseudo

@@ -189,10 +189,14 @@ def test_bench_uses_the_users_albumentations_file(tmp_path, capsys):
 
 
 def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_path, capsys):
+    import albumentations as A
+
     from augmentor.bench import ARM_BY_NAME
 
+    A.save(A.Compose([A.Affine(translate_percent=0.05, p=1.0)]), str(tmp_path / "mine.json"))
     out = tmp_path / "b"
-    code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--seeds", "0", "--out", out, "--unlabeled-rest")
+    args = ["--seeds", "0", "--out", out, "--unlabeled-rest", "--augment", tmp_path / "mine.json"]
+    code, _, err = run_cli(capsys, "bench", "--preset", "smoke", *args)
     assert code == 0, err
     res = json.loads((out / "results.json").read_text())
     arms = res["summary"]["6"]
@@ -212,6 +216,7 @@ def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_
     gan = json.loads((out / "runs" / "unlabeled-shot6-seed0" / "config.json").read_text())
     assert gan["pseudo_labels"]["labeller"] == "gan" and gan["pseudo_labels"]["kept"] == setting["pseudo_labels"]["gan"]["kept"]
     assert gan["num_images"] == setting["train_images"]
+    assert gan["unlabeled"]["pseudo_augment"] == str(tmp_path / "mine.json")  # the labellers augment as the arms do
     assert "unlabelled images: the GAN that learnt from them" in (out / "report.md").read_text()
     assert "near_copy_fraction" in res["quality"]["6"]["unlabeled_gan"]["memorization"]  # near-copies of U's samples
     code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--out", tmp_path / "c", "--unlabeled-rest", "--unlabeled", "x")

@@ -198,3 +198,32 @@ def test_consistency_asks_augmented_views_to_keep_the_class_the_labeller_is_sure
     rare = torch.tensor([[3.2, 0.0]])  # softmax 0.96 / 0.04
     assert consistency_loss(rare, torch.tensor([[0.0, 4.0]])) > 1.0
     assert consistency_loss(rare, torch.tensor([[0.0, 4.0]]), shares=torch.tensor([0.1, 0.9])) == 0
+
+
+def test_pseudo_augment_is_the_pipeline_the_labellers_train_with(tmp_path, capsys):
+    """--pseudo-augment replaces the preset in the pseudo-labellers: a pipeline that inverts every training image
+    leaves a classifier that labels the (plain) unlabelled digits far worse; a missing file is refused first."""
+    import albumentations as A
+
+    from augmentor.config import UnlabeledConfig
+    from augmentor.unlabeled import pseudo_label
+
+    digits = data.load(None, size=32)
+    labelled_index = data.per_class_subset(digits, 5, 0)
+    rest = torch.ones(len(digits), dtype=torch.bool)
+    rest[labelled_index] = False
+    labelled, unlabeled = digits.subset(labelled_index), digits.subset(torch.nonzero(rest).flatten())
+    A.save(A.Compose([A.InvertImg(p=1.0)]), str(tmp_path / "invert.json"))
+    right = {}
+    for name, file in (("preset", None), ("invert", str(tmp_path / "invert.json"))):
+        cfg = UnlabeledConfig(pseudo_labeller="classifier", pseudo_steps=100, pseudo_augment=file)
+        pseudo = pseudo_label(labelled, unlabeled, cfg, seed=0)
+        right[name] = int((unlabeled.labels[pseudo.index] == pseudo.labels).sum())
+    assert right["invert"] < 0.5 * right["preset"], right
+
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        capsys, "fit", "--unlabeled", "sklearn:digits", "--pseudo-augment", tmp_path / "no.json", "--out", out, *TINY
+    )
+    assert code == 2 and "--pseudo-augment" in one_line_error(err) and "no such file" in one_line_error(err)
+    assert not out.exists()
