@@ -161,6 +161,7 @@ def _prepare_new_run(out: Path, force: bool) -> None:
     if out.is_dir() and any(p for p in out.iterdir() if p.name != ".lock") and not (out / CONFIG).exists() and not force:
         raise RunDirError(f"{out}: is not empty and holds no augmentor run; choose another --out (or --force to write into it)")
     if force:  # only what a run writes; anything else of the user's stays
+        checkpoint.remove_temporaries(out)  # a killed write's leftovers (the run lock is held)
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
         for name in RUN_DIRS:

@@ -69,9 +69,11 @@ def test_existing_run_is_not_overwritten_without_force(tmp_path, capsys):
     code, _, err = run_cli(capsys, "fit", "--out", out, "--steps", 2, *TINY)
     assert code == 2 and "--resume" in one_line_error(err) and (out / "config.json").read_text() == before
     (out / "my-notes.txt").write_text("mine")
+    (out / ".config.json.tmp4242").write_text("{")  # what a fit killed while writing its config leaves
     assert run_cli(capsys, "fit", "--out", out, "--steps", 3, "--force", *TINY)[0] == 0
     assert json.loads((out / "config.json").read_text())["train"]["steps"] == 3
     assert (out / "my-notes.txt").read_text() == "mine"  # --force removes only what a run writes
+    assert not (out / ".config.json.tmp4242").exists()
 
 
 def test_resume_extends_a_finished_run_and_refuses_contradicting_flags(tmp_path, capsys):
