@@ -152,6 +152,13 @@ def scores(probs: np.ndarray, y: np.ndarray) -> dict:
     return out
 
 
+def imbalanced(images: data.ImageSet) -> bool:
+    """A class has over 1.5× the images of another: the bench then adds class-balanced arms, lets the extra images
+    top up the rare classes and keeps every training image (n-shot draws would erase the imbalance)."""
+    counts = images.class_counts()
+    return max(counts) > 1.5 * max(1, min(counts))
+
+
 def carve_validation(train: data.ImageSet, seed: int) -> tuple:
     """20 % of each class (at least one image of a class that has ≥ 3) for choosing the ratio."""
     kept, val = data.stratified_split(train, 0.2, seed)
@@ -311,8 +318,7 @@ def run_setting(
     x_test, y_test = data.uint8_to_tanh(split.test.images), split.test.labels.numpy()
     x_val, y_val = data.uint8_to_tanh(val.images), val.labels.numpy()
     k = pool.num_classes
-    counts = train.class_counts()
-    imbalanced = max(counts) > 1.5 * max(1, min(counts))
+    is_imbalanced = imbalanced(train)
 
     # The GANs see this setting's training images only.
     def train_gan(name: str, train_cfg: TrainConfig, options: dict, unlabeled_images=None, start=None) -> Sampler:
@@ -407,7 +413,7 @@ def run_setting(
             return iter(base)
         sources = [source(name, aug, arm.synthetic_augmented) for name in arm.mix]
         extra = sources[0] if len(sources) == 1 else augmentation_.SharedSource(sources)
-        labels = "balanced" if imbalanced else "match"  # imbalanced data: the extra images top up the rare classes
+        labels = "balanced" if is_imbalanced else "match"  # imbalanced data: the extra images top up the rare classes
         return iter(SyntheticMix(base, extra, ratio=arm.ratio, labels=labels, transform=data.unit_to_tanh, seed=seed))
 
     models = {"A real": fit_clf(ARMS[0])}
@@ -422,7 +428,7 @@ def run_setting(
 
     available = {"real", *gans, *pseudo_sets}
     for arm in ARMS:
-        if arm.name in models or (arm.balanced and not imbalanced) or not arm.sources <= available:
+        if arm.name in models or (arm.balanced and not is_imbalanced) or not arm.sources <= available:
             continue
         if arm.cas:
             models[arm.name] = train_classifier(x_syn[arm.cas], y_syn, k, steps=preset.clf_steps, seed=seed)
@@ -440,7 +446,7 @@ def run_setting(
         seed=seed,
         train_images=len(train),
         val_images=len(val),
-        imbalanced=imbalanced,
+        imbalanced=is_imbalanced,
         augmentation=augmentation,
         augmentation_val=augmentation_val,
         gan_seconds=round(gan_seconds, 1),
@@ -552,7 +558,7 @@ def bench(
     asked = bool(shots)
     if not shots:
         shots = p.shots
-        if max(counts) > 1.5 * max(1, min(counts)):  # n-shot subsets would erase the imbalance the user has
+        if imbalanced(split.pool):  # n-shot subsets would erase the imbalance the user has
             shots = ("all",)
             split.notes.append("imbalanced data: all training images used as given, with class-balanced arms")
     for shot in shots:

@@ -142,13 +142,13 @@ def _carry_anomaly_files(run: Path, d_path: Path, step: int) -> list:
     with np.load(references) as saved:
         if int(saved["step"]) != step:
             return []  # computed for an older checkpoint: `score` on the exported folder says what to do
-    carried = []
-    for source in (references, run / MODEL_FILES["encoder"]):
-        if source.is_file() and (source == references or read_metadata(source).get("step") == step):
-            target = d_path.parent / source.name
-            checkpoint.atomic_write(target, lambda f, source=source: f.write(source.read_bytes()))
-            carried.append(target)
-    return carried
+    sources = [references]
+    encoder = run / MODEL_FILES["encoder"]
+    if encoder.is_file() and read_metadata(encoder)["step"] == step:  # an older checkpoint's encoder stays behind
+        sources.append(encoder)
+    for source in sources:
+        checkpoint.atomic_write(d_path.parent / source.name, lambda f, source=source: f.write(source.read_bytes()))
+    return [d_path.parent / source.name for source in sources]
 
 
 def _export(model, args, path: Path, inputs, outputs, meta: dict, fp16: bool) -> None:

@@ -20,8 +20,8 @@ import torch
 from common import bench_classifier, mean_spread, probe_bench_settings
 
 from augmentor import Sampler, data, run
-from augmentor.augmentation import AugmentedSamples, RealResampler, SharedSource, load_pipeline, preset
-from augmentor.bench import carve_validation, choose_training_images, scores
+from augmentor.augmentation import AugmentedSamples, RealResampler, SharedSource, pipeline_or_preset
+from augmentor.bench import carve_validation, choose_training_images, imbalanced, scores
 from augmentor.classifier import predict, train_classifier
 from augmentor.config import TrainConfig
 from augmentor.unlabeled import drop_labelled, pseudo_labelled, read_pseudo_labels, with_pseudo_labelled
@@ -51,11 +51,10 @@ def probe(setting: dict, split, p, bench: Path, variants: list, metric: str, aug
     k = train.num_classes
     x_train, y_train = data.uint8_to_tanh(train.images), train.labels
     x_test, y_test = data.uint8_to_tanh(split.test.images), split.test.labels.numpy()
-    counts = train.class_counts()
-    labels = "balanced" if max(counts) > 1.5 * max(1, min(counts)) else "match"  # as the bench mixes
-    make_aug = (lambda: load_pipeline(augment, seed)) if augment else (lambda: preset(train.channels, seed))
-    if setting["augmentation"] == "none":
-        make_aug = lambda: None  # noqa: E731
+    labels = "balanced" if imbalanced(train) else "match"  # as the bench mixes
+
+    def make_aug():
+        return None if setting["augmentation"] == "none" else pipeline_or_preset(augment, train.channels, seed)
 
     def source(arm: str, gen, aug):
         """What replaces half of each batch in ``arm``, as the bench builds it."""

@@ -24,7 +24,7 @@ from common import bench_classifier, environment
 from augmentor import data
 from augmentor.augmentation import RealResampler, augment_batch
 from augmentor.augmentation import preset as classical
-from augmentor.bench import PRESETS, carve_validation, choose_training_images, scores, split_data
+from augmentor.bench import PRESETS, carve_validation, choose_training_images, imbalanced, scores, split_data
 from augmentor.classifier import predict, train_classifier
 from augmentor.semisupervised import label_probabilities, train_labelling_gan
 from augmentor.unlabeled import _confident, pseudo_labelled, with_labelled_prior
@@ -40,8 +40,7 @@ def setting(split, p, chosen_setting: dict, thresholds) -> dict:
     train, _ = carve_validation(split.pool.subset(chosen), seed)
     unlabeled = split.pool.subset(torch.nonzero(rest).flatten())
     k = train.num_classes
-    counts = train.class_counts()
-    imbalanced = max(counts) > 1.5 * max(1, min(counts))
+    is_imbalanced = imbalanced(train)
     x_train, y_train = data.uint8_to_tanh(train.images), train.labels
     aug = classical(train.channels, seed)
 
@@ -61,7 +60,7 @@ def setting(split, p, chosen_setting: dict, thresholds) -> dict:
             pseudo_labelled(unlabeled, pseudo, train.class_names), classical(train.channels, seed) if use_aug else None
         )
         aug = classical(train.channels, seed) if use_aug else None
-        model = bench_classifier(x_train, y_train, k, p, seed, aug, extra, labels="balanced" if imbalanced else "match")
+        model = bench_classifier(x_train, y_train, k, p, seed, aug, extra, labels="balanced" if is_imbalanced else "match")
         return scores(predict(model, data.uint8_to_tanh(split.test.images)), split.test.labels.numpy())
 
     row = {"shot": shot, "seed": seed}
