@@ -41,7 +41,7 @@ from .errors import ConfigError, writable_folder
 from .mix import SyntheticMix
 from .sampler import Sampler
 from .train import resolve_precision
-from .unlabeled import drop_labelled, load_unlabeled, pseudo_label, pseudo_labelled, read_pseudo_labels
+from .unlabeled import drop_labelled, expected_shares, load_unlabeled, pseudo_label, pseudo_labelled, read_pseudo_labels
 
 log = logging.getLogger("augmentor")
 
@@ -302,6 +302,7 @@ def run_setting(
     augment_file: Optional[Path] = None,
     unlabeled: Optional[data.ImageSet] = None,
     init: Optional[InitConfig] = None,
+    unlabeled_shares: Optional[str] = None,
 ) -> tuple:
     """Train the GANs and every arm's classifier for one (shot, seed). Returns (SettingResult, SettingSamples).
     ``unlabeled``: unlabelled images for the U and SELF arms; ``UNLABELED_REST`` takes the pool images outside
@@ -344,6 +345,7 @@ def run_setting(
         pseudo_steps=preset.pseudo_steps,
         labeller_steps=preset.labeller_steps,
         pseudo_augment=str(augment_file) if augment_file is not None else None,
+        unlabeled_shares=unlabeled_shares,
     )
     t0 = time.time()
     ours = TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, lr=5e-4, seed=seed, coverage=coverage)
@@ -503,12 +505,14 @@ def bench(
     augment: Optional[str] = None,
     unlabeled: Optional[str] = None,
     unlabeled_rest: bool = False,
+    unlabeled_shares: Optional[str] = None,
     classes: Optional[str] = None,
     init: InitConfig | str | None = None,
     gan_steps: Optional[int] = None,
 ) -> dict:
     """``unlabeled``: a source of unlabelled images for the SELF, U and SELF+U arms, or ``unlabeled_rest``: the
-    pool images outside each setting's draw (for benchmarks on labelled data; the test set stays out).
+    pool images outside each setting's draw (for benchmarks on labelled data; the test set stays out);
+    ``unlabeled_shares``: the class shares the labellers expect among them (fit --unlabeled-shares).
     ``shots``: the training sets to draw (see parse_shots); default the preset's n per class, or all
     images when the data are imbalanced (n-shot sets would erase the imbalance). ``augment``: a file of the
     user's albumentations pipeline (``A.save``) for the classical arms; default: the built-in preset or
@@ -554,6 +558,12 @@ def bench(
         split.notes.append(f"unlabelled images: {unlabeled} ({len(unlabeled_images)})")
     elif unlabeled_rest:
         split.notes.append("unlabelled images: the pool images outside each setting's draw, their labels unused")
+    if unlabeled_shares:
+        if unlabeled_images is None:
+            raise ConfigError("--unlabeled-shares describes unlabelled images: give --unlabeled SOURCE or --unlabeled-rest too")
+        shares = expected_shares(split.pool, unlabeled_shares)  # a malformed or mismatched value fails now
+        stated = ", ".join(f"{name} {share:.2f}" for name, share in zip(split.pool.class_names, shares.tolist()))
+        split.notes.append(f"the labellers expect these class shares among the unlabelled images: {stated}")
     counts = split.pool.class_counts()
     asked = bool(shots)
     if not shots:
@@ -588,6 +598,7 @@ def bench(
                 augment_file,
                 unlabeled_images,
                 init,
+                unlabeled_shares,
             )
             for i, (shot, seed) in enumerate(settings)
             if i % w.size == w.rank

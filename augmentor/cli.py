@@ -34,11 +34,12 @@ def _setup_logging(verbose: bool = False) -> None:
     log.propagate = False
 
 
-def _click_options(*config_classes):
-    """The click options of every field declared with an Option in config.py (flag, help, type, default)."""
+def _click_options(*config_classes, only=None):
+    """The click options of every field declared with an Option in config.py (flag, help, type, default);
+    ``only``: of these fields."""
 
     def decorate(f):
-        for d in reversed(declared(*config_classes)):
+        for d in reversed([d for d in declared(*config_classes) if only is None or d.name in only]):
             opt, kind = d.option, d.field.type
             kw = {"help": opt.help, "default": d.default, "show_default": d.default not in (None, "")}
             if "bool" in kind:
@@ -212,6 +213,7 @@ def sample(model, n, per_class, out, seed, device):
     is_flag=True,
     help="Treat the pool images outside each setting's draw as unlabelled (benchmarks on labelled data).",
 )
+@_click_options(UnlabeledConfig, only=("unlabeled_shares",))
 @click.option("--classes", default=None, help="Bench on these classes only (by name or index), e.g. '5,6,7,8,9'.")
 @_click_options(InitConfig)  # our GANs start from a run fitted on related data, as with fit
 def bench(data, out, seeds, shots, init, freeze_d, **options):

@@ -262,7 +262,17 @@ class UnlabeledConfig(_Dict):
         "or yaml); default: the built-in preset for gray or colour images. `bench --augment FILE` passes its FILE.",
     )
 
+    unlabeled_shares: Optional[str] = option(
+        None,
+        "Each class's share of the unlabelled images, if you know it roughly, e.g. 'healthy=0.3,leaf_scorch=0.7'. The "
+        "labellers learn from as many images of each class, so they over-call a class that is rarer among the "
+        "unlabelled images; given the shares, each class keeps at most its share, most confident first. Default: the "
+        "labelled images' shares where they differ, else none assumed.",
+    )
+
     def __post_init__(self):
+        if self.unlabeled_shares is not None:
+            parse_shares(self.unlabeled_shares)
         if not 0.0 < self.pseudo_threshold < 1.0:
             raise ConfigError(f"--pseudo-threshold {self.pseudo_threshold} must be in (0, 1)")
         if self.pseudo_labeller not in PSEUDO_LABELLERS:
@@ -270,6 +280,21 @@ class UnlabeledConfig(_Dict):
         for name in ("pseudo_steps", "labeller_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)} must be at least 1")
+
+
+def parse_shares(text: str) -> dict:
+    """'healthy=0.3,leaf_scorch=0.7' → {class name: share}, normalised to sum 1 (so counts work too)."""
+    shares = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        try:
+            shares[name.strip()] = float(value)
+        except ValueError:
+            shares[name.strip()] = math.nan
+        if not name.strip() or not shares[name.strip()] > 0 or math.isinf(shares[name.strip()]):
+            raise ConfigError(f"--unlabeled-shares {text}: '{item}' is not CLASS=SHARE with a positive share")
+    total = sum(shares.values())
+    return {name: share / total for name, share in shares.items()}
 
 
 @dataclass(frozen=True)

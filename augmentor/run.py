@@ -209,6 +209,8 @@ def fit(
     init = InitConfig.of(init)
     source = transfer.load_source(init.init) if init.init else None
     labeller_options = unlabeled if isinstance(unlabeled, UnlabeledConfig) else pseudo_options
+    if isinstance(unlabeled, UnlabeledConfig) and unlabeled.unlabeled is None and unlabeled.unlabeled_shares:
+        raise ConfigError("--unlabeled-shares describes unlabelled images: give --unlabeled SOURCE too")
     if labeller_options is not None and labeller_options.pseudo_augment:  # a bad file fails before any training
         augmentation.load_pipeline(labeller_options.pseudo_augment, flag="--pseudo-augment")
     given = model_options or {}

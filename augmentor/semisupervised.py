@@ -67,13 +67,15 @@ def train_labelling_gan(
     without_generator: bool = False,
     consistency: float = CONSISTENCY_WEIGHT,
     augment=None,
+    shares=None,
     device="cpu",
 ) -> LabellingGAN:
     """Train on ``labelled`` (with their labels), ``pseudo_images`` (uint8, with the classifier's confident
     ``pseudo_labels``) and every ``unlabeled`` image. ``without_generator``: no samples and no "generated = no
     class" term, the rest the same: the control that tells what the generator adds. ``consistency``: the weight
     of ``consistency_loss`` on the unlabelled images (0: none, the labeller of augmentor 0.4–0.5). ``augment``: a
-    saved albumentations pipeline for the classical augmentation (default: the preset)."""
+    saved albumentations pipeline for the classical augmentation (default: the preset). ``shares``: the class
+    shares expected among the unlabelled images (unlabeled.expected_shares; default: the labelled images')."""
     from tqdm.auto import tqdm
 
     device = torch.device(device)
@@ -84,7 +86,7 @@ def train_labelling_gan(
     g_device = torch.Generator(device=device).manual_seed(seed)  # noise and DiffAugment
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_precision("auto", device) == "bf16")
     aug = augmentation.pipeline_or_preset(augment, labelled.channels, seed, "--pseudo-augment")
-    shares = labelled_shares(labelled, labelled.num_classes)
+    shares = labelled_shares(labelled, labelled.num_classes) if shares is None else shares
     shares = None if shares is None else shares.to(device)
     d_params = [*model.body.parameters(), *model.head.parameters()]
     opt_d = torch.optim.Adam(d_params, lr=lr, betas=(0.5, 0.999))

@@ -15,11 +15,12 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from . import augmentation, data
-from .config import UnlabeledConfig
+from .config import UnlabeledConfig, parse_shares
 from .errors import DataError
 from .modelfiles import PSEUDO_LABELS
 
@@ -100,6 +101,7 @@ def pseudo_label(
 
     if labelled.num_classes < 2:
         raise DataError("--unlabeled needs labelled images of at least 2 classes to learn labels from")
+    shares = expected_shares(labelled, cfg.unlabeled_shares)
     aug = augmentation.pipeline_or_preset(cfg.pseudo_augment, labelled.channels, seed, "--pseudo-augment")
     x, y = data.uint8_to_tanh(labelled.images), labelled.labels
     with torch.random.fork_rng(devices=[]):  # the classifier seeds torch's global generator: not the user's
@@ -108,16 +110,16 @@ def pseudo_label(
             augment=lambda xb, yb: (augmentation.augment_batch(aug, xb), yb),
         )  # fmt: skip
         probs = torch.from_numpy(predict(model, data.uint8_to_tanh(unlabeled.images)))
-    pseudo = _confident(with_labelled_prior(probs, labelled), labelled, cfg.pseudo_threshold, "classifier")
+    pseudo = _confident(reweighted(probs, shares), shares, cfg.pseudo_threshold, "classifier")
     if cfg.pseudo_labeller == "gan":
         from .semisupervised import label_probabilities, train_labelling_gan
 
         gan = train_labelling_gan(
             labelled, unlabeled, unlabeled.images[pseudo.index], pseudo.labels, cfg.labeller_steps, seed,
-            augment=cfg.pseudo_augment, device=device,
+            augment=cfg.pseudo_augment, shares=shares, device=device,
         )  # fmt: skip
-        probs = with_labelled_prior(label_probabilities(gan, unlabeled), labelled)
-        pseudo = _confident(probs, labelled, cfg.pseudo_threshold, "semi-supervised GAN")
+        probs = reweighted(label_probabilities(gan, unlabeled), shares)
+        pseudo = _confident(probs, shares, cfg.pseudo_threshold, "semi-supervised GAN")
     return pseudo
 
 
@@ -128,28 +130,39 @@ def labelled_shares(labelled: data.ImageSet, num_classes: int):
     return None if bool((counts == counts[0]).all()) else counts / counts.sum()
 
 
-def with_labelled_prior(probs: torch.Tensor, labelled: data.ImageSet) -> torch.Tensor:
-    """Both labellers learn from class-balanced batches, so their probabilities take the classes as equally
-    common. Reweighted by the labelled images' class shares (Saerens et al. 2002), a rare class is over-called
-    less: on the X-rays (10 % labelled, 3 seeds; about 350 of the 3,491 unlabelled are normal) the classifier
-    called 488–585 normal before, 401–482 after, and the kept labels went from 92–95 to 95–97 % right."""
-    return reweighted(probs, labelled_shares(labelled, probs.shape[1]))
+def expected_shares(labelled: data.ImageSet, stated: Optional[str] = None):
+    """The class shares the labellers expect among the unlabelled images: the user's (--unlabeled-shares, every
+    class named), else the labelled images' (labelled_shares). An equal draw of 8 leaves a class, with 29 % of the
+    unlabelled leaves healthy, had the classifier call 534 of 1,075 healthy (175 wrong, 82 % of the kept labels
+    right); capped at the true shares, 97 % (docs/results.md)."""
+    if stated is None:
+        return labelled_shares(labelled, labelled.num_classes)
+    shares = parse_shares(stated)
+    names = list(labelled.class_names)
+    if set(shares) != set(names):
+        unknown, missing = sorted(set(shares) - set(names)), [n for n in names if n not in shares]
+        what = f"unknown class {', '.join(unknown)}" if unknown else f"no share for {', '.join(missing)}"
+        raise DataError(f"--unlabeled-shares {stated}: {what}; name every class of the labelled images ({', '.join(names)})")
+    return torch.tensor([shares[n] for n in names])
 
 
 def reweighted(probs: torch.Tensor, shares) -> torch.Tensor:
-    """Class probabilities learnt on balanced batches, reweighted by class ``shares`` (None: unchanged,
-    bit-identical)."""
+    """Both labellers learn from class-balanced batches, so their probabilities take the classes as equally
+    common. Reweighted by the expected class ``shares`` (Saerens et al. 2002; None: unchanged, bit-identical), a
+    rare class is over-called less: on the X-rays (10 % labelled, 3 seeds; about 350 of the 3,491 unlabelled are
+    normal) the classifier called 488–585 normal before, 401–482 after, and the kept labels went from 92–95 to
+    95–97 % right."""
     if shares is None:
         return probs
     weighted = probs * shares.to(probs.dtype)
     return weighted / weighted.sum(1, keepdim=True)
 
 
-def _confident(probs: torch.Tensor, labelled: data.ImageSet, threshold: float, labeller: str) -> PseudoLabels:
-    """The labels with confidence ≥ ``threshold``, and per class at most its expected number (labelled share ×
-    unlabelled images; the most confident first) where the labelled classes are unequal: a labeller that
-    over-calls a rare class does so with its least sure labels. On the X-rays (seed 0) the classifier's 482
-    normal calls, 151 wrong, became 349, 48 wrong (kept labels 95.3 → 98.4 % right)."""
+def _confident(probs: torch.Tensor, shares, threshold: float, labeller: str) -> PseudoLabels:
+    """The labels with confidence ≥ ``threshold``, and per class at most its expected number (expected share ×
+    unlabelled images; the most confident first) where ``shares`` are given: a labeller that over-calls a rare
+    class does so with its least sure labels. On the X-rays (seed 0) the classifier's 482 normal calls, 151
+    wrong, became 349, 48 wrong (kept labels 95.3 → 98.4 % right)."""
     confidence, labels = probs.max(1)
     keep = confidence >= threshold
     if not keep.any():
@@ -157,7 +170,6 @@ def _confident(probs: torch.Tensor, labelled: data.ImageSet, threshold: float, l
             f"--unlabeled: the {labeller} was not confident about any of the {len(probs)} unlabelled images "
             f"(highest {float(confidence.max()):.2f} < --pseudo-threshold {threshold}); lower it or label more images"
         )
-    shares = labelled_shares(labelled, probs.shape[1])
     for k, share in enumerate([] if shares is None else shares.tolist()):
         called = torch.nonzero(keep & (labels == k)).flatten()
         expected = round(share * len(probs))

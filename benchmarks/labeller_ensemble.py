@@ -27,7 +27,7 @@ from augmentor.augmentation import preset as classical
 from augmentor.bench import PRESETS, carve_validation, choose_training_images, imbalanced, scores, split_data
 from augmentor.classifier import predict, train_classifier
 from augmentor.semisupervised import label_probabilities, train_labelling_gan
-from augmentor.unlabeled import _confident, pseudo_labelled, with_labelled_prior
+from augmentor.unlabeled import _confident, expected_shares, pseudo_labelled, reweighted
 
 LABELLERS = ("classifier", "gan", "ensemble")
 
@@ -48,10 +48,12 @@ def setting(split, p, chosen_setting: dict, thresholds) -> dict:
     with torch.random.fork_rng(devices=[]):
         labeller = train_classifier(x_train, y_train, k, steps=p.pseudo_steps, seed=seed, balanced=True,
                                     augment=lambda xb, yb: (augment_batch(aug, xb), yb))  # fmt: skip
-        p_classifier = with_labelled_prior(torch.from_numpy(predict(labeller, data.uint8_to_tanh(unlabeled.images))), train)
-    start = _confident(p_classifier, train, p.pseudo_threshold, "classifier")
+        p_classifier = reweighted(
+            torch.from_numpy(predict(labeller, data.uint8_to_tanh(unlabeled.images))), expected_shares(train)
+        )
+    start = _confident(p_classifier, expected_shares(train), p.pseudo_threshold, "classifier")
     gan = train_labelling_gan(train, unlabeled, unlabeled.images[start.index], start.labels, p.labeller_steps, seed)
-    p_gan = with_labelled_prior(label_probabilities(gan, unlabeled), train)
+    p_gan = reweighted(label_probabilities(gan, unlabeled), expected_shares(train))
     probs = {"classifier": p_classifier, "gan": p_gan, "ensemble": (p_classifier + p_gan) / 2}
 
     def self_training(pseudo) -> dict:
@@ -66,7 +68,7 @@ def setting(split, p, chosen_setting: dict, thresholds) -> dict:
     row = {"shot": shot, "seed": seed}
     for name in LABELLERS:
         for threshold in thresholds:
-            pseudo = _confident(probs[name], train, threshold, name)
+            pseudo = _confident(probs[name], expected_shares(train), threshold, name)
             right = float((unlabeled.labels[pseudo.index] == pseudo.labels).float().mean())
             test = self_training(pseudo)
             row[f"{name} {threshold:g}"] = {"kept": len(pseudo.index), "right": round(100 * right, 2),

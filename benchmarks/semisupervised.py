@@ -29,7 +29,7 @@ from augmentor.bench import PRESETS, carve_validation, choose_training_images, s
 from augmentor.classifier import predict, train_classifier
 from augmentor.config import UnlabeledConfig
 from augmentor.semisupervised import label_probabilities, train_labelling_gan
-from augmentor.unlabeled import _confident, pseudo_label, with_labelled_prior
+from augmentor.unlabeled import _confident, expected_shares, pseudo_label, reweighted
 
 LABELLERS = {  # train_labelling_gan's options
     "gan": {},
@@ -42,7 +42,7 @@ LABELLERS = {  # train_labelling_gan's options
 
 def judge(probs: torch.Tensor, truth: torch.Tensor, threshold: float, labelled) -> dict:
     """What the library keeps (threshold, and the class quotas where the labelled classes are unequal)."""
-    kept = _confident(probs, labelled, threshold, "judged")
+    kept = _confident(probs, expected_shares(labelled), threshold, "judged")
     return {
         "kept": len(kept.index),
         "kept_right": round(float((kept.labels == truth[kept.index]).float().mean()), 4),
@@ -65,7 +65,7 @@ def one_seed(split, shot, seed: int, steps: int, cfg: UnlabeledConfig, labellers
     aug = augmentation.preset(train.channels, seed)
     clf = train_classifier(data.uint8_to_tanh(train.images), train.labels, train.num_classes, steps=cfg.pseudo_steps,
                            seed=seed, balanced=True, augment=lambda x, y: (augmentation.augment_batch(aug, x), y))  # fmt: skip
-    probs = with_labelled_prior(torch.from_numpy(predict(clf, data.uint8_to_tanh(unlabeled.images))), train)
+    probs = reweighted(torch.from_numpy(predict(clf, data.uint8_to_tanh(unlabeled.images))), expected_shares(train))
     out["classifier"] = judge(probs, unlabeled.labels, cfg.pseudo_threshold, train)
     out["classifier"]["test"] = round(
         float((predict(clf, data.uint8_to_tanh(test_x.images)).argmax(1) == test_y.numpy()).mean()), 4
@@ -79,9 +79,9 @@ def one_seed(split, shot, seed: int, steps: int, cfg: UnlabeledConfig, labellers
         t0 = time.time()
         model = train_labelling_gan(train, unlabeled, unlabeled.images[start.index], start.labels, steps, seed,
                                     **LABELLERS[name])  # fmt: skip
-        probs = with_labelled_prior(label_probabilities(model, unlabeled), train)
+        probs = reweighted(label_probabilities(model, unlabeled), expected_shares(train))
         out[name] = judge(probs, unlabeled.labels, cfg.pseudo_threshold, train)
-        test_guess = with_labelled_prior(label_probabilities(model, test_x), train).argmax(1)
+        test_guess = reweighted(label_probabilities(model, test_x), expected_shares(train)).argmax(1)
         out[name]["test"] = round(float((test_guess == test_y).float().mean()), 4)
         out[name]["test_balanced"] = round(float(balanced_accuracy_score(test_y, test_guess)), 4)
         out[name]["seconds"] = round(time.time() - t0, 1)

@@ -7,7 +7,8 @@ import torch
 from clihelp import TINY, one_line_error, run_cli
 from conftest import write_image
 
-from augmentor import data
+from augmentor import ConfigError, DataError, data
+from augmentor.config import UnlabeledConfig
 from augmentor.unlabeled import read_pseudo_labels
 
 PSEUDO = ["--pseudo-steps", 100, "--labeller-steps", 100]
@@ -157,26 +158,56 @@ def test_pseudo_labels_of_a_folder_name_its_files(tmp_path, capsys):
 
 
 def test_labelled_class_shares_reweight_the_labellers_probabilities():
-    from augmentor.unlabeled import with_labelled_prior
+    from augmentor.unlabeled import expected_shares, reweighted
 
     probs = torch.tensor([[0.5, 0.5], [0.9, 0.1], [0.05, 0.95]])
     equal = data.ImageSet(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 0, 1, 1]), ["a", "b"], "equal")
-    assert with_labelled_prior(probs, equal) is probs  # balanced batches already assumed equal shares
+    assert expected_shares(equal) is None  # an equal draw is a choice, not an estimate
+    assert reweighted(probs, None) is probs  # balanced batches already assumed equal shares
     rare_a = data.ImageSet(torch.zeros(10, 1, 8, 8, dtype=torch.uint8), torch.tensor([0] + [1] * 9), ["a", "b"], "rare a")
-    adjusted = with_labelled_prior(probs, rare_a)
+    adjusted = reweighted(probs, expected_shares(rare_a))
     assert torch.allclose(adjusted, torch.tensor([[0.1, 0.9], [0.5, 0.5], [0.05 / 8.6, 8.55 / 8.6]]))
 
 
-def test_a_rare_class_keeps_at_most_its_labelled_share_most_confident_first():
-    from augmentor.unlabeled import _confident
+def test_a_rare_class_keeps_at_most_its_expected_share_most_confident_first():
+    from augmentor.unlabeled import _confident, expected_shares
 
     # 10 unlabelled images; labelled 1 "a" to 4 "b" → at most 2 "a"; "b" (share 0.8, 8 allowed) is below its quota
     probs = torch.tensor([[0.95, 0.05], [0.99, 0.01], [0.92, 0.08], [0.97, 0.03], [0.5, 0.5]] + [[0.02, 0.98]] * 5)
     rare_a = data.ImageSet(torch.zeros(5, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 1, 1, 1]), ["a", "b"], "rare a")
-    kept = _confident(probs, rare_a, 0.9, "classifier")
+    kept = _confident(probs, expected_shares(rare_a), 0.9, "classifier")
     assert kept.index.tolist() == [1, 3, 5, 6, 7, 8, 9] and kept.labels.tolist() == [0, 0, 1, 1, 1, 1, 1]
     equal = data.ImageSet(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 0, 1, 1]), ["a", "b"], "equal")
-    assert _confident(probs, equal, 0.9, "classifier").index.tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9]  # no quota
+    assert _confident(probs, expected_shares(equal), 0.9, "classifier").index.tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    # an equal draw with the user's shares (--unlabeled-shares, counts work too): the same quota as rare_a's
+    stated = expected_shares(equal, "b=4, a=1")
+    assert torch.allclose(stated, torch.tensor([0.2, 0.8]))
+    assert _confident(probs, stated, 0.9, "classifier").index.tolist() == kept.index.tolist()
+
+
+@pytest.mark.parametrize(
+    "shares, message",
+    [("a=1,c=2", "unknown class c"), ("a=1", "no share for b"), ("a=1,b=0", "'b=0' is not CLASS=SHARE"),
+     ("a,b=1", "'a' is not CLASS=SHARE"), ("a=1,b=inf", "'b=inf' is not")],
+)  # fmt: skip
+def test_unlabeled_shares_that_cannot_be_meant_are_refused_in_one_line(shares, message):
+    from augmentor.unlabeled import expected_shares
+
+    labelled = data.ImageSet(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 0, 1, 1]), ["a", "b"], "two")
+    with pytest.raises((ConfigError, DataError), match=message):
+        expected_shares(labelled, shares)
+    if "CLASS=SHARE" in message:  # a malformed value is refused as the option is read, before any data
+        with pytest.raises(ConfigError, match=message):
+            UnlabeledConfig(unlabeled_shares=shares)
+
+
+def test_fit_refuses_unlabeled_shares_that_miss_a_class_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        capsys, "fit", "--per-class", 5, "--unlabeled", "sklearn:digits", "--unlabeled-shares", "0=1,1=2", "--out", out, *TINY
+    )
+    assert code == 2 and "no share for 2, 3, 4, 5, 6, 7, 8, 9" in one_line_error(err)
+    assert not out.exists()  # nothing was written
 
 
 def test_consistency_asks_augmented_views_to_keep_the_class_the_labeller_is_sure_of():
