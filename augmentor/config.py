@@ -261,7 +261,6 @@ class UnlabeledConfig(_Dict):
         "Classical augmentation the pseudo-labellers train with: an albumentations pipeline saved with A.save (json "
         "or yaml); default: the built-in preset for gray or colour images. `bench --augment FILE` passes its FILE.",
     )
-
     unlabeled_shares: Optional[str] = option(
         None,
         "Each class's share of the unlabelled images, if you know it roughly, e.g. 'healthy=0.3,leaf_scorch=0.7'. The "
@@ -286,13 +285,14 @@ def parse_shares(text: str) -> dict:
     """'healthy=0.3,leaf_scorch=0.7' → {class name: share}, normalised to sum 1 (so counts work too)."""
     shares = {}
     for item in text.split(","):
-        name, _, value = item.partition("=")
+        name, _, value = (part.strip() for part in item.partition("="))
         try:
-            shares[name.strip()] = float(value)
+            share = float(value)
         except ValueError:
-            shares[name.strip()] = math.nan
-        if not name.strip() or not shares[name.strip()] > 0 or math.isinf(shares[name.strip()]):
-            raise ConfigError(f"--unlabeled-shares {text}: '{item}' is not CLASS=SHARE with a positive share")
+            share = math.nan
+        if not name or name in shares or not 0 < share < math.inf:
+            raise ConfigError(f"--unlabeled-shares {text}: '{item}' is not CLASS=SHARE with a positive share, once per class")
+        shares[name] = share
     total = sum(shares.values())
     return {name: share / total for name, share in shares.items()}
 

@@ -97,19 +97,10 @@ def pseudo_label(
     """Keep the unlabelled images the pseudo-labeller is confident about, with its labels: the classifier
     trained on ``labelled``, then (``cfg.pseudo_labeller == "gan"``) the semi-supervised GAN that starts from
     the classifier's confident labels and learns from every unlabelled image (semisupervised.py)."""
-    from .classifier import predict, train_classifier
-
     if labelled.num_classes < 2:
         raise DataError("--unlabeled needs labelled images of at least 2 classes to learn labels from")
     shares = expected_shares(labelled, cfg.unlabeled_shares)
-    aug = augmentation.pipeline_or_preset(cfg.pseudo_augment, labelled.channels, seed, "--pseudo-augment")
-    x, y = data.uint8_to_tanh(labelled.images), labelled.labels
-    with torch.random.fork_rng(devices=[]):  # the classifier seeds torch's global generator: not the user's
-        model = train_classifier(
-            x, y, labelled.num_classes, steps=cfg.pseudo_steps, seed=seed, balanced=True,
-            augment=lambda xb, yb: (augmentation.augment_batch(aug, xb), yb),
-        )  # fmt: skip
-        probs = torch.from_numpy(predict(model, data.uint8_to_tanh(unlabeled.images)))
+    probs = classifier_probabilities(labelled, unlabeled, cfg, seed)
     pseudo = _confident(reweighted(probs, shares), shares, cfg.pseudo_threshold, "classifier")
     if cfg.pseudo_labeller == "gan":
         from .semisupervised import label_probabilities, train_labelling_gan
@@ -121,6 +112,21 @@ def pseudo_label(
         probs = reweighted(label_probabilities(gan, unlabeled), shares)
         pseudo = _confident(probs, shares, cfg.pseudo_threshold, "semi-supervised GAN")
     return pseudo
+
+
+def classifier_probabilities(labelled: data.ImageSet, unlabeled: data.ImageSet, cfg: UnlabeledConfig, seed: int = 0):
+    """The first labeller: a SmallCNN trained on ``labelled`` (classical augmentation, class-balanced batches, so
+    it takes the classes as equally common), its class probabilities for every unlabelled image."""
+    from .classifier import predict, train_classifier
+
+    aug = augmentation.pipeline_or_preset(cfg.pseudo_augment, labelled.channels, seed, "--pseudo-augment")
+    x, y = data.uint8_to_tanh(labelled.images), labelled.labels
+    with torch.random.fork_rng(devices=[]):  # the classifier seeds torch's global generator: not the user's
+        model = train_classifier(
+            x, y, labelled.num_classes, steps=cfg.pseudo_steps, seed=seed, balanced=True,
+            augment=lambda xb, yb: (augmentation.augment_batch(aug, xb), yb),
+        )  # fmt: skip
+        return torch.from_numpy(predict(model, data.uint8_to_tanh(unlabeled.images)))
 
 
 def labelled_shares(labelled: data.ImageSet, num_classes: int):

@@ -188,7 +188,7 @@ def test_a_rare_class_keeps_at_most_its_expected_share_most_confident_first():
 @pytest.mark.parametrize(
     "shares, message",
     [("a=1,c=2", "unknown class c"), ("a=1", "no share for b"), ("a=1,b=0", "'b=0' is not CLASS=SHARE"),
-     ("a,b=1", "'a' is not CLASS=SHARE"), ("a=1,b=inf", "'b=inf' is not")],
+     ("a,b=1", "'a' is not CLASS=SHARE"), ("a=1,b=inf", "'b=inf' is not"), ("a=1,a=2", "'a=2' is not CLASS=SHARE")],
 )  # fmt: skip
 def test_unlabeled_shares_that_cannot_be_meant_are_refused_in_one_line(shares, message):
     from augmentor.unlabeled import expected_shares
