@@ -50,6 +50,8 @@ def test_bench_refuses_what_would_measure_nothing_before_writing_anything(tmp_pa
         (["--data", tmp_path / "leaves"], "one class only"),
         (["--shots", 500], "--shots 500: class '8' has 122 images"),  # digits: 122-128 a class outside the test set
         (["--seeds", "0,0"], "a seed given twice"),
+        (["--unlabeled-shares", "0=1"], "give --unlabeled SOURCE or --unlabeled-rest too"),
+        (["--unlabeled-rest", "--unlabeled-shares", "a=1"], "unknown class a"),
     ]:
         code, _, err = run_cli(capsys, "bench", *args, "--preset", "smoke", "--out", tmp_path / "b")
         assert code == 2 and expected in one_line_error(err), err
@@ -195,7 +197,8 @@ def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_
 
     A.save(A.Compose([A.Affine(translate_percent=0.05, p=1.0)]), str(tmp_path / "mine.json"))
     out = tmp_path / "b"
-    args = ["--seeds", "0", "--out", out, "--unlabeled-rest", "--augment", tmp_path / "mine.json"]
+    shares = "0=3," + ",".join(f"{k}=1" for k in range(1, 10))  # the labellers expect 1 in 4 unlabelled digits a 0
+    args = ["--seeds", "0", "--out", out, "--unlabeled-rest", "--augment", tmp_path / "mine.json", "--unlabeled-shares", shares]
     code, _, err = run_cli(capsys, "bench", "--preset", "smoke", *args)
     assert code == 0, err
     res = json.loads((out / "results.json").read_text())
@@ -213,10 +216,15 @@ def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_
     # the unlabelled images are the pool outside this setting's draw (train + validation = 60 of 1,258)
     for pseudo in setting["pseudo_labels"].values():
         assert pseudo["considered"] == 1258 - 60 and 0 < pseudo["kept"] <= pseudo["considered"] and 0 <= pseudo["right"] <= 1
+        caps = {name: round(share / 12 * pseudo["considered"]) for name, share in zip("0123456789", [3] + [1] * 9)}
+        assert all(kept <= caps[name] for name, kept in pseudo["kept_per_class"].items()), pseudo  # at most its share
     gan = json.loads((out / "runs" / "unlabeled-shot6-seed0" / "config.json").read_text())
     assert gan["pseudo_labels"]["labeller"] == "gan" and gan["pseudo_labels"]["kept"] == setting["pseudo_labels"]["gan"]["kept"]
     assert gan["num_images"] == setting["train_images"]
     assert gan["unlabeled"]["pseudo_augment"] == str(tmp_path / "mine.json")  # the labellers augment as the arms do
+    assert (
+        gan["unlabeled"]["unlabeled_shares"] == shares and "class shares among the unlabelled" in (out / "report.md").read_text()
+    )
     assert "unlabelled images: the GAN that learnt from them" in (out / "report.md").read_text()
     assert "near_copy_fraction" in res["quality"]["6"]["unlabeled_gan"]["memorization"]  # near-copies of U's samples
     code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--out", tmp_path / "c", "--unlabeled-rest", "--unlabeled", "x")
