@@ -140,7 +140,7 @@ def expected_shares(labelled: data.ImageSet, stated: Optional[str] = None):
     """The class shares the labellers expect among the unlabelled images: the user's (--unlabeled-shares, every
     class named), else the labelled images' (labelled_shares). An equal draw of 8 leaves a class, with 29 % of the
     unlabelled leaves healthy, had the classifier call 534 of 1,075 healthy (175 wrong, 82 % of the kept labels
-    right); capped at the true shares, 97 % (docs/results.md)."""
+    right); told healthy=0.3, 96.7 % (docs/results.md)."""
     if stated is None:
         return labelled_shares(labelled, labelled.num_classes)
     shares = parse_shares(stated)
