@@ -45,15 +45,14 @@ def setting(split, p, chosen_setting: dict, thresholds) -> dict:
     aug = classical(train.channels, seed)
 
     # The two labellers, as unlabeled.pseudo_label runs them
+    shares = expected_shares(train)
     with torch.random.fork_rng(devices=[]):
         labeller = train_classifier(x_train, y_train, k, steps=p.pseudo_steps, seed=seed, balanced=True,
                                     augment=lambda xb, yb: (augment_batch(aug, xb), yb))  # fmt: skip
-        p_classifier = reweighted(
-            torch.from_numpy(predict(labeller, data.uint8_to_tanh(unlabeled.images))), expected_shares(train)
-        )
-    start = _confident(p_classifier, expected_shares(train), p.pseudo_threshold, "classifier")
+        p_classifier = reweighted(torch.from_numpy(predict(labeller, data.uint8_to_tanh(unlabeled.images))), shares)
+    start = _confident(p_classifier, shares, p.pseudo_threshold, "classifier")
     gan = train_labelling_gan(train, unlabeled, unlabeled.images[start.index], start.labels, p.labeller_steps, seed)
-    p_gan = reweighted(label_probabilities(gan, unlabeled), expected_shares(train))
+    p_gan = reweighted(label_probabilities(gan, unlabeled), shares)
     probs = {"classifier": p_classifier, "gan": p_gan, "ensemble": (p_classifier + p_gan) / 2}
 
     def self_training(pseudo) -> dict:
@@ -68,7 +67,7 @@ def setting(split, p, chosen_setting: dict, thresholds) -> dict:
     row = {"shot": shot, "seed": seed}
     for name in LABELLERS:
         for threshold in thresholds:
-            pseudo = _confident(probs[name], expected_shares(train), threshold, name)
+            pseudo = _confident(probs[name], shares, threshold, name)
             right = float((unlabeled.labels[pseudo.index] == pseudo.labels).float().mean())
             test = self_training(pseudo)
             row[f"{name} {threshold:g}"] = {"kept": len(pseudo.index), "right": round(100 * right, 2),
