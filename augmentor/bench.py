@@ -192,6 +192,13 @@ def choose_training_images(pool: data.ImageSet, shot, seed: int) -> torch.Tensor
     return data.per_class_subset(pool, shot, seed)
 
 
+def rest_of_pool(pool: data.ImageSet, chosen: torch.Tensor) -> data.ImageSet:
+    """The pool images outside a setting's draw ``chosen``: --unlabeled-rest's unlabelled images."""
+    rest = torch.ones(len(pool), dtype=torch.bool)
+    rest[chosen] = False
+    return pool.subset(torch.nonzero(rest).flatten())
+
+
 @dataclass(frozen=True)
 class Arm:
     """One way of training the classifier. ``synthetic`` decides which side of the verdict an arm is on.
@@ -311,9 +318,7 @@ def run_setting(
     chosen = choose_training_images(pool, shot, seed)
     labels_known = unlabeled is UNLABELED_REST  # then how many pseudo-labels are right can be counted
     if unlabeled is UNLABELED_REST:
-        rest = torch.ones(len(pool), dtype=torch.bool)
-        rest[chosen] = False
-        unlabeled = pool.subset(torch.nonzero(rest).flatten())
+        unlabeled = rest_of_pool(pool, chosen)
     train, val = carve_validation(pool.subset(chosen), seed)
     x_train, y_train = data.uint8_to_tanh(train.images), train.labels
     x_test, y_test = data.uint8_to_tanh(split.test.images), split.test.labels.numpy()

@@ -21,7 +21,7 @@ from common import bench_classifier, mean_spread, probe_bench_settings
 
 from augmentor import Sampler, data, run
 from augmentor.augmentation import AugmentedSamples, RealResampler, SharedSource, pipeline_or_preset
-from augmentor.bench import carve_validation, choose_training_images, imbalanced, scores
+from augmentor.bench import carve_validation, choose_training_images, imbalanced, rest_of_pool, scores
 from augmentor.classifier import predict, train_classifier
 from augmentor.config import TrainConfig
 from augmentor.unlabeled import drop_labelled, pseudo_labelled, read_pseudo_labels, with_pseudo_labelled
@@ -39,10 +39,8 @@ def probe(setting: dict, split, p, bench: Path, variants: list, metric: str, aug
     shot, seed = setting["shot"], setting["seed"]
     pool = split.pool
     chosen = choose_training_images(pool, shot, seed)
-    rest = torch.ones(len(pool), dtype=torch.bool)
-    rest[chosen] = False
     train, _ = carve_validation(pool.subset(chosen), seed)
-    unlabeled = drop_labelled(pool.subset(torch.nonzero(rest).flatten()), train)
+    unlabeled = drop_labelled(rest_of_pool(pool, chosen), train)
     tag = str(shot).replace("%", "pct")
     bench_run = bench / "runs" / f"unlabeled-shot{tag}-seed{seed}"
     pseudo = read_pseudo_labels(bench_run)

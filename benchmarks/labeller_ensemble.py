@@ -24,7 +24,7 @@ from common import bench_classifier, environment
 from augmentor import data
 from augmentor.augmentation import RealResampler, augment_batch
 from augmentor.augmentation import preset as classical
-from augmentor.bench import PRESETS, carve_validation, choose_training_images, imbalanced, scores, split_data
+from augmentor.bench import PRESETS, carve_validation, choose_training_images, imbalanced, rest_of_pool, scores, split_data
 from augmentor.classifier import predict, train_classifier
 from augmentor.semisupervised import label_probabilities, train_labelling_gan
 from augmentor.unlabeled import _confident, expected_shares, pseudo_labelled, reweighted
@@ -35,10 +35,8 @@ LABELLERS = ("classifier", "gan", "ensemble")
 def setting(split, p, chosen_setting: dict, thresholds) -> dict:
     shot, seed = chosen_setting["shot"], chosen_setting["seed"]
     chosen = choose_training_images(split.pool, shot, seed)
-    rest = torch.ones(len(split.pool), dtype=torch.bool)
-    rest[chosen] = False
     train, _ = carve_validation(split.pool.subset(chosen), seed)
-    unlabeled = split.pool.subset(torch.nonzero(rest).flatten())
+    unlabeled = rest_of_pool(split.pool, chosen)
     k = train.num_classes
     is_imbalanced = imbalanced(train)
     x_train, y_train = data.uint8_to_tanh(train.images), train.labels

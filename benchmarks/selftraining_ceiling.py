@@ -28,7 +28,7 @@ from common import bench_classifier, environment
 
 from augmentor import data
 from augmentor.augmentation import RealResampler, augment_batch, preset
-from augmentor.bench import PRESETS, carve_validation, choose_training_images, imbalanced, scores, split_data
+from augmentor.bench import PRESETS, carve_validation, choose_training_images, imbalanced, rest_of_pool, scores, split_data
 from augmentor.classifier import predict, train_classifier
 from augmentor.config import UnlabeledConfig
 from augmentor.unlabeled import drop_labelled, pseudo_label, pseudo_labelled, read_pseudo_labels
@@ -73,10 +73,8 @@ def main():
                                      augment=None if pool_aug is None else lambda x, y, a=pool_aug: (augment_batch(a, x), y))  # fmt: skip
             rows.setdefault("ceiling", []).append(score(model))
         chosen = choose_training_images(split.pool, shot, seed)
-        rest = torch.ones(len(split.pool), dtype=torch.bool)
-        rest[chosen] = False
         train, _ = carve_validation(split.pool.subset(chosen), seed)
-        unlabeled = drop_labelled(split.pool.subset(torch.nonzero(rest).flatten()), train)
+        unlabeled = drop_labelled(rest_of_pool(split.pool, chosen), train)
         run = args.bench / "runs" / f"unlabeled-shot{str(shot).replace('%', 'pct')}-seed{seed}"
         if run.exists():
             arm, labels = "SELF-G", read_pseudo_labels(run)

@@ -25,7 +25,7 @@ from common import environment
 from sklearn.metrics import balanced_accuracy_score
 
 from augmentor import data
-from augmentor.bench import PRESETS, carve_validation, choose_training_images, split_data
+from augmentor.bench import PRESETS, carve_validation, choose_training_images, rest_of_pool, split_data
 from augmentor.classifier import predict, train_classifier
 from augmentor.config import UnlabeledConfig
 from augmentor.semisupervised import label_probabilities, train_labelling_gan
@@ -52,10 +52,8 @@ def judge(probs: torch.Tensor, truth: torch.Tensor, threshold: float, labelled) 
 
 def one_seed(split, shot, seed: int, steps: int, cfg: UnlabeledConfig, labellers) -> dict:
     chosen = choose_training_images(split.pool, shot, seed)
-    rest = torch.ones(len(split.pool), dtype=torch.bool)
-    rest[chosen] = False
     train, _ = carve_validation(split.pool.subset(chosen), seed)
-    unlabeled = split.pool.subset(torch.nonzero(rest).flatten())
+    unlabeled = rest_of_pool(split.pool, chosen)
     test_x, test_y = split.test, split.test.labels
     out = {"seed": seed, "labelled": len(train), "unlabelled": len(unlabeled)}
 

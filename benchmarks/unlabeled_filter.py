@@ -18,7 +18,7 @@ from common import bench_classifier, mean_spread, probe_bench_settings
 
 from augmentor import Sampler, data
 from augmentor.augmentation import RealResampler, SharedSource, preset
-from augmentor.bench import carve_validation, choose_training_images
+from augmentor.bench import carve_validation, choose_training_images, rest_of_pool
 from augmentor.classifier import predict
 from augmentor.unlabeled import pseudo_labelled, read_pseudo_labels
 
@@ -26,11 +26,9 @@ from augmentor.unlabeled import pseudo_labelled, read_pseudo_labels
 def probe(setting: dict, split, p, bench: Path, threshold: float) -> dict:
     shot, seed = setting["shot"], setting["seed"]
     chosen = choose_training_images(split.pool, shot, seed)
-    rest = torch.ones(len(split.pool), dtype=torch.bool)
-    rest[chosen] = False
     train, _ = carve_validation(split.pool.subset(chosen), seed)
     run = bench / "runs" / f"unlabeled-shot{str(shot).replace('%', 'pct')}-seed{seed}"
-    unlabeled = split.pool.subset(torch.nonzero(rest).flatten())
+    unlabeled = rest_of_pool(split.pool, chosen)
     pseudo = pseudo_labelled(unlabeled, read_pseudo_labels(run), train.class_names)
     k = train.num_classes
     x_train, y_train = data.uint8_to_tanh(train.images), train.labels

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from common import environment
 
-from augmentor.bench import PRESETS, carve_validation, choose_training_images, split_data
+from augmentor.bench import PRESETS, carve_validation, choose_training_images, rest_of_pool, split_data
 from augmentor.config import UnlabeledConfig
 from augmentor.unlabeled import _confident, classifier_probabilities, drop_labelled, expected_shares, reweighted
 
@@ -38,10 +38,8 @@ def main():
     rows = []
     for seed in args.seeds:
         chosen = choose_training_images(split.pool, args.shot, seed)
-        rest = torch.ones(len(split.pool), dtype=torch.bool)
-        rest[chosen] = False
         train, _ = carve_validation(split.pool.subset(chosen), seed)
-        unlabeled = drop_labelled(split.pool.subset(torch.nonzero(rest).flatten()), train)
+        unlabeled = drop_labelled(rest_of_pool(split.pool, chosen), train)
         probs = classifier_probabilities(train, unlabeled, cfg, seed)
         row = {"seed": seed, "unlabeled_per_class": torch.bincount(unlabeled.labels, minlength=train.num_classes).tolist()}
         for stated in args.shares:
