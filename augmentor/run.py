@@ -37,6 +37,7 @@ from .plots import plot_diversity, plot_losses
 from .train import Trainer, resolve_precision
 from .unlabeled import (
     drop_labelled,
+    kept_summary,
     load_unlabeled,
     pseudo_label,
     pseudo_labelled,
@@ -338,7 +339,7 @@ def _with_unlabeled(out: Path, labelled: data.ImageSet, data_cfg, unlabeled, pse
     log.info(f"pseudo-labelling {len(images)} unlabelled images ({cfg.pseudo_steps} classifier steps{gan_steps})")
     pseudo = pseudo_label(labelled, images, cfg, seed=seed, device=device)
     record = {"fingerprint": images.fingerprint(), "labeller": cfg.pseudo_labeller, **pseudo.record(labelled.class_names)}
-    log.info(f"pseudo-labels: kept {record['kept']} of {pseudo.considered} ({record['kept_per_class']})")
+    log.info(kept_summary(pseudo, labelled, cfg.unlabeled_shares))
     checkpoint.atomic_write(out / PSEUDO_LABELS, lambda f: f.write(pseudo.to_json().encode()))
     return with_pseudo_labelled(labelled, images, pseudo), section, record
 

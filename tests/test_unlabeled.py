@@ -258,3 +258,16 @@ def test_pseudo_augment_is_the_pipeline_the_labellers_train_with(tmp_path, capsy
     )
     assert code == 2 and "--pseudo-augment" in one_line_error(err) and "no such file" in one_line_error(err)
     assert not out.exists()
+
+
+def test_the_kept_summary_says_when_the_split_was_taken_as_even():
+    from augmentor.unlabeled import PseudoLabels, kept_summary
+
+    pseudo = PseudoLabels(torch.arange(4), torch.tensor([0, 0, 0, 1]), torch.ones(4), considered=5)
+    images = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    even = data.ImageSet(images, torch.tensor([0, 0, 1, 1]), ["healthy", "scorch"], "test")
+    uneven = data.ImageSet(images, torch.tensor([0, 1, 1, 1]), ["healthy", "scorch"], "test")
+    line = kept_summary(pseudo, even, None)
+    assert line.startswith("pseudo-labels: kept 4 of 5: healthy 3 (75 %), scorch 1 (25 %);") and "--unlabeled-shares" in line
+    assert "--unlabeled-shares" not in kept_summary(pseudo, even, "healthy=0.3,scorch=0.7")  # the user said it
+    assert "--unlabeled-shares" not in kept_summary(pseudo, uneven, None)  # the labelled shares were used
