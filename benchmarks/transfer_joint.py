@@ -6,6 +6,10 @@ the same GAN from scratch and from `--init` (the finished transfer benches' runs
         --scratch results/transfer-scratch --init results/transfer-digits04 --out results/transfer-joint-10
     (and --shots 20; and --gan-steps 1600 --out results/transfer-joint-1600-10|20: as many steps on the new classes)
 
+With ``--ceiling`` the third GAN learns instead from every pool image of digits 5-9 with its true label (3,403):
+what no related data can exceed, the most a warm start could stand in for (`--out results/transfer-ceiling-10`;
+and `--gan-steps 3000`).
+
 Per (shot, seed) of the transfer benches (digits 5-9, the same labelled draw, validation part and classical
 augmentation as `bench --classes 5,6,7,8,9 --preset quick` chose): the joint GAN trains on every MNIST image of
 digits 0-4 (the `digits04` source's images) plus this setting's labelled 5-9 images, with our fit's defaults at
@@ -55,17 +59,19 @@ def setting(args, split, related, bench: dict, shot: int, seed: int) -> dict:
     x_test, y_test = data.uint8_to_tanh(split.test.images), split.test.labels.numpy()
     x_near_test = x_test[:2000]
 
-    directory = args.out / "runs" / f"joint-shot{shot}-seed{seed}"
+    third = "ceiling" if args.ceiling else "joint"
+    directory = args.out / "runs" / f"{third}-shot{shot}-seed{seed}"
     if not (directory / "generator.onnx").exists():
         cfg = TrainConfig(
             steps=args.gan_steps or p.gan_steps, batch_size=p.batch_size, lr=5e-4, seed=seed, coverage=None
         )  # fit decides, as bench
-        run.fit(directory, joint_set(related, train), cfg, {"width": p.width}, force=True, progress=False,
+        gan_set = split.pool if args.ceiling else joint_set(related, train)
+        run.fit(directory, gan_set, cfg, {"width": p.width}, force=True, progress=False,
                 sample_every=p.gan_steps // 4, checkpoint_every=p.gan_steps)  # fmt: skip
     generators = {  # name → (sampler, index of the first new class in its model)
         "scratch": (Sampler(args.scratch / "runs" / f"shot{shot}-seed{seed}", device="cpu"), 0),
         "init": (Sampler(args.init / "runs" / f"shot{shot}-seed{seed}", device="cpu"), 0),
-        "joint": (Sampler(directory, device="cpu"), related.num_classes),
+        third: (Sampler(directory, device="cpu"), 0 if args.ceiling else related.num_classes),
     }
 
     def classifier(extra=None):
@@ -96,6 +102,7 @@ def main():
     ap.add_argument("--init", type=Path, required=True, help="the --init runs/digits04 transfer bench")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--gan-steps", type=int, default=None, help="the joint GAN's steps (default: the quick preset's, 800)")
+    ap.add_argument("--ceiling", action="store_true", help="the third GAN learns from every pool image of 5-9, true labels")
     args = ap.parse_args()
     torch.set_num_threads(1)
     bench = json.loads((args.scratch / "results.json").read_text())
