@@ -68,11 +68,11 @@ def setting(args, split, related, bench: dict, shot: int, seed: int) -> dict:
         gan_set = split.pool if args.ceiling else joint_set(related, train)
         run.fit(directory, gan_set, cfg, {"width": p.width}, force=True, progress=False,
                 sample_every=p.gan_steps // 4, checkpoint_every=p.gan_steps)  # fmt: skip
-    generators = {  # name → (sampler, index of the first new class in its model)
-        "scratch": (Sampler(args.scratch / "runs" / f"shot{shot}-seed{seed}", device="cpu"), 0),
-        "init": (Sampler(args.init / "runs" / f"shot{shot}-seed{seed}", device="cpu"), 0),
-        third: (Sampler(directory, device="cpu"), 0 if args.ceiling else related.num_classes),
+    benches = {"scratch": args.scratch / "runs" / f"shot{shot}-seed{seed}", "init": args.init / "runs" / f"shot{shot}-seed{seed}"}
+    generators = {  # name → (sampler, index of the first new class in its model); the benches' runs where kept
+        name: (Sampler(path, device="cpu"), 0) for name, path in benches.items() if (path / "generator.onnx").exists()
     }
+    generators[third] = (Sampler(directory, device="cpu"), 0 if args.ceiling else related.num_classes)
 
     def classifier(extra=None):
         aug = classical(train.channels, seed) if chosen_aug == "preset" else None
