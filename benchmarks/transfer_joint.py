@@ -8,7 +8,7 @@ the same GAN from scratch and from `--init` (the finished transfer benches' runs
 
 With ``--ceiling`` the third GAN learns instead from every pool image of digits 5-9 with its true label (3,403):
 what no related data can exceed, the most a warm start could stand in for (`--out results/transfer-ceiling-10`;
-and `--gan-steps 3000`).
+and `--gan-steps 3000`; and `--coverage 5`, which fit leaves off for 680 images a class).
 
 Per (shot, seed) of the transfer benches (digits 5-9, the same labelled draw, validation part and classical
 augmentation as `bench --classes 5,6,7,8,9 --preset quick` chose): the joint GAN trains on every MNIST image of
@@ -63,8 +63,8 @@ def setting(args, split, related, bench: dict, shot: int, seed: int) -> dict:
     directory = args.out / "runs" / f"{third}-shot{shot}-seed{seed}"
     if not (directory / "generator.onnx").exists():
         cfg = TrainConfig(
-            steps=args.gan_steps or p.gan_steps, batch_size=p.batch_size, lr=5e-4, seed=seed, coverage=None
-        )  # fit decides, as bench
+            steps=args.gan_steps or p.gan_steps, batch_size=p.batch_size, lr=5e-4, seed=seed, coverage=args.coverage
+        )  # None: fit decides, as bench
         gan_set = split.pool if args.ceiling else joint_set(related, train)
         run.fit(directory, gan_set, cfg, {"width": p.width}, force=True, progress=False,
                 sample_every=p.gan_steps // 4, checkpoint_every=p.gan_steps)  # fmt: skip
@@ -102,6 +102,7 @@ def main():
     ap.add_argument("--init", type=Path, required=True, help="the --init runs/digits04 transfer bench")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--gan-steps", type=int, default=None, help="the joint GAN's steps (default: the quick preset's, 800)")
+    ap.add_argument("--coverage", type=float, default=None, help="the third GAN's coverage weight (default: fit decides)")
     ap.add_argument("--ceiling", action="store_true", help="the third GAN learns from every pool image of 5-9, true labels")
     args = ap.parse_args()
     torch.set_num_threads(1)
