@@ -8,7 +8,8 @@ from PIL import Image
 
 from augmentor.config import ModelConfig, TrainConfig
 
-torch.set_num_threads(2)
+# Two cores: one thread each for the two workers of `pytest -n 2` (scripts/test), both for a single process
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 # Real datasets sit beside the repo (../shared/datasets); a user's machine may not have them.
 DATASETS = Path(os.environ.get("AUGMENTOR_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
