@@ -71,7 +71,8 @@ def estimates(train, unlabeled, cfg, seed: int, k: int) -> dict:
     n_cls = train.num_classes
     held_probs, held_labels, unl_probs = [], [], []
     for fold in folds(train.labels, k, seed):
-        rest = torch.tensor([i for i in range(len(train)) if i not in set(fold.tolist())])
+        held_out = set(fold.tolist())
+        rest = torch.tensor([i for i in range(len(train)) if i not in held_out])
         both = data.ImageSet(torch.cat([train.images[fold], unlabeled.images]), torch.cat([train.labels[fold], unlabeled.labels]),
                              list(train.class_names), "held-out + unlabelled")  # fmt: skip
         probs = classifier_probabilities(train.subset(rest), both, cfg, seed)
