@@ -201,7 +201,7 @@ def sample(model, n, per_class, out, seed, device):
     type=click.Path(path_type=Path),
     default=None,
     help="Your albumentations pipeline, saved with albumentations.save(pipeline, FILE), for the classical arms "
-    "(default: the built-in preset or none, whichever scores better on the validation images).",
+    "(default: the built-in preset, or none where that scores better on the validation images beyond their noise).",
 )
 @click.option(
     "--unlabeled",

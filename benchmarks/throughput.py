@@ -36,8 +36,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from augmentor import checkpoint, data, distributed
 from augmentor.classifier import SmallCNN
 from augmentor.config import ModelConfig, TrainConfig
+from augmentor.errors import ConfigError
 from augmentor.export import export_run
 from augmentor.mix import SyntheticMix
+from augmentor.modelfiles import resolve_ort_device
 from augmentor.models import build_discriminator, build_generator
 from augmentor.sampler import Sampler
 from augmentor.train import Trainer
@@ -169,6 +171,11 @@ def eager_chunks(G, z, y, chunk):
 def bench_sampling(device, n: int, width: int, tmp: Path) -> list:
     from augmentor.export import load_models
 
+    try:  # a GPU machine whose onnxruntime is the CPU build cannot measure this section
+        resolve_ort_device(device.type)
+    except ConfigError as e:
+        print(f"sample section skipped: {e}", flush=True)
+        return []
     run = tiny_run(tmp / "sample64", 64, 3, width)
     _, G, _ = load_models(checkpoint.latest_good(run / "checkpoints")[1], device)
     rows = []

@@ -110,6 +110,29 @@ def test_shots_parse_counts_shares_and_all():
             parse_shots(bad)
 
 
+def test_no_augmentation_is_chosen_only_when_it_wins_beyond_the_validation_noise():
+    import numpy as np
+
+    from augmentor.bench import clearly_better
+
+    def probs(pred, k=2):
+        return np.eye(k)[pred]
+
+    # 4 validation images: all right against 3 of 4 is one image, within the noise of so few
+    y = np.array([0, 0, 1, 1])
+    assert not clearly_better(probs([0, 0, 1, 1]), probs([0, 1, 1, 1]), y)
+    # 777 images, 78 of the rare class (as on the X-ray seed that chose none): 96.6 against 96.3 balanced accuracy
+    y = np.repeat([0, 1], [78, 699])
+    a, b = y.copy(), y.copy()
+    a[:4], a[78:90] = 1, 0  # 74/78 and 687/699 right
+    b[:5], b[78:85] = 1, 0  # 73/78 and 692/699 right
+    assert abs((74 / 78 + 687 / 699) / 2 - 0.9658) < 1e-3 and not clearly_better(probs(a), probs(b), y)
+    # a wide win on the same images is not noise, and the rule is not symmetric
+    c = y.copy()
+    c[:20] = 1  # 58/78 of the rare class
+    assert clearly_better(probs(a), probs(c), y) and not clearly_better(probs(c), probs(a), y)
+
+
 def test_classical_augmentation_is_seeded():
     import torch
 
