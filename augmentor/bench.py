@@ -444,14 +444,14 @@ def run_setting(
     models = {"A real": fit_clf(ARMS[0])}
     if augment_file is None:
         with_preset = fit_clf(ARM_BY_NAME["B real+aug"])
-        augmentation_val = {"none": val_score(models["A real"]), "preset": val_score(with_preset)}
+        val_probs = {"none": predict(models["A real"], x_val), "preset": predict(with_preset, x_val)}
+        augmentation_val = {name: scores(probs, y_val)["balanced_accuracy"] for name, probs in val_probs.items()}
         # The preset unless "none" did better beyond the validation's noise: a narrow win is no evidence against the
         # domain default. Before 0.9 a strict win chose "none", and it misled twice: one MNIST 10-shot seed (20
         # validation images) lost 5 points of test accuracy to the preset, and one X-ray seed at the full preset
         # (none 94.4 vs preset 94.2 on 777 validation images) lost 16 points of balanced accuracy on the official
         # test split, whose images differ from the train split's (docs/results.md).
-        none_wins = clearly_better(predict(models["A real"], x_val), predict(with_preset, x_val), y_val)
-        augmentation = "none" if none_wins else "preset"
+        augmentation = "none" if clearly_better(val_probs["none"], val_probs["preset"], y_val) else "preset"
         models["B real+aug"] = with_preset if augmentation == "preset" else models["A real"]
 
     available = {"real", *gans, *pseudo_sets}

@@ -185,11 +185,7 @@ def _augmentation_used(per_seed: list) -> str:
     if len(counts) == 1:
         (name,) = counts
         detail = " (chosen over none on the validation images)" if name == "preset" else ""
-        return (
-            f"`{name}`{detail}"
-            if name != "none"
-            else "none (it beat the built-in preset on the validation images by more than their noise)"
-        )
+        return f"`{name}`{detail}" if name != "none" else "none (the built-in preset scored lower on the validation images)"
     return ", ".join(f"`{a}` in {n} of {len(per_seed)} settings" for a, n in counts.items()) + " (chosen on validation)"
 
 
