@@ -184,7 +184,7 @@ def _augmentation_used(per_seed: list) -> str:
     counts = {a: per_seed.count(a) for a in dict.fromkeys(per_seed)}
     if len(counts) == 1:
         (name,) = counts
-        detail = " (chosen over none on the validation images)" if name == "preset" else ""
+        detail = " (the default: none did not beat it beyond the validation images' noise)" if name == "preset" else ""
         return f"`{name}`{detail}" if name != "none" else "none (the built-in preset scored lower on the validation images)"
     return ", ".join(f"`{a}` in {n} of {len(per_seed)} settings" for a, n in counts.items()) + " (chosen on validation)"
 

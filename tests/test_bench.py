@@ -133,6 +133,18 @@ def test_no_augmentation_is_chosen_only_when_it_wins_beyond_the_validation_noise
     assert clearly_better(probs(a), probs(c), y) and not clearly_better(probs(c), probs(a), y)
 
 
+def test_report_says_which_classical_augmentation_the_arms_used_and_why():
+    from augmentor.report import _augmentation_used
+
+    assert _augmentation_used(["preset", "preset"]) == (
+        "`preset` (the default: none did not beat it beyond the validation images' noise)"
+    )
+    assert _augmentation_used(["none"]).startswith("none (the built-in preset scored lower")
+    assert (
+        _augmentation_used(["preset", "none"]) == "`preset` in 1 of 2 settings, `none` in 1 of 2 settings (chosen on validation)"
+    )
+
+
 def test_classical_augmentation_is_seeded():
     import torch
 
