@@ -321,7 +321,8 @@ class Trainer:
         self.opt_d.load_state_dict(state["opt_d"])
         per_rank = state.get("rng_per_rank") or [state["rng"]]
         if state.get("rng_device") == self.device.type and len(per_rank) == self.world.size:
-            self.rng.set_state(per_rank[self.world.rank])
+            # on the CPU: a checkpoint loaded onto the GPU brings its RNG state there, and set_state takes a CPU tensor
+            self.rng.set_state(per_rank[self.world.rank].cpu())
         else:  # resumed on another kind of device or by another number of processes: continue, not bit-exactly
             self.rng.manual_seed(rank_seed(self.train_cfg.seed + int(state["step"]), self.world.rank))
         self.step = int(state["step"])
