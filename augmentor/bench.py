@@ -447,9 +447,9 @@ def run_setting(
         val_probs = {"none": predict(models["A real"], x_val), "preset": predict(with_preset, x_val)}
         augmentation_val = {name: scores(probs, y_val)["balanced_accuracy"] for name, probs in val_probs.items()}
         # The preset unless "none" did better beyond the validation's noise: a narrow win is no evidence against the
-        # domain default. Before 0.9 a strict win chose "none"; where the test set could tell, that cost an MNIST
-        # 10-shot seed 5 points (one image of 20) and an X-ray seed 15 points (validation: none 92.8, preset 92.4 on
-        # 777 images; the official test split differs from the train split), and was right once, by 7 points, on a
+        # domain default. Before 0.9 a strict win chose "none"; where the test set could tell, that cost MNIST seeds
+        # 5 and 3.8 points (one image of 20 or 10) and an X-ray seed 15 (validation: none 92.8, preset 92.4 on 777
+        # images; the official test split differs from the train split), and was right once, by 7 points, on a
         # strawberry draw whose leaves the colour preset harms (docs/results.md, "Classical augmentation or none").
         augmentation = "none" if clearly_better(val_probs["none"], val_probs["preset"], y_val) else "preset"
         models["B real+aug"] = with_preset if augmentation == "preset" else models["A real"]
