@@ -5,8 +5,9 @@ X-rays? A probe on a finished `augmentor bench --unlabeled-rest` (its draws, pse
         --data ../../shared/datasets/pneumoniamnist/pneumoniamnist_scarce_normal.npz
 
 Per seed of the bench, U's GAN is fitted again on the same training set (the labelled images and the bench
-run's pseudo-labelled ones, read from its pseudo_labels.json), as the bench fits it but for the coverage term:
-each ``--variants`` entry is "SPACE:WEIGHT" (``coverage_space``, ``coverage``); "bench" is the bench's own run.
+run's pseudo-labelled ones, read from its pseudo_labels.json), as the bench fits it but for the coverage term
+and the length: each ``--variants`` entry is "SPACE:WEIGHT[:STEPS]" (``coverage_space``, ``coverage``, GAN
+steps, the bench's preset's by default); "bench" is the bench's own run.
 For each generator: per-image contrast (standard deviation in [-1, 1], per class) of 1,000 samples against
 its training images, and, paired in this run, the bench's U, U-aug, SELF+U and SELF+U-aug arms on its
 held-out test set (primary metric, as the bench reports it).
@@ -70,12 +71,13 @@ def probe(setting: dict, split, p, bench: Path, variants: list, metric: str, aug
         if variant == "bench":
             directory = bench_run
         else:
-            space, weight = variant.split(":")
-            directory = bench / "runs" / f"probe-{space}-{weight}-seed{seed}"
-            cfg = TrainConfig(steps=p.gan_steps, batch_size=p.batch_size, lr=5e-4, seed=seed, coverage=float(weight),
+            space, weight, *length = variant.split(":")
+            steps = int(length[0]) if length else p.gan_steps
+            directory = bench / "runs" / f"probe-{variant.replace(':', '-')}-seed{seed}"
+            cfg = TrainConfig(steps=steps, batch_size=p.batch_size, lr=5e-4, seed=seed, coverage=float(weight),
                               coverage_space=space)  # fmt: skip
             run.fit(directory, gan_set, cfg, {"width": p.width}, force=True, progress=False,
-                    sample_every=p.gan_steps, checkpoint_every=p.gan_steps)  # fmt: skip
+                    sample_every=max(1, steps // 4), checkpoint_every=steps)  # fmt: skip
         gen = Sampler(directory, device="cpu")
         y_syn = torch.arange(1000) % k
         result = {"contrast": contrast(gen.sample(1000, y_syn, seed=seed), y_syn, k)}
