@@ -1,5 +1,5 @@
 """Near-copies of every GAN of a finished `augmentor bench`, from its saved runs (for benches whose report
-predates the per-generator quality table).
+predates the per-generator quality table), and of the probes' GANs saved beside them.
 
     python benchmarks/nearcopies.py results/bench-mnist-unlabeled-10 --data ../../shared/datasets/mnist-t10k
 
@@ -30,10 +30,16 @@ def main():
     args = ap.parse_args()
     res = json.loads((args.bench / "results.json").read_text())
     split = split_data(args.data, res["size"], classes=args.classes)
+    shots = {s["shot"] for s in res["settings"]}
     rows = []
     for run in sorted((args.bench / "runs").iterdir()):
-        m = re.fullmatch(r"(?P<kind>[a-z-]*?)-?shot(?P<shot>[^-]+)-seed(?P<seed>\d+)", run.name)
-        shot = m["shot"].replace("pct", "%")
+        # the bench's "[KIND-]shotN-seedS", or a probe's "probe-VARIANT-seedS" (of a bench with one shot)
+        m = re.fullmatch(r"(?P<kind>.*?)-?(shot(?P<shot>[^-]+)-)?seed(?P<seed>\d+)", run.name)
+        if m["shot"] is None and len(shots) > 1:
+            raise SystemExit(
+                f"{run.name}: which of the bench's shots ({sorted(map(str, shots))}) it learnt from is not in its name"
+            )
+        shot = m["shot"].replace("pct", "%") if m["shot"] else str(next(iter(shots)))
         shot = int(shot) if shot.isdigit() else shot
         seed = int(m["seed"])
         train, _ = carve_validation(split.pool.subset(choose_training_images(split.pool, shot, seed)), seed)
