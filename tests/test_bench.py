@@ -142,7 +142,10 @@ def test_the_mix_ratio_is_chosen_only_where_synthetic_images_win_beyond_the_vali
         return np.eye(k)[pred]
 
     y = np.repeat([0, 1], [20, 20])
-    wrong = lambda n: np.concatenate([np.ones(n, dtype=int), np.zeros(20 - n, dtype=int), np.ones(20, dtype=int)])  # noqa: E731
+
+    def wrong(n):  # predictions with n of class 0's 20 validation images wrong, class 1's all right
+        return np.concatenate([np.ones(n, dtype=int), np.zeros(20 - n, dtype=int), np.ones(20, dtype=int)])
+
     # one image better at 0.25 and two at 0.5: noise on 40 images, so no synthetic images
     assert choose_ratio({0.0: probs(wrong(6)), 0.25: probs(wrong(5)), 0.5: probs(wrong(4))}, y) == 0.0
     # both win widely: the better one; tied: the smaller share
