@@ -192,7 +192,7 @@ def sample(model, n, per_class, out, seed, device):
     type=int,
     default=None,
     help="Override the preset's GAN steps (every GAN of the bench). quick's 800 are fewer than fit's 3,000; at 2,400 the "
-    "unlabelled-images GAN's samples were better training data on leaves and digits (docs/results.md).",
+    "unlabelled-images GAN's samples were better training data on leaves, X-rays and digits (docs/results.md).",
 )
 @click.option(
     "--coverage", type=float, default=None, help="Coverage weight of the GANs (default: fit's, 5 for ≤ 100 images a class)."
