@@ -579,6 +579,11 @@ def bench(
         raise ConfigError(
             f"{source or 'sklearn:digits'}: one class only; bench trains classifiers, so give labelled images of 2+ classes"
         )
+    if p.gan_steps < TrainConfig().steps:  # quick: 800. At 2,400, U's arms gained 0.7-4.9 points (leaves, X-rays)
+        split.notes.append(
+            f"the GANs train {p.gan_steps} steps, fewer than fit's {TrainConfig().steps}: the arms with their images may "
+            "understate a generator you fit yourself (--gan-steps; docs/results.md)"
+        )
     init = InitConfig.of(init)
     if init.init:
         start = transfer.load_source(init.init)

@@ -32,6 +32,7 @@ def test_bench_smoke_preset_writes_report_json_and_plots(tmp_path, capsys):
         assert (out / name).exists()
     report = (out / "report.md").read_text()
     assert "## Verdict" in report and ("did not help" in report or "helped" in report)
+    assert "the GANs train 3 steps, fewer than fit's 3000" in report  # the smoke preset's: said beside the figures
     copies = res["quality"]["6"]["memorization"]  # with the held-out real images' share beside it, as the yardstick
     assert f"{100 * copies['near_copy_fraction']:.1f} % ({100 * copies['test_near_copy_fraction']:.1f} %)" in report
     assert res["env"]["cpu_precision"] in ("bf16", "fp32") and f"CPU {res['env']['cpu']} (" in report  # what timed it
