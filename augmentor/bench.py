@@ -579,9 +579,10 @@ def bench(
         raise ConfigError(
             f"{source or 'sklearn:digits'}: one class only; bench trains classifiers, so give labelled images of 2+ classes"
         )
-    if p.gan_steps < TrainConfig().steps:  # quick: 800. At 2,400, U's arms gained 0.7-4.9 points (leaves, X-rays)
+    fit_steps = TrainConfig().steps
+    if p.gan_steps < fit_steps:  # quick: 800. At 2,400, U's arms gained 0.7-4.9 points (leaves, X-rays)
         split.notes.append(
-            f"the GANs train {p.gan_steps} steps, fewer than fit's {TrainConfig().steps}: the arms with their images may "
+            f"the GANs train {p.gan_steps} steps, fewer than fit's {fit_steps}: the arms with their images may "
             "understate a generator you fit yourself (--gan-steps; docs/results.md)"
         )
     init = InitConfig.of(init)
