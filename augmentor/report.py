@@ -117,8 +117,9 @@ def render(report: dict, lines: list) -> str:
         "Arms: A real · B + classical augmentation · C class-balanced sampling (imbalanced data) · DUP the same batches as E "
         "with the share replaced by re-drawn (augmented) real images instead of synthetic ones — the control that tells "
         '"synthetic helped" from "more real images helped" · D real + synthetic · E real + classical + synthetic '
-        "(chosen: the ratio picked on validation, 0 unless a share beat it beyond the validation's noise) · F synthetic only (CAS) · with unlabelled images: SELF self-training "
-        "(unlabelled images labelled by the classifier, mixed in), SELF-G the same with the semi-supervised GAN's labels "
+        "(chosen: the ratio picked on validation, 0 unless a share beat it beyond the validation's noise) · "
+        "F synthetic only (CAS) · with unlabelled images: SELF self-training (unlabelled images labelled by the classifier, "
+        "mixed in), SELF-G the same with the semi-supervised GAN's labels "
         "(its labels, none of its images), U the GAN that also learnt from them, SELF+U the GAN's labels and images "
         "(-aug: its images through the classical pipeline too, like the real ones beside them) · R "
         "the tutorials' plain GAN at the same budget.",
