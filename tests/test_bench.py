@@ -137,7 +137,7 @@ def test_no_augmentation_is_chosen_only_when_it_wins_beyond_the_validation_noise
 def test_the_mix_ratio_is_chosen_only_where_synthetic_images_win_beyond_the_validation_noise():
     import numpy as np
 
-    from augmentor.bench import choose_ratio
+    from augmentor.bench import chosen_on_validation
 
     def probs(pred, k=2):
         return np.eye(k)[pred]
@@ -148,12 +148,12 @@ def test_the_mix_ratio_is_chosen_only_where_synthetic_images_win_beyond_the_vali
         return np.concatenate([np.ones(n, dtype=int), np.zeros(20 - n, dtype=int), np.ones(20, dtype=int)])
 
     # one image better at 0.25 and two at 0.5: noise on 40 images, so no synthetic images
-    assert choose_ratio({0.0: probs(wrong(6)), 0.25: probs(wrong(5)), 0.5: probs(wrong(4))}, y) == 0.0
+    assert chosen_on_validation({0.0: probs(wrong(6)), 0.25: probs(wrong(5)), 0.5: probs(wrong(4))}, y, default=0.0) == 0.0
     # both win widely: the better one; tied: the smaller share
-    assert choose_ratio({0.0: probs(wrong(14)), 0.25: probs(wrong(2)), 0.5: probs(wrong(0))}, y) == 0.5
-    assert choose_ratio({0.0: probs(wrong(14)), 0.25: probs(wrong(1)), 0.5: probs(wrong(1))}, y) == 0.25
+    assert chosen_on_validation({0.0: probs(wrong(14)), 0.25: probs(wrong(2)), 0.5: probs(wrong(0))}, y, default=0.0) == 0.5
+    assert chosen_on_validation({0.0: probs(wrong(14)), 0.25: probs(wrong(1)), 0.5: probs(wrong(1))}, y, default=0.0) == 0.25
     # a wide win at 0.5 with 0.25 within the noise: 0.5 even though 0.25 scores higher than 0
-    assert choose_ratio({0.0: probs(wrong(10)), 0.25: probs(wrong(8)), 0.5: probs(wrong(0))}, y) == 0.5
+    assert chosen_on_validation({0.0: probs(wrong(10)), 0.25: probs(wrong(8)), 0.5: probs(wrong(0))}, y, default=0.0) == 0.5
 
 
 def test_report_says_which_classical_augmentation_the_arms_used_and_why():
