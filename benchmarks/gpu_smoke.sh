@@ -1,5 +1,6 @@
 #!/bin/bash
-# The CLI's GPU paths end to end on a CUDA machine: fit, resume, sample, score, bench (smoke), and the
+# The CLI's GPU paths end to end on a CUDA machine: fit, resume, sample, score, bench (smoke), fit --unlabeled,
+# fit --init, torchrun (one process), and the
 # Sampler's CUDA provider (IOBinding) against its CPU provider on the same noise.
 # From the repository root, with augmentor installed; on a bare machine without a registry, put the wheels of
 # albumentations and its dependencies in .whl/ and this installs them and augmentor into /tmp/site first
@@ -31,4 +32,8 @@ PY
 $A fit --data sklearn:digits --classes 0 --steps 150 --width 32 --device cuda --out /tmp/r2 2>&1 | tr '\r' '\n' | grep -v "^fit:" | grep -v version | tail -2
 $A score --model /tmp/r2 --data sklearn:digits --normal-classes 0 --out /tmp/sc.csv 2>&1 | grep -v version | tail -3
 timeout 120 $A bench --preset smoke --device cuda --out /tmp/b1 2>&1 | tr '\r' '\n' | grep -v -e "^fit:" -e version -e "img/s" | tail -3
+$A fit --data sklearn:digits --per-class 5 --unlabeled sklearn:digits --pseudo-steps 300 --labeller-steps 300 --steps 200 --width 32 --device cuda --out /tmp/r3 2>&1 | tr '\r' '\n' | grep -v "^fit:" | grep -v version | tail -3
+$A fit --data sklearn:digits --classes 1,2,3 --init /tmp/r1 --steps 100 --device cuda --out /tmp/r4 2>&1 | tr '\r' '\n' | grep -v "^fit:" | grep -v version | tail -2
+$A info /tmp/r4 2>&1 | grep -i -e init -e start | head -3
+timeout 120 torchrun --standalone --nproc-per-node 1 -m augmentor fit --data sklearn:digits --steps 100 --width 32 --device cuda --out /tmp/r5 2>&1 | tr '\r' '\n' | grep -v -e "^fit:" -e version | tail -2
 echo "seconds: $((SECONDS - t0))"
