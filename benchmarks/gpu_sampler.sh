@@ -5,6 +5,7 @@
 # unpacked folder on PYTHONPATH). Writes $OUT/throughput-gpu-ort.json when OUT is set.
 set -eu
 export PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # throughput.py imports augmentor from the checkout
 DEVICE=${DEVICE:-cuda}
 python3 -c "import torch, onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())"
 python3 -m augmentor fit --data sklearn:digits --steps 200 --width 32 --device "$DEVICE" --out /tmp/gs1 --force 2>&1 \
