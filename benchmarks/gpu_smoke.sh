@@ -1,11 +1,8 @@
 #!/bin/bash
 # The CLI's GPU paths end to end on a CUDA machine: fit, resume, sample, score, bench (smoke), fit --unlabeled,
-# fit --init, torchrun (one process), and the
-# Sampler's CUDA provider (IOBinding) against its CPU provider on the same noise.
+# fit --init and torchrun (one process). The Sampler's CUDA provider: gpu_sampler.sh.
 # From the repository root, with augmentor installed; on a bare machine without a registry, put the wheels of
-# albumentations and its dependencies in .whl/ and this installs them and augmentor into /tmp/site first
-# (onnxruntime-gpu, where the machine has only the CPU build: ../shared/tools/device/stage-ort-gpu.sh, then
-# put where it was unpacked on PYTHONPATH before running this).
+# albumentations and its dependencies in .whl/ and this installs them and augmentor into /tmp/site first.
 set -eu
 export PYTHONUNBUFFERED=1
 if [ -d .whl ]; then
@@ -20,15 +17,6 @@ $A fit --out /tmp/r1 --resume --steps 400 --device cuda 2>&1 | tr '\r' '\n' | gr
 python3 -c "import json; print([json.loads(l).get('step') for l in open('/tmp/r1/log.jsonl')][-1])"
 $A sample /tmp/r1 --n 50 --per-class --out /tmp/s1 --device cpu 2>&1 | grep -v version | tail -2; find /tmp/s1 -name '*.png' | wc -l
 $A sample /tmp/r1 --n 10 --out /tmp/s2 --device cuda 2>&1 | grep -v version | tail -1 || true
-python3 - <<'PY' || true
-import torch, onnxruntime
-from augmentor import Sampler
-print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())
-gpu, cpu = Sampler("/tmp/r1", device="cuda"), Sampler("/tmp/r1", device="cpu")
-z, y = torch.randn(1000, gpu.nz, generator=torch.Generator().manual_seed(0)), torch.arange(1000) % gpu.num_classes
-diff = (gpu.generate(z.cuda(), y.cuda()).cpu() - cpu.generate(z, y)).abs().max().item()
-print(f"Sampler CUDA provider vs CPU provider, 1,000 images: max |difference| {diff:.2e} (images in [-1, 1])")
-PY
 $A fit --data sklearn:digits --classes 0 --steps 150 --width 32 --device cuda --out /tmp/r2 2>&1 | tr '\r' '\n' | grep -v "^fit:" | grep -v version | tail -2
 $A score --model /tmp/r2 --data sklearn:digits --normal-classes 0 --out /tmp/sc.csv 2>&1 | grep -v version | tail -3
 timeout 120 $A bench --preset smoke --device cuda --out /tmp/b1 2>&1 | tr '\r' '\n' | grep -v -e "^fit:" -e version -e "img/s" | tail -3
