@@ -1,9 +1,9 @@
 #!/bin/bash
 # The Sampler's CUDA provider (IOBinding) on a lent GPU: the same images as the CPU provider from the same
 # noise, then its throughput (throughput.py's sample and mix sections). From the repository root (augmentor is
-# imported from the checkout), with onnxruntime-gpu importable (on the lent machine: ../shared/tools/device/stage-ort-gpu.sh, then its
-# unpacked folder on PYTHONPATH; pip refuses its renamed zstandard.whl, so unzip that wheel into a folder on
-# PYTHONPATH instead). Writes $OUT/throughput-gpu-ort.json when OUT is set.
+# imported from the checkout), with onnxruntime-gpu importable (on the lent machine:
+# ../shared/tools/device/stage-ort-gpu.sh, then its unpacked folder on PYTHONPATH; pip refuses its renamed
+# zstandard.whl, so unzip that wheel into a folder on PYTHONPATH instead). Writes $OUT/throughput-gpu-ort.json.
 set -eu
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # throughput.py imports augmentor from the checkout
