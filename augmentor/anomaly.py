@@ -29,10 +29,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import checkpoint, data
+from . import checkpoint, data, outputs
 from .errors import ConfigError, ModelFileError, cannot_write, writable_folder
-from .modelfiles import ANOMALY, CHECKPOINTS, CONFIG, MODEL_FILES, LazySession, find_model, read_metadata
-from .plots import plot_roc
+from .modelfiles import ANOMALY, CHECKPOINTS, CONFIG, MODEL_FILES, LazySession, find_model, read_metadata, run_files
+from .plots import heatmap_names, plot_roc, write_heatmaps
 
 log = logging.getLogger("augmentor")
 
@@ -223,8 +223,8 @@ class AnomalyScorer:
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
         n_calibration = max(5, int(len(x) * CALIBRATION_SHARE))
         calibration, reference = order[:n_calibration], order[n_calibration:]
-        outputs = [self._discriminate_best(x[reference[i : i + self.chunk]]) for i in range(0, len(reference), self.chunk)]
-        feats, stats = (torch.cat([o[j] for o in outputs]) for j in (1, 2))
+        parts = [self._discriminate_best(x[reference[i : i + self.chunk]]) for i in range(0, len(reference), self.chunk)]
+        feats, stats = (torch.cat([o[j] for o in parts]) for j in (1, 2))
         from sklearn.covariance import LedoitWolf
 
         gaussian = LedoitWolf().fit(stats.double().numpy())
@@ -267,7 +267,10 @@ class AnomalyScorer:
         if not self.references:
             raise ConfigError("nothing to save: scorer.fit(normal_images) first")
         arrays = {k: v.numpy() for k, v in self.references.items()}
-        checkpoint.atomic_write(folder / ANOMALY, lambda f: np.savez(f, **arrays))
+        if self.run_dir is not None and folder.resolve() == self.run_dir.resolve():  # the run's own: fit --force removes them
+            for name in (ANOMALY, MODEL_FILES["encoder"]):
+                outputs.claim(folder / name)
+        outputs.write(folder / ANOMALY, lambda f: np.savez(f, **arrays))
         if self._encoder is not None and not isinstance(self._encoder, LazySession):
             from .export import export_encoder
 
@@ -280,8 +283,13 @@ class AnomalyScorer:
         path = self.saved_in / ANOMALY
         if not path.is_file():
             return
-        with np.load(path) as saved:
-            references = {k: torch.from_numpy(saved[k]) for k in saved.files}
+        try:
+            with np.load(path) as saved:
+                references = {k: torch.from_numpy(saved[k]) for k in saved.files}
+        except (OSError, ValueError, EOFError, KeyError):
+            return  # not references augmentor kept: computed again where the run lets score write them
+        if "step" not in references:
+            return
         if int(references["step"]) != self.meta.get("step", -1):
             return  # computed for another checkpoint: fit again
         self.references = references
@@ -338,13 +346,12 @@ class AnomalyScorer:
 
 def training_images(run_dir: Path) -> data.ImageSet:
     """The normal images a run was trained on, rebuilt from its config (for method="features")."""
-    from .config import DataConfig
-    from .run import prepare_data, read_config
+    from .run import read_config, stored_training_images
 
     cfg = read_config(run_dir)
     if cfg["data"].get("in_memory"):
         raise ConfigError(f"{run_dir}: was trained on in-memory images; use the Python API and AnomalyScorer.fit")
-    return prepare_data(DataConfig.from_dict(cfg["data"])).train
+    return stored_training_images(Path(run_dir), cfg)[1]
 
 
 def score_dataset(
@@ -359,27 +366,39 @@ def score_dataset(
     progress: bool = True,
 ) -> dict:
     """Score every image of a data source into a CSV (path or index, label, score). With ``normal_classes``,
-    also AUROC / AUPRC (anomaly = any other class), a per-class table and an ROC plot beside the CSV; with
-    ``heatmaps``, one picture per image (image, reconstruction, residual), most anomalous first."""
+    also AUROC / AUPRC (anomaly = any other class), a per-class table and an ROC plot beside the CSV
+    (OUT.roc.png); with ``heatmaps``, one picture per image (image, reconstruction, residual), most anomalous
+    first. Every input and every file it writes is checked before the first write; ``force`` replaces the CSV
+    and its ROC plot, and heat maps an earlier score wrote, never other files."""
     import csv
     import io
 
     out = Path(out)
-    if out.exists() and not force:
-        raise ConfigError(f"{out}: exists; choose another --out (or --force to overwrite it)")
-    if heatmaps is not None and Path(heatmaps).is_dir() and any(Path(heatmaps).iterdir()) and not force:
-        raise ConfigError(f"{heatmaps}: not empty; choose a new --heatmaps folder (or --force to write into it)")
-    writable_folder(out.parent)  # before the scoring, which can take minutes
+    roc_path = out.with_suffix(".roc.png")
+    heatmaps = Path(heatmaps) if heatmaps is not None else None
+    for path in (out, roc_path) if normal_classes else (out,):
+        if path.exists() and not force:
+            raise ConfigError(f"{path}: exists; choose another --out (or --force to replace it)")
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder; give --out a file name (e.g. scores.csv)")
+    if heatmaps is not None and heatmaps.is_dir() and any(heatmaps.iterdir()) and not force:
+        raise ConfigError(f"{heatmaps}: not empty; choose a new --heatmaps folder (or --force to write beside what is there)")
+    outputs.check_writable(out.parent, "--out")  # before the scoring, which can take minutes
     if heatmaps is not None:
-        writable_folder(heatmaps)
+        outputs.check_writable(heatmaps, "--heatmaps")
     scorer = AnomalyScorer(model, method)
     ds = _load_matching(source, split, scorer)
-    normal = data.select_classes(ds, normal_classes).class_names if normal_classes else None  # validates the names
+    normal = _normal_classes(ds, normal_classes, source) if normal_classes else None
     if not scorer.ready or (heatmaps is not None and scorer._encoder is None):
         if scorer.run_dir is None:
             raise ConfigError(
                 f"--method {method} needs the run directory (it computes the normal images' references once): "
                 "give --model the folder fit wrote (an export made after one such score carries them), or --method discriminator"
+            )
+        in_the_way = outputs.in_the_way(scorer.run_dir, (ANOMALY, MODEL_FILES["encoder"]), ours=run_files(scorer.run_dir)["."])
+        if in_the_way:
+            raise ConfigError(
+                f"{in_the_way[0]}: a file augmentor did not write, where score keeps the run's references; move it away"
             )
         train = training_images(scorer.run_dir)
         log.info("computing what scores compare with from the %d training images (once; kept in %s)", len(train), scorer.run_dir)
@@ -387,29 +406,48 @@ def score_dataset(
         scorer.save()
     x = data.uint8_to_tanh(ds.images)
     scores = scorer.score(x)
+    files = None
+    if heatmaps is not None:  # every heat map's name is known now: check them all before writing any
+        names = [Path(p).stem if ds.paths else str(i) for i, p in enumerate(ds.paths or [None] * len(ds))]
+        files = heatmap_names(scores, names, [ds.class_names[lab] for lab in ds.labels.tolist()])
+        in_the_way = outputs.in_the_way(heatmaps, [name for _, name in files])
+        if in_the_way:
+            raise ConfigError(
+                f"{in_the_way[0]}: a file augmentor did not write, where a heat map goes; choose a new --heatmaps folder"
+            )
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["image", "label", "score"])
     for i, (lab, sc) in enumerate(zip(ds.labels.tolist(), scores.tolist())):
         writer.writerow([ds.paths[i] if ds.paths else i, ds.class_names[lab], f"{sc:.6g}"])
     try:
-        checkpoint.atomic_write(out, lambda f: f.write(buf.getvalue().encode()))
+        writable_folder(out.parent)
+        outputs.write(out, lambda f: f.write(buf.getvalue().encode()))
     except OSError as e:
         raise cannot_write(out, e) from None
     result = {"csv": out, "n": len(scores)}
     if normal is not None:
-        result.update(_separation(ds, scores, normal, source))
-        result["roc_plot"] = out.with_suffix(".roc.png")
-        plot_roc(result["is_anomaly"], scores, result["auroc"], result["roc_plot"])
+        result.update(_separation(ds, scores, normal))
+        result["roc_plot"] = roc_path
+        plot_roc(result["is_anomaly"], scores, result["auroc"], roc_path)
         del result["is_anomaly"]
     if heatmaps is not None:
-        from .plots import write_heatmaps
-
         recon, maps = scorer.heatmaps(x)
-        names = [Path(p).stem if ds.paths else str(i) for i, p in enumerate(ds.paths or [None] * len(ds))]
-        labels = [ds.class_names[lab] for lab in ds.labels.tolist()]
-        result["heatmaps"] = write_heatmaps(ds.images, data.tanh_to_uint8(recon), maps, scores, names, labels, Path(heatmaps))
+        outputs.remove_listed(heatmaps)  # an earlier score's heat maps (only with --force: the folder was empty otherwise)
+        result["heatmaps"] = write_heatmaps(ds.images, data.tanh_to_uint8(recon), maps, files, heatmaps)
     return result
+
+
+def _normal_classes(ds: data.ImageSet, normal_classes: str, source: str) -> list:
+    """The classes named normal, checked before anything is scored or written: both normal and other images needed."""
+    normal = data.select_classes(ds, normal_classes, flag="--normal-classes").class_names
+    present = {ds.class_names[lab] for lab in ds.labels.unique().tolist()}
+    if not (present & set(normal)) or not (present - set(normal)):
+        raise ConfigError(
+            f"--normal-classes {normal_classes}: need both normal and other images in {source} to compute AUROC "
+            f"(it has {', '.join(sorted(present))})"
+        )
+    return normal
 
 
 def _load_matching(source: str, split: str, scorer: AnomalyScorer) -> data.ImageSet:
@@ -424,15 +462,13 @@ def _load_matching(source: str, split: str, scorer: AnomalyScorer) -> data.Image
     )
 
 
-def _separation(ds: data.ImageSet, scores: np.ndarray, normal, source: str) -> dict:
+def _separation(ds: data.ImageSet, scores: np.ndarray, normal) -> dict:
     """AUROC and AUPRC of normal against every other image, and per class: its mean score and its AUROC
     against the normal images."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     names = [ds.class_names[lab] for lab in ds.labels.tolist()]
     y = np.array([n not in normal for n in names])
-    if y.all() or not y.any():
-        raise ConfigError(f"--normal-classes {','.join(normal)}: need both normal and other images in {source} to compute AUROC")
     per_class = []
     for name in ds.class_names:
         mine = np.array([n == name for n in names])

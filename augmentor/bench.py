@@ -21,7 +21,6 @@ import dataclasses
 import json
 import logging
 import platform
-import shutil
 import statistics
 import time
 from dataclasses import dataclass, field, replace
@@ -33,12 +32,14 @@ import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
-from . import __version__, data, distributed, metrics, plots, report, run, transfer
+from . import __version__, data, distributed, metrics, outputs, plots, report, run, transfer
 from . import augmentation as augmentation_
 from .classifier import embed, predict, train_classifier
 from .config import InitConfig, TrainConfig, UnlabeledConfig
 from .errors import ConfigError, writable_folder
 from .mix import SyntheticMix
+from .modelfiles import SAMPLES, sample_grids
+from .report import REPORT, RESULTS
 from .sampler import Sampler
 from .train import resolve_precision
 from .unlabeled import drop_labelled, expected_shares, load_unlabeled, pseudo_label, pseudo_labelled, read_pseudo_labels
@@ -557,8 +558,10 @@ def bench(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: is a file; choose a new --out folder")
-    if (out / "results.json").exists():
-        raise ConfigError(f"{out}: holds a bench already; choose a new --out")
+    if out.is_dir() and any(out.iterdir()):  # its report, plots and GAN runs would land among the user's files
+        what = "holds a bench already" if (out / RESULTS).exists() else "is not empty"
+        raise ConfigError(f"{out}: {what}; choose a new --out folder")
+    outputs.check_writable(out, "--out")
     p = PRESETS[preset]
     if seeds:
         if len(set(seeds)) < len(seeds):
@@ -618,11 +621,13 @@ def bench(
                 f"--shots {shot}{whose}: class '{name}' has {min(counts)} images outside the held-out test set; "
                 "give --shots at most that, or --shots all"
             )
-    writable_folder(out)
+    w = distributed.world()  # under torchrun: one setting per process in turn, one report from rank 0
+    train_device = str(run.resolve_device(device, w))
     t0 = time.time()
     settings = [(shot, seed) for shot in shots for seed in p.seeds]
-    w = distributed.world()  # under torchrun: one setting per process in turn, one report from rank 0
     distributed.start(w, torch.device("cpu"))  # gloo: only results travel between the processes
+    distributed.gather(w, None)  # every process has checked --out before any writes in it
+    writable_folder(out)
     with distributed.alone():  # each setting's GANs train in this process only
         mine = {
             i: run_setting(
@@ -631,7 +636,7 @@ def bench(
                 seed,
                 p,
                 out,
-                str(run.resolve_device(device, w)),
+                train_device,
                 progress,
                 coverage,
                 augment_file,
@@ -674,13 +679,14 @@ def bench(
             "preset": p.__dict__,
         },
     }
-    (out / "results.json").write_text(json.dumps(results_json, indent=2, default=str))
+    outputs.write(out / RESULTS, lambda f: f.write(json.dumps(results_json, indent=2, default=str).encode()))
     plots.plot_gain(summary, metric, out / "gain.png")
     plots.plot_neighbours(
         samples[0].synthetic["gan"], data.uint8_to_tanh(samples[0].train.images), out / "nearest_neighbours.png"
     )
     results_json["sample_grids"] = copy_sample_grids(results, out)
-    (out / "report.md").write_text(report.render(results_json, lines))
+    text = report.render(results_json, lines)
+    outputs.write(out / REPORT, lambda f: f.write(text.encode()))
     distributed.stop(w)
     return results_json
 
@@ -690,8 +696,8 @@ def copy_sample_grids(results: list, out: Path) -> dict:
     grids = {}
     for r in results:
         name = f"samples_{str(r.shot).replace('%', 'pct')}.png"
-        found = sorted((Path(r.gan_run) / "samples").glob("step_*.png"))
+        found = sample_grids(Path(r.gan_run) / SAMPLES)
         if found and str(r.shot) not in grids:
-            shutil.copyfile(found[-1], out / name)
+            outputs.write(out / name, lambda f, grid=found[-1][1]: f.write(grid.read_bytes()))
             grids[str(r.shot)] = name
     return grids

@@ -12,10 +12,11 @@ from typing import Optional
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, outputs
 from .data import uint8_to_tanh
 from .errors import TrainingDiverged
 from .metrics import ClassReference
+from .modelfiles import sample_grids, sample_name
 from .plots import grid_image, write_gif
 from .train import Callback, StepReport, Trainer
 
@@ -42,6 +43,8 @@ class ProgressLog(Callback):
     def on_fit_start(self, trainer: Trainer) -> None:
         self.target = trainer.train_cfg.steps
         self.t0 = time.time()
+        if self.path is not None:
+            outputs.claim(self.path)
         if self.progress:
             from tqdm.auto import tqdm
 
@@ -105,13 +108,15 @@ class SampleGrids(Callback):
     def write(self, trainer: Trainer) -> Path:
         with torch.no_grad():
             images = trainer.sampling_generator()(self.z, self.labels)
-        path = self.folder / f"step_{trainer.step:06d}.png"
-        grid_image(images, rows=trainer.model_cfg.num_classes).save(path)
+        path = self.folder / sample_name(trainer.step)
+        grid = grid_image(images, rows=trainer.model_cfg.num_classes)
+        outputs.write(path, lambda f: grid.save(f, format="PNG"), own=True)
         return path
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.gif is not None and trainer.step >= self.target:
-            write_gif(sorted(self.folder.glob("step_*.png")), self.gif)
+            outputs.claim(self.gif)
+            write_gif([path for _, path in sample_grids(self.folder)], self.gif)
 
 
 class DiversityMonitor(Callback):
@@ -218,7 +223,8 @@ class Checkpointer(Callback):
         if not self.write:
             return path
         checkpoint.save(path, payload)
-        for old in checkpoint.list_checkpoints(self.folder)[: -self.keep]:
+        ours = outputs.listed(self.folder)
+        for old in [p for p in checkpoint.list_checkpoints(self.folder) if p.name in ours][: -self.keep]:
             old.unlink(missing_ok=True)
         return path
 
@@ -262,4 +268,4 @@ def truncate_log(path: Path, step: int) -> None:
             continue
         if row.get("step", 0) <= step:
             keep.append(line)
-    checkpoint.atomic_write(path, lambda f: f.write("".join(k + "\n" for k in keep).encode()))
+    outputs.write(path, lambda f: f.write("".join(k + "\n" for k in keep).encode()), own=True)

@@ -4,58 +4,24 @@ with ``torch.load(weights_only=True)``: no pickle, nothing executed on load."""
 from __future__ import annotations
 
 import logging
-import os
-import re
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from . import __version__
+from . import __version__, outputs
 from .errors import ModelFileError
+from .modelfiles import CHECKPOINT_NAME, checkpoint_name  # noqa: F401  (checkpoint_name: re-exported)
 
 log = logging.getLogger("augmentor")
 
 FORMAT_VERSION = 1
-NAME = re.compile(r"^ckpt_(\d{6,})\.pt$")
-TEMPORARY = re.compile(r"^\..+\.tmp\d+$")  # atomic_write's file before its rename
 REQUIRED = ("format_version", "step", "model_config", "train_config", "G", "D", "G_ema")
-
-
-def atomic_write(path: Path, write) -> None:
-    """``write(file)`` into a temporary file beside ``path``, fsync, then rename over it: a crash at any
-    moment leaves either the old file or the new one, never a torn one under the final name."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
-
-
-def remove_temporaries(folder: Path) -> None:
-    """Delete what atomic_write leaves when its process is killed mid-write (``.NAME.tmpPID``). Only while no
-    other process writes ``folder`` (a fit holds the run lock): a live writer's file would go too."""
-    folder = Path(folder)
-    if folder.is_dir():
-        for path in folder.iterdir():
-            if TEMPORARY.match(path.name):
-                path.unlink(missing_ok=True)
 
 
 def save(path: Path, payload: dict) -> None:
     payload = {"format_version": FORMAT_VERSION, "augmentor_version": __version__, **payload}
-    atomic_write(path, lambda f: torch.save(payload, f))
+    outputs.write(path, lambda f: torch.save(payload, f), own=True)
 
 
 def load(path: Path, map_location="cpu") -> dict:
@@ -83,7 +49,7 @@ def list_checkpoints(folder: Path) -> list:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := NAME.match(p.name))]
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_NAME.match(p.name))]
     return [p for _, p in sorted(found)]
 
 
@@ -95,7 +61,3 @@ def latest_good(folder: Path, map_location="cpu") -> Optional[tuple]:
         except ModelFileError as e:
             log.warning(f"{e}; trying the one before")
     return None
-
-
-def checkpoint_name(step: int) -> str:
-    return f"ckpt_{step:06d}.pt"

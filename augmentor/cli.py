@@ -55,6 +55,12 @@ def _click_options(*config_classes, only=None):
     return decorate
 
 
+def _say(line: str, err: bool = False) -> None:
+    """A line from rank 0 only under torchrun, where every process runs the same command."""
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(line, err=err)
+
+
 def _typed(values: dict) -> dict:
     """click.Choice hands back strings: give the declared type back (e.g. --size 64 → 64)."""
     by_name = {d.name: d for d in declared(*FIT_CONFIGS)}
@@ -76,7 +82,11 @@ def cli():
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True, help="Run directory.")
 @_click_options(*FIT_CONFIGS)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its newest good checkpoint.")
-@click.option("--force", is_flag=True, help="Overwrite the run in --out (only files a run writes are removed).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace the run in --out, or write beside your files in --out: removes only the files a run listed as its own.",
+)
 @click.pass_context
 def fit(ctx, out, resume, force, **values):
     """Train a GAN on a small image dataset."""
@@ -89,7 +99,7 @@ def fit(ctx, out, resume, force, **values):
         done = run.resume(out, given)
     else:
         if values["source"] is None:
-            click.echo("no --data given: using the built-in sklearn:digits (1,797 8×8 digits, 10 classes)")
+            _say("no --data given: using the built-in sklearn:digits (1,797 8×8 digits, 10 classes)")
             values["source"] = DataConfig.source
         pick = lambda cls: {d.name: values[d.name] for d in declared(cls)}  # noqa: E731
         data_cfg = DataConfig(**pick(DataConfig), seed=values["seed"])
@@ -110,15 +120,17 @@ def _print_run(out: Path) -> None:
 
     if not world().main:  # under torchrun, rank 0 speaks for the job
         return
-    samples = sorted((out / "samples").glob("step_*.png"))
+    from .modelfiles import CHECKPOINTS, LOG, LOSSES_PLOT, MODEL_FILES, PROGRESS_GIF, SAMPLES, sample_grids
+
+    samples = sample_grids(out / SAMPLES)
     click.echo(f"\nrun finished: {out}")
     for label, path in [
-        ("samples", samples[-1] if samples else None),
-        ("progress", out / "progress.gif"),
-        ("losses", out / "losses.png"),
-        ("log", out / "log.jsonl"),
-        ("checkpoints", out / "checkpoints"),
-        ("generator", out / "generator.onnx"),
+        ("samples", samples[-1][1] if samples else None),
+        ("progress", out / PROGRESS_GIF),
+        ("losses", out / LOSSES_PLOT),
+        ("log", out / LOG),
+        ("checkpoints", out / CHECKPOINTS),
+        ("generator", out / MODEL_FILES["generator"]),
     ]:
         if path is not None and path.exists():
             click.echo(f"  {label:<12}{path}")
@@ -133,7 +145,11 @@ def _print_run(out: Path) -> None:
     help="Generator file (NAME.onnx), or a folder for generator.onnx and discriminator.onnx (default: RUN_DIR).",
 )
 @click.option("--fp16", is_flag=True, help="Half-precision weights and arithmetic (float32 inputs and outputs).")
-@click.option("--force", is_flag=True, help="Overwrite an existing --out file and its discriminator.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace existing --out files (the generator, its discriminator, the anomaly files beside them).",
+)
 def export(run_dir, out, fp16, force):
     """Export a run's EMA generator and its discriminator to ONNX."""
     from .export import export_run
@@ -175,7 +191,10 @@ def sample(model, n, per_class, out, seed, device):
 @cli.command()
 @click.option("--data", default=None, help="Any --data source of fit (default sklearn:digits).")
 @click.option(
-    "--out", type=click.Path(path_type=Path), required=True, help="New folder for report.md, results.json, plots, GAN runs."
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="New (or empty) folder for report.md, results.json, plots, GAN runs.",
 )
 @click.option(
     "--preset",
@@ -229,7 +248,7 @@ def bench(data, out, seeds, shots, init, freeze_d, **options):
 
     shot_list = parse_shots(shots) if shots else None
     if data is None:
-        click.echo("no --data given: benchmarking on the built-in sklearn:digits")
+        _say("no --data given: benchmarking on the built-in sklearn:digits")
     try:
         seed_list = tuple(int(x) for x in seeds.split(",")) if seeds else None
     except ValueError:
@@ -265,7 +284,11 @@ def bench(data, out, seeds, shots, init, freeze_d, **options):
     default=None,
     help="New folder: per image, the image, the generator's reconstruction and where they differ, most anomalous first.",
 )
-@click.option("--force", is_flag=True, help="Overwrite --out (and write into a non-empty --heatmaps folder).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace --out and its OUT.roc.png; in --heatmaps, replace the heat maps an earlier score wrote (your files stay).",
+)
 def score(model, data, out, method, split, normal_classes, heatmaps, force):
     """Anomaly scores from a trained GAN (the first call on a run computes its references, then reuses them)."""
     from .anomaly import score_dataset
@@ -290,18 +313,20 @@ def pseudo_labels(run_dir, out):
     import csv
     import io
 
-    from . import checkpoint
+    from . import outputs
     from .run import pseudo_labels_table
 
     if out.exists():
         raise click.BadParameter(f"{out} exists; choose a new file", param_hint="--out")
+    outputs.check_writable(out.parent, "--out")
     rows = pseudo_labels_table(run_dir)
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["image", "label", "confidence"])
     writer.writerows(rows)
     try:
-        checkpoint.atomic_write(out, lambda f: f.write(buf.getvalue().encode()))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        outputs.write(out, lambda f: f.write(buf.getvalue().encode()))
     except OSError as e:
         raise click.BadParameter(f"cannot write {out} ({e.strerror or e})", param_hint="--out") from None
     click.echo(f"wrote {len(rows)} pseudo-labelled images to {out}")
@@ -316,8 +341,8 @@ def main(argv=None) -> None:
         click.echo(str(e), err=True)
         sys.exit(e.exit_code)
     except AugmentorError as e:
-        click.echo(f"error: {e}", err=True)
-        _record_for_torchrun(e)
+        _say(f"error: {e}", err=True)  # under torchrun every rank refuses alike: rank 0 says it once
+        _record_for_torchrun(f"error: {e}")
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
@@ -337,21 +362,25 @@ def main(argv=None) -> None:
             raise
         w = f"rank {dist.get_rank()} of {dist.get_world_size()}"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        click.echo(f"error: {w}: another process of this job failed or stopped answering ({first[:200]}); "
-                   "the newest checkpoint is kept: run the same command with --resume", err=True)  # fmt: skip
-        _record_for_torchrun(e)
+        message = (f"error: {w}: another process of this job failed or stopped answering ({first[:200]}); "
+                   "the newest checkpoint is kept: run the same command with --resume")  # fmt: skip
+        click.echo(message, err=True)
+        _record_for_torchrun(message)
         sys.exit(1)
     sys.exit(0)
 
 
-def _record_for_torchrun(error: BaseException) -> None:
-    """Under torchrun, leave the error in the job's error record, so its failure summary names it."""
-    if "TORCHELASTIC_ERROR_FILE" in os.environ:
-        from torch.distributed.elastic.multiprocessing.errors import get_error_handler
+def _record_for_torchrun(message: str) -> None:
+    """Under torchrun, leave our one line in the job's error record, so its failure summary names it (and
+    shows no Python traceback: a refused input is not a crash)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        import json
+        import time
 
-        handler = get_error_handler()
-        handler.initialize()
-        handler.record_exception(error)
+        record = {"message": {"message": message, "extraInfo": {"py_callstack": message, "timestamp": str(int(time.time()))}}}
+        with open(path, "w") as f:
+            json.dump(record, f)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ PSEUDO_LABELLERS = ("gan", "classifier")
 FIXED = "fixed"  # part of the run: a different value is refused
 FREE = "free"  # how this process runs (device, intervals): may change on every resume
 GROW = "grow"  # may grow, never fall below what the run has done (steps)
+MOVE = "move"  # where the run's images are now: the same images (checked by their fingerprint) at a new place
 
 _SAME = object()  # "the CLI default is the field's default"
 
@@ -98,6 +99,7 @@ class DataConfig(_Dict):
         "Folder of class subfolders (or a flat folder: one class), MedMNIST-style .npz, folder of MNIST IDX files, or sklearn:digits.",
         flag="--data",
         cli_default=None,
+        on_resume=MOVE,
     )
     split: str = option("train", "Split of an .npz / IDX source.")
     size: int = option(32, "Image side: 32, 64 or 128.", choices=SUPPORTED_SIZES)
@@ -245,6 +247,7 @@ class UnlabeledConfig(_Dict):
         None,
         "Unlabelled images of the same kind (any --data source; a flat folder is the common case): pseudo-labelled "
         "(see --pseudo-labeller), the confident ones join the GAN's training set.",
+        on_resume=MOVE,
     )
     pseudo_labeller: str = option(
         "gan",

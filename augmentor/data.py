@@ -7,10 +7,12 @@ square ``size`` and held whole; scarce datasets are small, so training indexes b
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import importlib.util
 import logging
+import os
 import struct
 import warnings
 from dataclasses import dataclass, field, replace
@@ -114,6 +116,26 @@ def convert_range(images: torch.Tensor, source: str, target: str) -> torch.Tenso
 # ----------------------------------------------------------------------------------------- loading
 
 
+def _why_missing(path: Path) -> str:
+    if not path.is_symlink():
+        return "no such file or directory"
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 says "Symlink loop" this way
+        return "a symbolic link that loops back on itself; point it at your images"
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link that loops back on itself; point it at your images"
+    return "a symbolic link to something that does not exist; point it at your images"
+
+
+def absolute_source(spec: Optional[str]) -> Optional[str]:
+    """A path source made absolute, so that a run finds its data from any working directory; built-ins unchanged."""
+    if spec is None or spec == BUILTIN_DIGITS:
+        return spec
+    return os.path.abspath(os.path.expanduser(spec))
+
+
 def load(
     spec: Optional[str] = None,
     size: int = 32,
@@ -132,7 +154,7 @@ def load(
     else:
         path = Path(spec)
         if not path.exists():
-            raise DataError(f"{spec}: no such file or directory")
+            raise DataError(f"{spec}: {_why_missing(path)}")
         if path.is_file() and path.suffix.lower() == ".npz":
             arrays, labels, names = _load_npz(path, split)
             paths, skipped = None, []
@@ -340,8 +362,8 @@ def _is_gray_rgb(a: np.ndarray) -> bool:
 # ----------------------------------------------------------------------------------------- subsets
 
 
-def select_classes(data: ImageSet, classes: str) -> ImageSet:
-    """Keep the classes named in ``"a,b"`` (by name or index) and renumber them 0..k-1."""
+def select_classes(data: ImageSet, classes: str, flag: str = "--classes") -> ImageSet:
+    """Keep the classes named in ``"a,b"`` (by name or index) and renumber them 0..k-1; errors name ``flag``."""
     wanted = []
     for token in (t.strip() for t in classes.split(",") if t.strip()):
         if token in data.class_names:
@@ -349,9 +371,9 @@ def select_classes(data: ImageSet, classes: str) -> ImageSet:
         elif token.isdigit() and int(token) < data.num_classes:
             wanted.append(int(token))
         else:
-            raise ConfigError(f"--classes: unknown class '{token}'; this dataset has {', '.join(data.class_names)}")
+            raise ConfigError(f"{flag}: unknown class '{token}'; this dataset has {', '.join(data.class_names)}")
     if not wanted:
-        raise ConfigError("--classes: give at least one class name or index")
+        raise ConfigError(f"{flag}: give at least one class name or index")
     wanted = list(dict.fromkeys(wanted))
     remap = torch.full((data.num_classes,), -1, dtype=torch.long)
     remap[wanted] = torch.arange(len(wanted))

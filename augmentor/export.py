@@ -9,6 +9,8 @@ Noise is an input: a ``torch.randn`` inside ``forward`` would be traced as a con
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -18,10 +20,10 @@ import onnx
 import torch
 from torch import nn
 
-from . import __version__, checkpoint
+from . import __version__, checkpoint, outputs
 from .config import ModelConfig
 from .errors import ConfigError, ModelFileError, cannot_write, writable_folder
-from .modelfiles import ANOMALY, MODEL_FILES, encode_metadata, read_metadata
+from .modelfiles import ANOMALY, MODEL_FILES, encode_metadata, read_metadata, run_files
 from .models import build_discriminator, build_generator, refresh_batchnorm, without_spectral_norm
 
 PARITY_TOL = {False: 1e-4, True: 2e-2}  # fp32, fp16
@@ -99,10 +101,20 @@ def export_run(run, out: Optional[Path] = None, fp16: bool = False, force: bool 
     else:  # the file asked for, and its discriminator beside it
         g_path = Path(out)
         d_path = g_path.with_name(g_path.stem + "-discriminator.onnx")
-    if out is not None and Path(out).resolve() != run.resolve():  # a run's own files are replaced; others only with force
-        for path in (g_path, d_path):
+    carry = _anomaly_files_to_carry(run, d_path, state["step"])
+    writes = [g_path, d_path, *(d_path.parent / source.name for source in carry)]
+    if g_path.parent.resolve() == run.resolve():  # the run's own files are replaced, never a file of the user's
+        in_the_way = outputs.in_the_way(run, [p.name for p in writes], ours=run_files(run)["."])
+        if in_the_way:
+            raise ConfigError(f"{in_the_way[0]}: a file augmentor did not write, where export writes; move it away or give --out")
+        for path in writes:  # the run's own from now on: a later fit --force removes them
+            outputs.claim(path)
+    else:  # files the user named, or in a folder of theirs: replaced only with force
+        for path in writes:
             if path.exists() and not force:
-                raise ConfigError(f"{path}: exists; choose another --out (or --force to overwrite it)")
+                raise ConfigError(f"{path}: exists; choose another --out (or --force to replace it)")
+            if path.is_dir():
+                raise ConfigError(f"{path}: is a folder; choose another --out")
     writable_folder(g_path.parent)
     # each file names the other in its metadata ("pair"), so either finds its partner
     cfg, G, D = load_models(state)
@@ -128,16 +140,18 @@ def export_run(run, out: Optional[Path] = None, fp16: bool = False, force: bool 
     diff = max(parity(G, g_path, (z, labels)), parity(D, d_path, (images, labels)))
     if diff > PARITY_TOL[fp16]:
         raise ModelFileError(f"{g_path}: ONNX output differs from torch by {diff:.2e} (> {PARITY_TOL[fp16]}); please report this")
-    carried = _carry_anomaly_files(run, d_path, state["step"]) if d_path.name == MODEL_FILES["discriminator"] else []
+    for source in carry:
+        outputs.write(d_path.parent / source.name, lambda f, source=source: f.write(source.read_bytes()))
+    carried = [d_path.parent / source.name for source in carry]
     return {"generator": g_path, "discriminator": d_path, "max_abs_diff": diff, "checkpoint": path, "anomaly": carried}
 
 
-def _carry_anomaly_files(run: Path, d_path: Path, step: int) -> list:
-    """Copy what `augmentor score` kept in the run (anomaly.npz, encoder.onnx) beside the exported discriminator,
-    when it was computed for the exported checkpoint: the exported folder then scores without training images.
-    (Only beside discriminator.onnx: the encoder's metadata names that file as its pair.) Returns the copies."""
+def _anomaly_files_to_carry(run: Path, d_path: Path, step: int) -> list:
+    """What `augmentor score` kept in the run (anomaly.npz, encoder.onnx), to copy beside an exported
+    discriminator elsewhere when it was computed for the exported checkpoint: the exported folder then scores
+    without training images. (Only beside discriminator.onnx: the encoder's metadata names that file as its pair.)"""
     references = run / ANOMALY
-    if d_path.parent.resolve() == run.resolve() or not references.is_file():
+    if d_path.name != MODEL_FILES["discriminator"] or d_path.parent.resolve() == run.resolve() or not references.is_file():
         return []
     with np.load(references) as saved:
         if int(saved["step"]) != step:
@@ -146,13 +160,13 @@ def _carry_anomaly_files(run: Path, d_path: Path, step: int) -> list:
     encoder = run / MODEL_FILES["encoder"]
     if encoder.is_file() and read_metadata(encoder)["step"] == step:  # an older checkpoint's encoder stays behind
         sources.append(encoder)
-    for source in sources:
-        checkpoint.atomic_write(d_path.parent / source.name, lambda f, source=source: f.write(source.read_bytes()))
-    return [d_path.parent / source.name for source in sources]
+    return sources
 
 
-def _export(model, args, path: Path, inputs, outputs, meta: dict, fp16: bool) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+def _export(model, args, path: Path, input_names, output_names, meta: dict, fp16: bool) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # a new name: clobbers nothing
+    os.close(fd)
+    tmp = Path(tmp)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice; it runs on torch 2.4+
@@ -160,10 +174,10 @@ def _export(model, args, path: Path, inputs, outputs, meta: dict, fp16: bool) ->
                 model,
                 args,
                 str(tmp),
-                input_names=inputs,
-                output_names=outputs,
+                input_names=input_names,
+                output_names=output_names,
                 opset_version=17,
-                dynamic_axes={name: {0: "batch"} for name in inputs + outputs},
+                dynamic_axes={name: {0: "batch"} for name in input_names + output_names},
                 dynamo=False,
             )
         proto = onnx.load(str(tmp))
@@ -172,7 +186,7 @@ def _export(model, args, path: Path, inputs, outputs, meta: dict, fp16: bool) ->
         for k, v in encode_metadata(meta).items():
             proto.metadata_props.add(key=k, value=v)
         onnx.checker.check_model(proto)
-        checkpoint.atomic_write(path, lambda f: f.write(proto.SerializeToString()))
+        outputs.write(path, lambda f: f.write(proto.SerializeToString()))
     except OSError as e:
         raise cannot_write(path, e) from None
     finally:

@@ -161,12 +161,15 @@ class SyntheticMix:
         self.meta_sampler = first
         self.label_mode = labels
         if isinstance(labels, dict):
-            w = torch.zeros(first.num_classes)
+            w = torch.zeros(first.num_classes, dtype=torch.float64)
             for c, weight in labels.items():
-                w[first.class_index(c)] = float(weight)
-            if w.sum() <= 0 or (w < 0).any():
-                raise ConfigError("label weights must be ≥ 0 with a positive sum")
-            self.weights = w / w.sum()
+                try:
+                    w[first.class_index(c)] = float(weight)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"labels={{...}}: the weight of {c!r} is {weight!r}, not a number") from None
+            if not torch.isfinite(w).all() or w.sum() <= 0 or (w < 0).any():
+                raise ConfigError("labels={...}: weights must be finite numbers ≥ 0 with a positive sum")
+            self.weights = (w / w.sum()).float()
         self.seed = seed
         self.epoch = 0
         self.pool = pool
@@ -190,15 +193,17 @@ class SyntheticMix:
         self._buffer = {}  # per (device, class): images (or pool order) not used yet; new each epoch, so epochs are reproducible
         for batch in self.loader:
             x, y = self._unpack(batch)
-            self._check(x, y)
+            classes = self._check(x, y)
             k = int(round(self.ratio * len(x)))
             mask = torch.zeros(len(x), dtype=torch.bool)
             if k:
                 pos = torch.randperm(len(x), generator=g)[:k]
                 mask[pos] = True
-                syn_y = self._synthetic_labels(y.cpu(), pos, g)
+                syn_y = self._synthetic_labels(classes, pos, g)
                 x, y = x.clone(), y.clone()
                 x[pos.to(x.device)] = self._synthetic(syn_y, g, x)
+                if y.dim() == 2:  # one-hot rows in, one-hot rows out
+                    syn_y = torch.nn.functional.one_hot(syn_y, y.shape[1])
                 y[pos.to(y.device)] = syn_y.to(y.device, y.dtype)
             yield self._pack(batch, x, y, mask.to(x.device))
 
@@ -223,7 +228,8 @@ class SyntheticMix:
             return {**out, "is_synthetic": mask} if self.return_mask else out
         return (x, y, mask) if self.return_mask else (x, y)
 
-    def _check(self, x, y) -> None:
+    def _check(self, x, y) -> torch.Tensor:
+        """Refuse a batch the generator cannot match; returns its labels as class indices (long, on the CPU)."""
         want = self.meta_sampler.image_shape
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != want:
             got = tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -231,10 +237,33 @@ class SyntheticMix:
                 f"{self.meta_sampler.path}: makes images of shape {want} (C, H, W) but the loader's batches are {got}; "
                 "train or export a model at the loader's size and channels"
             )
-        if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.meta_sampler.num_classes):
+        classes = self._class_indices(y)
+        if len(classes) and (int(classes.min()) < 0 or int(classes.max()) >= self.meta_sampler.num_classes):
+            bad = int(classes.min()) if int(classes.min()) < 0 else int(classes.max())
             raise ConfigError(
-                f"label {int(y.max())} in the loader is not a class of {self.meta_sampler.path} ({self.meta_sampler.num_classes} classes)"
+                f"label {bad} in the loader is not a class of {self.meta_sampler.path} ({self.meta_sampler.num_classes} classes)"
             )
+        return classes
+
+    def _class_indices(self, y) -> torch.Tensor:
+        """Class indices of a batch's labels: integers, floats holding whole numbers, or one-hot rows (BCE losses)."""
+        n = self.meta_sampler.num_classes
+        what = "labels must be class indices (integers, or floats holding whole numbers) or one-hot rows"
+        if not isinstance(y, torch.Tensor):
+            raise ConfigError(f"SyntheticMix: the loader's {what}; got {type(y).__name__}")
+        y = y.detach().cpu()
+        if y.dim() == 2 and y.shape[1] == n:
+            is_one_hot = ((y == 0) | (y == 1)).all() and (y.sum(1) == 1).all()
+            if not is_one_hot:
+                raise ConfigError(
+                    f"SyntheticMix: {what}; got rows of {n} that are not one-hot (soft labels: apply MixUp or label smoothing after SyntheticMix)"
+                )
+            return y.argmax(1)
+        if y.dim() != 1:
+            raise ConfigError(f"SyntheticMix: {what}; got labels of shape {tuple(y.shape)} for {n} classes")
+        if y.is_floating_point() and not (torch.isfinite(y).all() and (y == y.round()).all()):
+            raise ConfigError(f"SyntheticMix: {what}; got fractional or NaN values such as {y[y != y.round()][:1].tolist()}")
+        return y.long()
 
     def _synthetic_labels(self, y: torch.Tensor, pos: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         if self.label_mode == "match":

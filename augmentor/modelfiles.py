@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
-from . import __version__
+from . import __version__, outputs
 from .errors import ConfigError, ModelFileError
 
 log = logging.getLogger("augmentor")
@@ -33,9 +34,97 @@ SAMPLES = "samples"
 PSEUDO_LABELS = "pseudo_labels.json"  # with --unlabeled: which unlabelled images were kept, with which label
 MODEL_FILES = {"generator": "generator.onnx", "discriminator": "discriminator.onnx", "encoder": "encoder.onnx"}
 ANOMALY = "anomaly.npz"  # what anomaly scores compare with: normal images' D features and statistics, calibration
-# Everything a run writes, and nothing else: what --force may remove.
-RUN_FILES = (CONFIG, HOLDOUT, LOG, PSEUDO_LABELS, ANOMALY, "losses.png", "diversity.png", "progress.gif", *MODEL_FILES.values())
-RUN_DIRS = (CHECKPOINTS, SAMPLES)
+LOSSES_PLOT, DIVERSITY_PLOT, PROGRESS_GIF = "losses.png", "diversity.png", "progress.gif"
+LOCK = ".lock"  # held by the fit writing the run (its process id)
+# Every name a run writes at its top
+FP16_FILES = tuple(name.replace(".onnx", "-fp16.onnx") for name in MODEL_FILES.values())  # export --fp16
+RUN_FILES = (
+    CONFIG,
+    HOLDOUT,
+    LOG,
+    PSEUDO_LABELS,
+    ANOMALY,
+    LOSSES_PLOT,
+    DIVERSITY_PLOT,
+    PROGRESS_GIF,
+    *MODEL_FILES.values(),
+    *FP16_FILES,
+)
+CHECKPOINT_NAME = re.compile(r"^ckpt_(\d{6,})\.pt$")
+SAMPLE_NAME = re.compile(r"^step_(\d{6,})\.png$")
+# What a run writes in each of its folders: these names, and names of this pattern
+RUN_LAYOUT = {".": (RUN_FILES, None), CHECKPOINTS: ((), CHECKPOINT_NAME), SAMPLES: ((), SAMPLE_NAME)}
+RUN_SECTIONS = ("augmentor_version", "data", "model", "train")  # what every run's config.json holds
+
+
+def checkpoint_name(step: int) -> str:
+    return f"ckpt_{step:06d}.pt"
+
+
+def sample_name(step: int) -> str:
+    return f"step_{step:06d}.png"
+
+
+def sample_grids(folder) -> list:
+    """A run's sample grids in ``folder``, oldest step first, as (step, path)."""
+    folder = Path(folder)
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := SAMPLE_NAME.match(p.name))] if folder.is_dir() else []
+    return sorted(found)
+
+
+def is_run(out) -> bool:
+    """Whether ``out`` holds an augmentor run: a config.json with the sections every run writes."""
+    try:
+        config = json.loads((Path(out) / CONFIG).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and all(k in config for k in RUN_SECTIONS)
+
+
+def run_files(out) -> dict:
+    """{folder of the run ("." for its top): the names augmentor wrote there}. A run from before the manifests
+    (augmentor 0.10 and older) listed nothing: its files are the ones named as a run names them."""
+    out = Path(out)
+    if not (out / outputs.MANIFEST).exists() and is_run(out):  # legacy: the one place names decide
+        return {
+            sub: {
+                p.name for p in (out / sub).iterdir() if p.is_file() and (p.name in names or (pattern and pattern.match(p.name)))
+            }
+            if (out / sub).is_dir()
+            else set()
+            for sub, (names, pattern) in RUN_LAYOUT.items()
+        }
+    return {sub: outputs.listed(out / sub) for sub in RUN_LAYOUT}
+
+
+def run_files_in_the_way(out, ours: dict) -> list:
+    """What a run in ``out`` would write over that augmentor did not write (``ours``: run_files(out))."""
+    out = Path(out)
+    found = []
+    for sub, (names, pattern) in RUN_LAYOUT.items():
+        folder = out / sub
+        if folder.exists() and not folder.is_dir():
+            found.append(folder)
+        else:
+            found += outputs.in_the_way(folder, names, pattern, ours[sub])
+    return found
+
+
+def adopt_run_files(out, ours: dict) -> None:
+    """List ``ours`` in the run's manifests: a legacy run is adopted before it is written again."""
+    for sub, names in ours.items():
+        for name in sorted(names):
+            outputs.claim(Path(out) / sub / name)
+
+
+def remove_run_files(out, ours: dict) -> None:
+    """Remove what a run wrote in ``out`` (``ours``: run_files(out)), and its subfolders if nothing else is left."""
+    out = Path(out)
+    for sub in RUN_LAYOUT:
+        outputs.remove_listed(out / sub, ours[sub])
+        if sub != ".":
+            outputs.remove_empty(out / sub)
+
 
 # ------------------------------------------------------------------ ONNX metadata
 
@@ -80,7 +169,8 @@ def read_metadata(path) -> dict:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception:
-        raise ModelFileError(f"{path}: not an ONNX file") from None
+        run = path.parent if (path.parent / CONFIG).exists() else "RUN_DIR"
+        raise ModelFileError(f"{path}: not an ONNX file, or a truncated one; export it again: augmentor export {run}") from None
     meta = {p.key[len(PREFIX) :]: p.value for p in proto.metadata_props if p.key.startswith(PREFIX)}
     if "format" not in meta:
         raise ModelFileError(

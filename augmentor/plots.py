@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import outputs
 from .data import convert_range, tanh_to_unit
 
 
@@ -32,7 +33,10 @@ def grid_image(images: torch.Tensor, rows: int) -> Image.Image:
 def write_gif(frames: list, path: Path, ms_per_frame: int = 300) -> None:
     images = [Image.open(f).convert("RGB") for f in frames]
     if images:
-        images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
+        outputs.write(
+            Path(path),
+            lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0),
+        )
 
 
 def _pyplot():
@@ -50,7 +54,7 @@ def _save(fig, path: Path) -> None:
     with warnings.catch_warnings():  # class names in scripts the font lacks (e.g. CJK) show as boxes: no warning
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        outputs.write(Path(path), lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
 
 
@@ -120,7 +124,8 @@ def plot_neighbours(synthetic: torch.Tensor, train: torch.Tensor, path: Path, n:
 
     syn = synthetic[:n]
     nearest = torch.cdist(pixel_features(syn), pixel_features(train)).argmin(1)
-    grid_image(torch.cat([syn, train[nearest]]), rows=2).save(path)
+    grid = grid_image(torch.cat([syn, train[nearest]]), rows=2)
+    outputs.write(Path(path), lambda f: grid.save(f, format="PNG"))
 
 
 def plot_roc(y, scores, auroc: float, path: Path) -> None:
@@ -138,12 +143,21 @@ def plot_roc(y, scores, auroc: float, path: Path) -> None:
     _save(fig, path)
 
 
-def write_heatmaps(images, reconstructions, maps, scores, names, labels, folder: Path) -> Path:
-    """One PNG per image — the image, what the generator makes of it, where they differ (inferno, one scale
-    for all) — named by rank, most anomalous first. ``images``/``reconstructions``: uint8 (N, C, H, W)."""
-    import matplotlib
-
+def heatmap_names(scores, names, labels) -> list:
+    """(image index, file name) of each heat map, by rank, most anomalous first."""
     from .sampler import safe_name
+
+    width = len(str(len(scores)))
+    return [
+        (int(i), safe_name(f"{rank + 1:0{width}d}_{labels[i]}_{names[i]}", str(rank + 1)) + ".png")
+        for rank, i in enumerate(np.argsort(-np.asarray(scores)))
+    ]
+
+
+def write_heatmaps(images, reconstructions, maps, files: list, folder: Path) -> Path:
+    """One PNG per image — the image, what the generator makes of it, where they differ (inferno, one scale
+    for all) — at ``files`` (heatmap_names). ``images``/``reconstructions``: uint8 (N, C, H, W)."""
+    import matplotlib
 
     folder.mkdir(parents=True, exist_ok=True)
     scale = float(np.quantile(maps.numpy(), 0.999)) or 1.0
@@ -158,8 +172,7 @@ def write_heatmaps(images, reconstructions, maps, scores, names, labels, folder:
         axis=2,
     )  # (N, H, 3W, 3)
     zoom = max(1, 128 // images.shape[-1])
-    width = len(str(len(scores)))
-    for rank, i in enumerate(np.argsort(-np.asarray(scores))):
+    for i, name in files:
         picture = Image.fromarray(panels[i]).resize((panels.shape[2] * zoom, panels.shape[1] * zoom), Image.NEAREST)
-        picture.save(folder / (safe_name(f"{rank + 1:0{width}d}_{labels[i]}_{names[i]}", str(rank + 1)) + ".png"))
+        outputs.write(folder / name, lambda f, picture=picture: picture.save(f, format="PNG"), own=True)
     return folder

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import statistics
 
+RESULTS, REPORT = "results.json", "report.md"  # what a bench writes beside its plots
+
 
 def describe(shot) -> str:
     """A shot setting (or its key in results.json) in words."""
@@ -198,7 +200,7 @@ def rerender(directory) -> str:
     from .bench import CHOSEN, Arm
 
     directory = Path(directory)
-    results = json.loads((directory / "results.json").read_text())
+    results = json.loads((directory / RESULTS).read_text())
     arms = {name: Arm(**{**a, "mix": tuple(a["mix"])}) for name, a in results["arms"].items()}
     _, lines = verdict(results["summary"], results["primary_metric"], arms, CHOSEN.name)
     results.setdefault("sample_grids", {})
@@ -207,7 +209,7 @@ def rerender(directory) -> str:
         if (directory / grid).exists():
             results["sample_grids"][shot] = grid
     text = render(results, lines)
-    (directory / "report.md").write_text(text)
+    (directory / REPORT).write_text(text)
     return text
 
 

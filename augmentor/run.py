@@ -17,11 +17,12 @@ from typing import Optional
 
 import torch
 
-from . import __version__, augmentation, checkpoint, data, distributed, transfer
+from . import __version__, augmentation, checkpoint, data, distributed, outputs, transfer
 from .callbacks import Checkpointer, DiversityMonitor, NonFiniteGuard, ProgressLog, SampleGrids, ShareMembers, truncate_log
 from .config import (
     FIT_CONFIGS,
     FIXED,
+    MOVE,
     SECTIONS,
     DataConfig,
     InitConfig,
@@ -31,12 +32,32 @@ from .config import (
     UnlabeledConfig,
     declared,
 )
-from .errors import ConfigError, Interrupted, ModelFileError, RunDirError, TrainingDiverged, cannot_write
-from .modelfiles import CHECKPOINTS, CONFIG, HOLDOUT, LOG, PSEUDO_LABELS, RUN_DIRS, RUN_FILES, SAMPLES
+from .errors import ConfigError, DataError, Interrupted, ModelFileError, RunDirError, TrainingDiverged, cannot_write
+from .modelfiles import (
+    CHECKPOINTS,
+    CONFIG,
+    DIVERSITY_PLOT,
+    HOLDOUT,
+    LOCK,
+    LOG,
+    LOSSES_PLOT,
+    PROGRESS_GIF,
+    PSEUDO_LABELS,
+    RUN_LAYOUT,
+    RUN_SECTIONS,
+    SAMPLES,
+    adopt_run_files,
+    is_run,
+    remove_run_files,
+    run_files,
+    run_files_in_the_way,
+    sample_grids,
+)
 from .plots import plot_diversity, plot_losses
 from .train import Trainer, resolve_precision
 from .unlabeled import (
     drop_labelled,
+    expected_shares,
     kept_summary,
     load_unlabeled,
     pseudo_label,
@@ -108,22 +129,25 @@ def model_config_for(train: data.ImageSet, mode: Optional[str] = None, **options
 
 @contextmanager
 def locked(out: Path):
-    """Hold ``out/.lock`` while a fit writes the run; a live holder refuses, a dead one's lock is taken over."""
-    lock = out / ".lock"
+    """Hold ``out/.lock`` while a fit writes the run; a live holder refuses, a dead one's lock is taken over.
+    A .lock that holds no process id is not ours, and stays."""
+    lock = out / LOCK
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             break
         except FileExistsError:
             try:
-                pid = int(lock.read_text().strip() or 0)
+                pid = int(lock.read_text().strip())
             except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
+                raise RunDirError(f"{lock}: not a lock augmentor wrote; move it away or choose another --out") from None
+            if _alive(pid):
                 raise RunDirError(
                     f"{out}: another fit (pid {pid}) is writing this run; wait for it or choose another --out"
                 ) from None
             lock.unlink(missing_ok=True)  # stale: its owner died
+        except OSError as e:
+            raise cannot_write(out, e, RunDirError) from None
     else:
         raise RunDirError(f"{out}: could not take the run lock")
     try:
@@ -149,24 +173,31 @@ def _check_writable(out: Path) -> None:
         raise RunDirError(f"{out}: exists and is a file, not a directory; choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
     except OSError as e:
         raise cannot_write(out, e, RunDirError) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise RunDirError(f"{out}: cannot write here (permission denied)")
 
 
-def _prepare_new_run(out: Path, force: bool) -> None:
-    if out.is_dir() and (out / CONFIG).exists() and not force:
-        raise RunDirError(f"{out}: holds a run already; pass --resume to continue it or --force to overwrite it")
-    if out.is_dir() and any(p for p in out.iterdir() if p.name != ".lock") and not (out / CONFIG).exists() and not force:
-        raise RunDirError(f"{out}: is not empty and holds no augmentor run; choose another --out (or --force to write into it)")
-    if force:  # only what a run writes; anything else of the user's stays
-        checkpoint.remove_temporaries(out)  # a killed write's leftovers (the run lock is held)
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        for name in RUN_DIRS:
-            shutil.rmtree(out / name, ignore_errors=True)
+def _check_new_run_dir(out: Path, force: bool) -> dict:
+    """Refuse, before anything is written, an --out that holds a run (without --force), a folder of the user's
+    (without --force), or files a run would write over that augmentor did not write. Returns the run files
+    that --force replaces (modelfiles.run_files)."""
+    if (out / CONFIG).exists() and not is_run(out):
+        raise RunDirError(f"{out}: its config.json is not an augmentor run's; choose another --out")
+    if is_run(out) and not force:
+        raise RunDirError(f"{out}: holds a run already; pass --resume to continue it or --force to replace it")
+    if not force and any(p.name != LOCK for p in out.iterdir()):
+        raise RunDirError(
+            f"{out}: is not empty and holds no augmentor run; choose another --out (or --force to write beside your files)"
+        )
+    ours = run_files(out) if force else {sub: set() for sub in RUN_LAYOUT}
+    in_the_way = run_files_in_the_way(out, ours)
+    if in_the_way:
+        raise RunDirError(
+            f"{in_the_way[0]}: a file augmentor did not write, where a run writes its own; move it away or choose another --out"
+        )
+    return ours
 
 
 def read_config(out: Path) -> dict:
@@ -174,9 +205,12 @@ def read_config(out: Path) -> dict:
     if not path.exists():
         raise ModelFileError(f"{out}: no config.json; not an augmentor run directory")
     try:
-        return json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelFileError(f"{path}: unreadable ({e})") from None
+    if not is_run(out):
+        raise ModelFileError(f"{path}: not an augmentor run's config (it lacks {', '.join(RUN_SECTIONS)})")
+    return config
 
 
 # ----------------------------------------------------------------------------------------- fit
@@ -247,22 +281,23 @@ def _removed_if_refused(out: Path, created: bool):
     try:
         yield
     except BaseException:
-        if created and all(p.name == ".lock" for p in out.iterdir()):
+        if created and all(p.name == LOCK for p in out.iterdir()):
             shutil.rmtree(out, ignore_errors=True)
         raise
 
 
 def _new_run(out: Path, data_cfg, train_cfg, model_options, unlabeled, pseudo_options, init, source, force, device) -> tuple:
-    """Prepare ``out`` and write its config.json, holdout.json (and pseudo-labels): the run before step 0.
+    """Check every input, then replace what an earlier run wrote in ``out`` (``force``) and write config.json,
+    holdout.json (and pseudo-labels): the run before step 0. A refusal at any check leaves ``out`` as it was.
     Returns (ModelConfig, TrainConfig, the GAN's training set, config)."""
-    _prepare_new_run(out, force)
+    ours = _check_new_run_dir(out, force)
     if isinstance(data_cfg, data.ImageSet):
         n = len(data_cfg)
         prepared = PreparedData(data_cfg, data_cfg, torch.arange(n), torch.arange(0))
         data_record = {"source": data_cfg.source, "in_memory": True, "size": data_cfg.size, "channels": data_cfg.channels}
     else:
         prepared = prepare_data(data_cfg)
-        data_record = data_cfg.to_dict()
+        data_record = {**data_cfg.to_dict(), "source": data.absolute_source(data_cfg.source)}  # found from anywhere
     options = dict(model_options or {})
     if source is not None:
         options = transfer.model_options(source, options)
@@ -270,9 +305,10 @@ def _new_run(out: Path, data_cfg, train_cfg, model_options, unlabeled, pseudo_op
     if source is not None:
         transfer.check_compatible(source, model_cfg, init.freeze_d)
     train_cfg = resolve_coverage(train_cfg, prepared.train)  # decided by the labelled images
-    gan_set, unlabeled_section, pseudo_record = _with_unlabeled(
-        out, prepared.train, data_cfg, unlabeled, pseudo_options, train_cfg.seed, device
+    gan_set, unlabeled_section, pseudo = _with_unlabeled(
+        prepared.train, data_cfg, unlabeled, pseudo_options, train_cfg.seed, device
     )
+    remove_run_files(out, ours)  # every check passed: only now does the earlier run go
     config = {
         "augmentor_version": __version__,
         "data": data_record,
@@ -283,32 +319,52 @@ def _new_run(out: Path, data_cfg, train_cfg, model_options, unlabeled, pseudo_op
         "class_counts": prepared.train.class_counts(),
         "skipped_files": len(prepared.full.skipped),
     }
-    config.update(unlabeled=unlabeled_section, pseudo_labels=pseudo_record)
-    config["init"] = {**init.to_dict(), "source": source.record() if source else None}
-    if pseudo_record is not None:
+    pseudo_record = None
+    if pseudo is not None:
+        labels, images = pseudo
+        pseudo_record = {"fingerprint": images.fingerprint(), "labeller": unlabeled_section["pseudo_labeller"]}
+        pseudo_record.update(labels.record(prepared.train.class_names))
+        outputs.write(out / PSEUDO_LABELS, lambda f: f.write(labels.to_json().encode()), own=True)
+        outputs.claim(out / LOG)
         with open(out / LOG, "a") as f:  # the pseudo-labels, as the first row of the training log
             f.write(json.dumps({"step": 0, "pseudo_labels": pseudo_record}) + "\n")
-    checkpoint.atomic_write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()))
+    config.update(unlabeled=unlabeled_section, pseudo_labels=pseudo_record)
+    config["init"] = {**init.to_dict(), "source": source.record() if source else None}
+    outputs.write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()), own=True)
     holdout = {
         "holdout_index": prepared.holdout_index.tolist(),
         "train_index": prepared.train_index.tolist(),
         "holdout_paths": [prepared.full.paths[i] for i in prepared.holdout_index.tolist()] if prepared.full.paths else None,
     }
-    checkpoint.atomic_write(out / HOLDOUT, lambda f: f.write(json.dumps(holdout).encode()))
+    outputs.write(out / HOLDOUT, lambda f: f.write(json.dumps(holdout).encode()), own=True)
     return model_cfg, train_cfg, gan_set, config
 
 
-def _gan_set(out: Path, config: dict) -> data.ImageSet:
-    """The GAN's training set rebuilt from a run's config.json (for --resume and torchrun's other ranks)."""
-    data_cfg = DataConfig.from_dict(config["data"])
-    prepared = prepare_data(data_cfg)
-    if prepared.train.fingerprint() != config["data_fingerprint"]:
-        raise ConfigError(
-            f"{out}: the training data changed since this run started ({config['data']['source']}); start a new --out"
-        )
+def _gan_set(out: Path, config: dict, moved: Optional[dict] = None) -> data.ImageSet:
+    """The GAN's training set rebuilt from a run's config.json (for --resume and torchrun's other ranks).
+    ``moved``: {config section: the flag that gave its images' new place}, for the refusal's wording."""
+    moved = moved or {}
+    data_cfg, labelled = stored_training_images(out, config, moved.get("data"))
     if config.get("unlabeled", {}).get("unlabeled"):  # the same unlabelled images, pseudo-labelled as at the start
-        return with_pseudo_labelled(prepared.train, *_stored_unlabeled(out, config, prepared.train, data_cfg))
-    return prepared.train
+        return with_pseudo_labelled(labelled, *_stored_unlabeled(out, config, labelled, data_cfg, moved.get("unlabeled")))
+    return labelled
+
+
+def stored_training_images(out: Path, config: dict, moved_by: Optional[str] = None) -> tuple:
+    """(DataConfig, the training images) of a run, from where config.json says they are, checked unchanged."""
+    data_cfg = DataConfig.from_dict(config["data"])
+    source = data_cfg.source
+    if source and source != data.BUILTIN_DIGITS and not os.path.lexists(source):
+        raise DataError(
+            f"{out}: its training data is no longer at {source}; put it back, or tell the run where it is now: "
+            f"augmentor fit --out {out} --resume --data NEW_PLACE"
+        )
+    train = prepare_data(data_cfg).train
+    if train.fingerprint() != config["data_fingerprint"]:
+        if moved_by:
+            raise ConfigError(f"{moved_by} contradicts the run in {out}: not the images it was trained on")
+        raise ConfigError(f"{out}: the training data changed since this run started ({source}); start a new --out")
+    return data_cfg, train
 
 
 def _start_from(trainer: Trainer, source: Optional[transfer.Source], freeze_d: int) -> None:
@@ -321,10 +377,9 @@ def _start_from(trainer: Trainer, source: Optional[transfer.Source], freeze_d: i
     transfer.freeze_d(trainer.D, freeze_d)
 
 
-def _with_unlabeled(out: Path, labelled: data.ImageSet, data_cfg, unlabeled, pseudo_options, seed: int, device) -> tuple:
-    """The GAN's training set: the labelled images, plus the pseudo-labelled unlabelled ones when there are any
-    (their labels written to pseudo_labels.json). Returns (training set, config.json's "unlabeled" section,
-    its "pseudo_labels" record or None)."""
+def _with_unlabeled(labelled: data.ImageSet, data_cfg, unlabeled, pseudo_options, seed: int, device) -> tuple:
+    """The GAN's training set: the labelled images, plus the pseudo-labelled unlabelled ones when there are any.
+    Writes nothing. Returns (training set, config.json's "unlabeled" section, (PseudoLabels, images) or None)."""
     if isinstance(unlabeled, UnlabeledConfig) and unlabeled.unlabeled is None:
         unlabeled = None  # the CLI's default: no unlabelled images
     if unlabeled is None:
@@ -334,14 +389,15 @@ def _with_unlabeled(out: Path, labelled: data.ImageSet, data_cfg, unlabeled, pse
         section = {**cfg.to_dict(), "unlabeled": unlabeled.source, "in_memory": True}
     else:
         split, strict = (data_cfg.split, data_cfg.strict) if isinstance(data_cfg, DataConfig) else ("train", False)
-        cfg, images, section = unlabeled, load_unlabeled(unlabeled.unlabeled, labelled, split, strict), unlabeled.to_dict()
+        cfg, images = unlabeled, load_unlabeled(unlabeled.unlabeled, labelled, split, strict)
+        section = {**unlabeled.to_dict(), "unlabeled": data.absolute_source(unlabeled.unlabeled)}
+    if cfg.unlabeled_shares:
+        expected_shares(labelled, cfg.unlabeled_shares)  # a malformed value fails before minutes of labelling
     gan_steps = f", then {cfg.labeller_steps} semi-supervised GAN steps" if cfg.pseudo_labeller == "gan" else ""
     log.info(f"pseudo-labelling {len(images)} unlabelled images ({cfg.pseudo_steps} classifier steps{gan_steps})")
     pseudo = pseudo_label(labelled, images, cfg, seed=seed, device=device)
-    record = {"fingerprint": images.fingerprint(), "labeller": cfg.pseudo_labeller, **pseudo.record(labelled.class_names)}
     log.info(kept_summary(pseudo, labelled, cfg.unlabeled_shares))
-    checkpoint.atomic_write(out / PSEUDO_LABELS, lambda f: f.write(pseudo.to_json().encode()))
-    return with_pseudo_labelled(labelled, images, pseudo), section, record
+    return with_pseudo_labelled(labelled, images, pseudo), section, (pseudo, images)
 
 
 def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
@@ -361,6 +417,16 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
     config = read_config(out)
     if config["data"].get("in_memory"):
         raise ConfigError(f"{out}: was trained on images passed from Python, not a --data source; resume it from Python")
+    moved = {}  # config section → the flag that moved its images (the fingerprints check they are the same)
+    for name in [n for n in given if options[n].option.on_resume == MOVE and given[n] is not None]:
+        d, value = options[name], given.pop(name)
+        section = SECTIONS[d.owner]
+        if not (config.get(section) or {}).get(name):
+            raise ConfigError(f"{d.flag} {value} contradicts the run in {out} (it has none); drop the flag or start a new --out")
+        if value != data.BUILTIN_DIGITS and not os.path.lexists(value):
+            raise DataError(f"{d.flag} {value}: no such file or directory")
+        config[section][name] = data.absolute_source(value)
+        moved[section] = f"{d.flag} {value}"
     for name, value in given.items():
         if options[name].option.on_resume == FIXED:
             _check_unchanged(out, config, options[name], value)
@@ -369,13 +435,17 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
     distributed.check(w, train_cfg.batch_size, str(dev), model_cfg.mode, model_cfg.spectral_norm, model_cfg.num_classes)
     distributed.start(w, dev)
     with locked(out) if w.main else contextlib.nullcontext():
+        ours = run_files(out)
+        in_the_way = run_files_in_the_way(out, ours)
+        if in_the_way:
+            raise RunDirError(f"{in_the_way[0]}: a file augmentor did not write, among the run's own; move it away, then resume")
         found = checkpoint.latest_good(out / CHECKPOINTS, map_location=dev)
         if found is not None and ModelConfig.from_dict(found[1]["model_config"]) != model_cfg:
             raise ModelFileError(f"{found[0]}: its model differs from {out / 'config.json'}; the run directory was altered")
         done = int(found[1]["step"]) if found is not None else 0
         if train_cfg.steps < done:
             raise ConfigError(f"--steps {train_cfg.steps} is below the {done} steps this run has done; give --steps ≥ {done}")
-        gan_set = _gan_set(out, config)
+        gan_set = _gan_set(out, config, moved)
         trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision, w)
         stored = config.get("init") or {}
         init = InitConfig.from_dict({k: v for k, v in stored.items() if k != "source"})
@@ -389,19 +459,20 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
             trainer.load_state_dict(state)
             log.info(f"resuming {out} from {path.name} (step {trainer.step} of {train_cfg.steps})")
         if w.main:
-            for folder in (out, out / CHECKPOINTS, out / SAMPLES):  # a process killed mid-write left these
-                checkpoint.remove_temporaries(folder)
+            adopt_run_files(out, ours)  # a run from before the manifests lists its files now
+            for sub, names in ours.items():  # a process killed mid-write left these
+                outputs.remove_temporaries(out / sub, names)
             truncate_log(out / LOG, trainer.step)
-            for stale in (out / SAMPLES).glob("step_*.png"):
-                if int(stale.stem.split("_")[1]) > trainer.step:
+            for step, stale in sample_grids(out / SAMPLES):
+                if step > trainer.step and stale.name in ours[SAMPLES]:
                     stale.unlink()
             config["train"] = train_cfg.to_dict()
-            checkpoint.atomic_write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()))
+            outputs.write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()), own=True)
         _train(out, trainer, config, opts, progress)
     return out
 
 
-def _stored_unlabeled(out: Path, config: dict, labelled: data.ImageSet, data_cfg: DataConfig) -> tuple:
+def _stored_unlabeled(out: Path, config: dict, labelled: data.ImageSet, data_cfg: DataConfig, moved_by=None) -> tuple:
     """(the unlabelled images, their stored PseudoLabels) of a run that learnt from unlabelled images; refused
     when the images changed since."""
     section = config["unlabeled"]
@@ -409,8 +480,16 @@ def _stored_unlabeled(out: Path, config: dict, labelled: data.ImageSet, data_cfg
         raise ConfigError(
             f"{out}: learnt from unlabelled images passed from Python, which a run does not keep (pseudo_labels.json indexes them)"
         )
-    images = load_unlabeled(section["unlabeled"], labelled, data_cfg.split, data_cfg.strict)
+    source = section["unlabeled"]
+    if source != data.BUILTIN_DIGITS and not os.path.lexists(source):
+        raise DataError(
+            f"{out}: its unlabelled images are no longer at {source}; put them back, or tell the run where they are "
+            f"now: augmentor fit --out {out} --resume --unlabeled NEW_PLACE"
+        )
+    images = load_unlabeled(source, labelled, data_cfg.split, data_cfg.strict)
     if images.fingerprint() != config["pseudo_labels"]["fingerprint"]:
+        if moved_by:
+            raise ConfigError(f"{moved_by} contradicts the run in {out}: not the unlabelled images it learnt from")
         raise ConfigError(
             f"{out}: the unlabelled images ({section['unlabeled']}) changed since this run started; start a new --out"
         )
@@ -423,8 +502,7 @@ def _kept_unlabeled(run_dir) -> tuple:
     config = read_config(out)
     if not config.get("unlabeled", {}).get("unlabeled"):
         raise ConfigError(f"{out}: did not learn from unlabelled images (fit it with --unlabeled SOURCE)")
-    data_cfg = DataConfig.from_dict(config["data"])
-    labelled = prepare_data(data_cfg).train
+    data_cfg, labelled = stored_training_images(out, config)
     return (*_stored_unlabeled(out, config, labelled, data_cfg), labelled.class_names)
 
 
@@ -456,7 +534,8 @@ def _check_unchanged(out: Path, config: dict, option, value) -> None:
     have = tuple(have) if isinstance(have, list) else have
     if value is None or value == have:
         return
-    raise ConfigError(f"{option.flag} {value} contradicts the run in {out} (it has {have}); drop the flag or start a new --out")
+    typed = (option.flag if value else f"--no-{option.flag[2:]}") if isinstance(value, bool) else f"{option.flag} {value}"
+    raise ConfigError(f"{typed} contradicts the run in {out} (it has {have}); drop the flag or start a new --out")
 
 
 def _train(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress: bool) -> None:
@@ -475,7 +554,7 @@ def _train(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress
             [
                 DiversityMonitor(opts.sample_every),
                 ProgressLog(out / LOG, every=max(1, min(10, opts.checkpoint_every)), progress=progress),
-                SampleGrids(out / SAMPLES, opts.sample_every, gif=out / "progress.gif"),
+                SampleGrids(out / SAMPLES, opts.sample_every, gif=out / PROGRESS_GIF),
             ]
             if main
             else []
@@ -503,8 +582,9 @@ def _train(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress
             raise TrainingDiverged(f"the {world.size} processes ended with different weights; please report this")
         log.info(f"{world.size} processes ended with identical weights")
     if main:
-        plot_losses(out / LOG, out / "losses.png")
-        plot_diversity(out / LOG, out / "diversity.png")
+        for plot, name in ((plot_losses, LOSSES_PLOT), (plot_diversity, DIVERSITY_PLOT)):
+            outputs.claim(out / name)
+            plot(out / LOG, out / name)
         if opts.export:
             from .export import export_run
 

@@ -187,7 +187,7 @@ def test_heatmaps_most_anomalous_first(zero_run, held_out, tmp_path, capsys):
     args = ["score", "--model", zero_run, "--data", folder, "--out", tmp_path / "s.csv", "--heatmaps", heat]
     code, stdout, err = run_cli(capsys, *args)
     assert code == 0, err
-    files = sorted(heat.iterdir())
+    files = sorted(heat.glob("*.png"))
     rows = list(csv.DictReader((tmp_path / "s.csv").open()))
     assert len(files) == len(rows)
     top = max(rows, key=lambda r: float(r["score"]))

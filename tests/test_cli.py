@@ -4,7 +4,7 @@ from clihelp import TINY, one_line_error, run_cli
 from conftest import dataset, write_image
 from PIL import Image
 
-from augmentor import checkpoint
+from augmentor import checkpoint, outputs
 
 
 def test_fit_on_builtin_digits_writes_the_whole_run(tmp_path, capsys):
@@ -17,7 +17,8 @@ def test_fit_on_builtin_digits_writes_the_whole_run(tmp_path, capsys):
     assert [p.name for p in checkpoint.list_checkpoints(out / "checkpoints")] == ["ckpt_000003.pt", "ckpt_000006.pt"]
     state = checkpoint.load(out / "checkpoints" / "ckpt_000006.pt")
     assert {"G", "D", "G_ema", "opt_g", "opt_d", "rng", "model_config", "augmentor_version"} <= set(state)
-    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_000003.png", "step_000006.png"]
+    assert sorted(p.name for p in (out / "samples").glob("*.png")) == ["step_000003.png", "step_000006.png"]
+    assert (out / "samples" / outputs.MANIFEST).read_text().splitlines()[1:] == ["step_000003.png", "step_000006.png"]
     grid = Image.open(out / "samples" / "step_000006.png")
     assert grid.height > grid.width / 2  # 10 rows (one per class) of 8
     assert Image.open(out / "progress.gif").n_frames == 2
@@ -69,11 +70,11 @@ def test_existing_run_is_not_overwritten_without_force(tmp_path, capsys):
     code, _, err = run_cli(capsys, "fit", "--out", out, "--steps", 2, *TINY)
     assert code == 2 and "--resume" in one_line_error(err) and (out / "config.json").read_text() == before
     (out / "my-notes.txt").write_text("mine")
-    (out / ".config.json.tmp4242").write_text("{")  # what a fit killed while writing its config leaves
+    (out / ".config.json.k3x9q2wz.tmp").write_text("{")  # what a fit killed while writing its config leaves
     assert run_cli(capsys, "fit", "--out", out, "--steps", 3, "--force", *TINY)[0] == 0
     assert json.loads((out / "config.json").read_text())["train"]["steps"] == 3
     assert (out / "my-notes.txt").read_text() == "mine"  # --force removes only what a run writes
-    assert not (out / ".config.json.tmp4242").exists()
+    assert not (out / ".config.json.k3x9q2wz.tmp").exists()
 
 
 def test_resume_extends_a_finished_run_and_refuses_contradicting_flags(tmp_path, capsys):
@@ -86,7 +87,7 @@ def test_resume_extends_a_finished_run_and_refuses_contradicting_flags(tmp_path,
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 6
     # what a fit killed in the middle of writing a checkpoint leaves; the next resume clears it, nothing else
-    (out / "checkpoints" / ".ckpt_000008.pt.tmp4242").write_bytes(b"torn")
+    (out / "checkpoints" / ".ckpt_000006.pt.k3x9q2wz.tmp").write_bytes(b"torn")
     (out / "checkpoints" / "notes.tmp1").write_text("mine")
     code, _, err = run_cli(capsys, "fit", "--out", out, "--resume", "--steps", 8, "--checkpoint-every", 2)
     assert code == 0, err

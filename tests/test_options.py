@@ -7,7 +7,7 @@ import shutil
 import pytest
 from clihelp import one_line_error, run_cli
 
-from augmentor.config import FIT_CONFIGS, FIXED, FREE, GROW, SECTIONS, declared
+from augmentor.config import FIT_CONFIGS, FIXED, FREE, GROW, MOVE, SECTIONS, declared
 
 OPTIONS = declared(*FIT_CONFIGS)
 
@@ -56,7 +56,7 @@ def _argv(d, value) -> list:
 
 
 def test_every_option_is_covered_by_a_resume_rule():
-    assert {d.option.on_resume for d in OPTIONS} <= {FIXED, FREE, GROW}
+    assert {d.option.on_resume for d in OPTIONS} <= {FIXED, FREE, GROW, MOVE}
     assert len({d.name for d in OPTIONS}) == len(OPTIONS)  # field names are the CLI's parameter names: unique
     assert len(OPTIONS) >= 25  # data, model, train and run-time options, all declared
 
@@ -84,7 +84,9 @@ def test_resume_with_a_contradicting_value(d, finished_run, tmp_path, capsys):
     else:
         assert code == 2, err
         line = one_line_error(err)
-        assert d.flag in line and "contradicts" in line, line
+        assert " ".join(map(str, _argv(d, value))) in line, line  # the flag as the user typed it
+        moved = d.option.on_resume == MOVE and have is not None  # a new place for images the run has: it must hold them
+        assert ("no such file" if moved else "contradicts") in line, line
         assert (run / "config.json").read_text() == before
 
 
