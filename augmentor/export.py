@@ -96,6 +96,8 @@ def export_run(run, out: Optional[Path] = None, fp16: bool = False, force: bool 
             raise ModelFileError(f"{run}: no usable checkpoint to export (train with: augmentor fit --out {run})")
         path, state = found
     suffix = "-fp16.onnx" if fp16 else ".onnx"  # generator.onnx + discriminator.onnx, -fp16 for half precision
+    if out is not None and Path(out).suffix.lower() != ".onnx" and Path(out).is_file():
+        raise ConfigError(f"{out}: is a file; give --out a folder or a file name ending in .onnx")
     if out is None or Path(out).suffix.lower() != ".onnx":  # the run's file names, in the run or in the folder asked for
         g_path, d_path = (Path(out or run) / MODEL_FILES[k].replace(".onnx", suffix) for k in ("generator", "discriminator"))
     else:  # the file asked for, and its discriminator beside it

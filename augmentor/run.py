@@ -8,7 +8,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import signal
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -179,6 +178,20 @@ def _check_writable(out: Path) -> None:
         raise RunDirError(f"{out}: cannot write here (permission denied)")
 
 
+def _check_outside_sources(out: Path, data_cfg, unlabeled) -> None:
+    """Refuse an --out inside the images it learns from: its files would join them (and --force could remove them)."""
+    sources = [("--data", data_cfg.source if isinstance(data_cfg, DataConfig) else None)]
+    sources.append(("--unlabeled", unlabeled.unlabeled if isinstance(unlabeled, UnlabeledConfig) else None))
+    run = Path(os.path.realpath(out))
+    for flag, source in sources:
+        if source and source != data.BUILTIN_DIGITS and os.path.isdir(source):
+            folder = Path(os.path.realpath(source))
+            if run == folder or folder in run.parents:
+                raise RunDirError(
+                    f"--out {out} is inside {flag} {source}: the run's files would mix with your images; choose another --out"
+                )
+
+
 def _check_new_run_dir(out: Path, force: bool) -> dict:
     """Refuse, before anything is written, an --out that holds a run (without --force), a folder of the user's
     (without --force), or files a run would write over that augmentor did not write. Returns the run files
@@ -252,7 +265,8 @@ def fit(
     distributed.check(w, train_cfg.batch_size, str(dev), given.get("mode") or "conditional", given.get("spectral_norm", True))
     if w.distributed and isinstance(data_cfg, data.ImageSet) and unlabeled is not None:
         raise ConfigError("images in memory with unlabelled images do not run under torchrun; give data sources")
-    created = w.main and not out.exists()
+    _check_outside_sources(out, data_cfg, unlabeled)
+    created = [p for p in (out, *out.parents) if not p.exists()] if w.main else []  # deepest first
     if w.main:
         _check_writable(out)
     distributed.start(w, dev)
@@ -275,14 +289,16 @@ def fit(
 
 
 @contextmanager
-def _removed_if_refused(out: Path, created: bool):
-    """A fit refused before step 0 (bad data, an incompatible --init) takes back the --out folder it created:
-    nothing but its lock is in it then."""
+def _removed_if_refused(out: Path, created: list):
+    """A fit refused before step 0 (bad data, an incompatible --init) takes back the folders it created for
+    --out: nothing but its lock is in them then."""
     try:
         yield
     except BaseException:
         if created and all(p.name == LOCK for p in out.iterdir()):
-            shutil.rmtree(out, ignore_errors=True)
+            (out / LOCK).unlink(missing_ok=True)
+            for folder in created:
+                outputs.remove_empty(folder)
         raise
 
 

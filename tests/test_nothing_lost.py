@@ -352,3 +352,14 @@ def test_outputs_manifest_of_the_users_is_not_trusted(tmp_path):
     (tmp_path / outputs.MANIFEST).write_text("config.json\n")
     with pytest.raises(Exception, match="not augmentor's list"):
         outputs.listed(tmp_path)
+
+
+def test_a_refused_fit_takes_back_every_folder_it_made(tmp_path, capsys):
+    refused(capsys, "fit", "--data", tmp_path / "nope", "--out", tmp_path / "x" / "a" / "b", expect="nope", keep=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_inside_the_data_is_refused(tmp_path, capsys):
+    data = gray_folder(tmp_path / "imgs")
+    refused(capsys, "fit", "--data", data, "--out", data / "run", *TINY, expect="is inside --data", keep=tmp_path)
+    assert not (data / "run").exists()
