@@ -1,16 +1,15 @@
 """Anomaly scores from a trained GAN (higher = more anomalous).
 
-Each method is one score or a z-score average of several (``METHODS``; one-class AUROC on held-out images,
-measured by benchmarks/anomaly.py, docs/results.md):
+Each method is one score or a z-score average of several (``METHODS``; their one-class AUROC on held-out
+images: benchmarks/anomaly.py, docs/results.md "Anomaly scores"):
 - ``features`` (default): cosine distance of D's last features to the nearest normal image's. Cosine, not
-  Euclidean: the length of the feature vector follows brightness and contrast (Euclidean: MNIST 0.961,
-  X-rays 0.467 in an earlier measurement).
+  Euclidean: the length of the feature vector follows brightness and contrast.
 - ``mahalanobis``: Mahalanobis distance of the mean and spread of every D block's activations, Gaussian
   (Ledoit-Wolf shrinkage) fitted on the normal images.
 - ``residual``: f-AnoGAN's izi_f residual, |x − G(E(x))|² + κ·|f_D(x) − f_D(G(E(x)))|², with an encoder E
   trained on the normal images (encoder.py); ``heatmaps`` shows where it is.
 - ``fused``: the z-scores of ``features`` and ``mahalanobis`` averaged, each calibrated on normal images kept
-  out of the references (best on MNIST by 0.003, worse on the X-rays, where ``mahalanobis`` fails).
+  out of the references.
 - ``discriminator``: minus D's logit (for a conditional model, of the class finding the image most real).
 
 Every method but ``discriminator`` compares with the normal images: ``fit(normal_images)`` computes what it
@@ -40,17 +39,17 @@ log = logging.getLogger("augmentor")
 @dataclass(frozen=True)
 class Method:
     components: tuple  # the scores it averages (as z-scores calibrated on held-out normal images when several)
-    measured: str  # one-class AUROC, benchmarks/anomaly.py
+    summary: str  # for --help
 
 
 METHODS = {
-    "features": Method(("features",), "MNIST 0.978, PneumoniaMNIST 0.883"),
-    "fused": Method(("features", "mahalanobis"), "MNIST 0.981, PneumoniaMNIST 0.823"),
-    "mahalanobis": Method(("mahalanobis",), "MNIST 0.971, PneumoniaMNIST 0.470"),
-    "residual": Method(("residual",), "MNIST 0.913, PneumoniaMNIST 0.386"),
-    "discriminator": Method(("discriminator",), "MNIST 0.518, PneumoniaMNIST 0.773; unstable (0.2 apart between GAN seeds)"),
+    "features": Method(("features",), "cosine distance of D's features to the nearest normal image's"),
+    "fused": Method(("features", "mahalanobis"), "features and mahalanobis averaged as z-scores"),
+    "mahalanobis": Method(("mahalanobis",), "distance of D's activation statistics from the normal images'"),
+    "residual": Method(("residual",), "f-AnoGAN's reconstruction residual (trains an encoder once)"),
+    "discriminator": Method(("discriminator",), "minus D's logit; needs no normal images"),
 }
-DEFAULT_METHOD = "features"  # the best measured over both datasets (fused is 0.003 better on MNIST, 0.06 worse on X-rays)
+DEFAULT_METHOD = "features"  # the best over both datasets of benchmarks/anomaly.py (tests/test_anomaly.py holds it)
 COMPARED = ("features", "mahalanobis", "residual")  # the components that compare with normal images
 ENCODER_STEPS = 500  # izi_f steps: 500 at batch 64 (~20 s on one CPU core at 32 px, width 32)
 CALIBRATION_SHARE = 0.1  # of the normal images, held out of the references to calibrate the z-scores

@@ -84,7 +84,7 @@ class Preset:
 
 
 PRESETS = {
-    # ~15 minutes on 2 CPU cores for sklearn:digits
+    # the protocol at CPU scale (its measured times: docs/results.md)
     "quick": Preset(shots=(10,), seeds=(0, 1, 2), gan_steps=800, clf_steps=400, width=32, reference=True),
     # for a GPU: the protocol of the README's tables
     "full": Preset(
@@ -245,7 +245,7 @@ class Arm:
     ratio: float = 0.0
     cas: Optional[str] = None
     # the generator's share goes through the classical pipeline too, as re-drawn real images always do. Data
-    # decide whether that helps (docs/results.md: +1.0 for U on MNIST, −5 on the X-rays), so both are measured.
+    # decide whether that helps (it went both ways in docs/results.md), so both are measured.
     synthetic_augmented: bool = False
 
     @property
@@ -582,7 +582,7 @@ def bench(
             f"{source or 'sklearn:digits'}: one class only; bench trains classifiers, so give labelled images of 2+ classes"
         )
     fit_steps = TrainConfig().steps
-    if p.gan_steps < fit_steps:  # quick: 800. At 2,400, U's arms gained 0.7-4.9 points (leaves, X-rays)
+    if p.gan_steps < fit_steps:  # longer-trained GANs made better training data (docs/results.md)
         split.notes.append(
             f"the GANs train {p.gan_steps} steps, fewer than fit's {fit_steps}: the arms with their images may "
             "understate a generator you fit yourself (--gan-steps; docs/results.md)"

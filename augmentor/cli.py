@@ -201,7 +201,8 @@ def sample(model, n, per_class, out, seed, device):
     type=click.Choice(["quick", "full", "smoke"]),
     default="quick",
     show_default=True,
-    help="quick: ~15 min on 2 CPU cores; full: the whole protocol, for a GPU; smoke: seconds, a dry run.",
+    help="quick: the protocol at CPU scale; full: the whole protocol, for a GPU; smoke: seconds, a dry run "
+    "(times measured: docs/results.md).",
 )
 @click.option("--size", type=int, default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -210,8 +211,7 @@ def sample(model, n, per_class, out, seed, device):
     "--gan-steps",
     type=int,
     default=None,
-    help="Override the preset's GAN steps (every GAN of the bench). quick's 800 are fewer than fit's 3,000; at 2,400 the "
-    "unlabelled-images GAN's samples were better training data on leaves, X-rays and digits (docs/results.md).",
+    help="Override the preset's GAN steps (every GAN of the bench); quick trains fewer than fit does (docs/results.md).",
 )
 @click.option(
     "--coverage", type=float, default=None, help="Coverage weight of the GANs (default: fit's, 5 for ≤ 100 images a class)."
@@ -270,7 +270,7 @@ def bench(data, out, seeds, shots, init, freeze_d, **options):
     type=click.Choice(list(METHODS)),
     default=DEFAULT_METHOD,
     show_default=True,
-    help="; ".join(f"{name}: {m.measured}" for name, m in METHODS.items()) + " (one-class AUROC, docs/results.md).",
+    help="; ".join(f"{name}: {m.summary}" for name, m in METHODS.items()) + " (how well each separates: docs/results.md).",
 )
 @click.option("--split", default="test", show_default=True, help="Split of an .npz / IDX source.")
 @click.option(

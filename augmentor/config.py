@@ -252,7 +252,7 @@ class UnlabeledConfig(_Dict):
     pseudo_labeller: str = option(
         "gan",
         "Who gives the pseudo-labels: 'gan', a semi-supervised GAN whose discriminator is also a classifier and learns "
-        "from every unlabelled image (a few minutes on a CPU; measured better on digits, worse on X-rays: `bench "
+        "from every unlabelled image (a few minutes on a CPU; compared in docs/results.md: `bench "
         "--unlabeled` tells on your data), or 'classifier', the SmallCNN alone.",
         choices=PSEUDO_LABELLERS,
     )

@@ -6,13 +6,8 @@ every unlabelled image is pushed towards "some class" (high log Σ exp ℓ), the
 class", and the generator matches the mean of D's features on real images (feature matching). The samples
 land between the classes' dense regions, where the decision boundaries then settle. The classifier's own
 confident pseudo-labels are a second supervised term, so this starts from what self-training knows.
-
-Measured (benchmarks/semisupervised.py, docs/results.md): on MNIST with 10 labelled digits per class and
-6,900 unlabelled, it keeps more of them at 99.2 % right (the classifier: 97.9 %), and the same training
-without the generator does worse on two seeds of three. On chest X-rays (two classes, one rare) it over-calls
-the rare class more than the classifier it starts from; capped at the labelled class shares
-(unlabeled._confident) its kept labels are 97.3–98.0 % right, the classifier's 97.7–98.4 %.
-`augmentor bench --unlabeled` tells which labels serve the user's data better.
+How its labels compare with the classifier's: docs/results.md ("Unlabelled images"); `augmentor bench
+--unlabeled` tells which labels serve the user's data better.
 """
 
 from __future__ import annotations
@@ -32,7 +27,7 @@ from .unlabeled import labelled_shares, reweighted
 WIDTH = 32  # a small model: it only has to label, and it trains before the user's GAN
 BATCH = 64
 DIFFAUG = ("translation", "cutout")  # no colour: it is a class cue on leaves
-# FixMatch's threshold; the weight measured on MNIST, 10 labelled per class (1, 3, 10; docs/results.md)
+# FixMatch's threshold; the weight chosen among 1, 3 and 10 (docs/results.md)
 CONSISTENCY_CONFIDENCE, CONSISTENCY_WEIGHT = 0.95, 3.0
 
 
@@ -41,8 +36,7 @@ class LabellingGAN(nn.Module):
 
     def __init__(self, size: int, channels: int, class_names):
         super().__init__()
-        # Batch norm, not spectral norm, in D: spectral norm limits how far apart the K logits can go (measured
-        # once, MNIST 10 per class, without the self-training term: 94.1 vs 95.3 % on held-out digits)
+        # Batch norm, not spectral norm, in D: spectral norm limits how far apart the K logits can go
         cfg = ModelConfig(size, channels, tuple(class_names), mode="unconditional", width=WIDTH, spectral_norm=False)
         self.cfg = cfg
         self.G, D = Generator(cfg), Discriminator(cfg)

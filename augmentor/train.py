@@ -59,9 +59,8 @@ class Callback:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """auto → bf16 autocast on CPUs with native bf16 dot products (AVX512-BF16 or AMX), where it cuts a step's
-    time by ~40 % (benchmarks/throughput.py); fp32 elsewhere: emulated bf16 is slower, and on an H100 this
-    small model ran slower under bf16 autocast too (9.4 k vs 16.6 k img/s, issue #6)."""
+    """auto → bf16 autocast on CPUs with native bf16 dot products (AVX512-BF16 or AMX), where it is faster; fp32
+    elsewhere: emulated bf16 is slower, and so was this small model under autocast on a GPU (docs/results.md, "Speed")."""
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision {precision} is not one of {', '.join(PRECISIONS)}")
     if precision != "auto":
@@ -88,11 +87,11 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(train_cfg.seed)
             G, D = build_generator(model_cfg), build_discriminator(model_cfg)
-        # channels_last: 5-12 % faster on the CPU in fp32 (oneDNN; no difference in bf16), and the layout GPUs prefer
+        # channels_last: faster on the CPU in fp32 (oneDNN), and the layout GPUs prefer
         self.G = G.to(self.device, memory_format=torch.channels_last)
         self.D = D.to(self.device, memory_format=torch.channels_last)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
-        # fused: one kernel for all parameters (CPU and CUDA since torch 2.4); measured −2 ms of a 66 ms CPU step
+        # fused: one kernel for all parameters (CPU and CUDA since torch 2.4)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=train_cfg.lr, betas=train_cfg.betas, fused=True)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=train_cfg.lr, betas=train_cfg.betas, fused=True)
         # Under torchrun the passes that learn go through DistributedDataParallel (wrapped at the first step, after

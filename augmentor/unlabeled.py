@@ -3,9 +3,8 @@
 A SmallCNN is trained on the labelled images (classical augmentation, class-balanced batches) and labels
 every unlabelled image; by default a semi-supervised GAN (semisupervised.py) then starts from its confident
 labels, learns from every unlabelled image, and labels them again. The confident ones (softmax ≥
-``pseudo_threshold``) join the labelled images in the GAN's training set. Measured in docs/results.md
-(MNIST 10 per class + 6,900 unlabelled): what each labeller keeps and gets right, and whether the generator
-trained on its labels adds to the pseudo-labelled images used directly (self-training).
+``pseudo_threshold``) join the labelled images in the GAN's training set. docs/results.md ("Unlabelled
+images") has what each labeller keeps and gets right.
 """
 
 from __future__ import annotations
@@ -138,9 +137,8 @@ def labelled_shares(labelled: data.ImageSet, num_classes: int):
 
 def expected_shares(labelled: data.ImageSet, stated: Optional[str] = None):
     """The class shares the labellers expect among the unlabelled images: the user's (--unlabeled-shares, every
-    class named), else the labelled images' (labelled_shares). An equal draw of 8 leaves a class, with 29 % of the
-    unlabelled leaves healthy, had the classifier call 534 of 1,075 healthy (175 wrong, 82 % of the kept labels
-    right); told healthy=0.3, 96.7 % (docs/results.md)."""
+    class named), else the labelled images' (labelled_shares): an equal draw of labelled images from imbalanced
+    unlabelled ones otherwise makes the labellers over-call the rare classes."""
     if stated is None:
         return labelled_shares(labelled, labelled.num_classes)
     shares = parse_shares(stated)
@@ -155,9 +153,7 @@ def expected_shares(labelled: data.ImageSet, stated: Optional[str] = None):
 def reweighted(probs: torch.Tensor, shares) -> torch.Tensor:
     """Both labellers learn from class-balanced batches, so their probabilities take the classes as equally
     common. Reweighted by the expected class ``shares`` (Saerens et al. 2002; None: unchanged, bit-identical), a
-    rare class is over-called less: on the X-rays (10 % labelled, 3 seeds; about 350 of the 3,491 unlabelled are
-    normal) the classifier called 488–585 normal before, 401–482 after, and the kept labels went from 92–95 to
-    95–97 % right."""
+    rare class is over-called less."""
     if shares is None:
         return probs
     weighted = probs * shares.to(probs.dtype)
@@ -167,8 +163,7 @@ def reweighted(probs: torch.Tensor, shares) -> torch.Tensor:
 def _confident(probs: torch.Tensor, shares, threshold: float, labeller: str) -> PseudoLabels:
     """The labels with confidence ≥ ``threshold``, and per class at most its expected number (expected share ×
     unlabelled images; the most confident first) where ``shares`` are given: a labeller that over-calls a rare
-    class does so with its least sure labels. On the X-rays (seed 0) the classifier's 482 normal calls, 151
-    wrong, became 349, 48 wrong (kept labels 95.3 → 98.4 % right)."""
+    class does so with its least sure labels."""
     confidence, labels = probs.max(1)
     keep = confidence >= threshold
     if not keep.any():
