@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .anomaly import DEFAULT_METHOD, METHODS
+from .anomaly.scorer import DEFAULT_METHOD, METHODS
 from .config import FIT_CONFIGS, DataConfig, InitConfig, ModelConfig, RunOptions, TrainConfig, UnlabeledConfig, declared
 from .errors import AugmentorError
 
@@ -116,11 +116,11 @@ def fit(ctx, out, resume, force, **values):
 
 
 def _print_run(out: Path) -> None:
-    from .distributed import world
+    from .gan.distributed import world
 
     if not world().main:  # under torchrun, rank 0 speaks for the job
         return
-    from .modelfiles import CHECKPOINTS, LOG, LOSSES_PLOT, MODEL_FILES, PROGRESS_GIF, SAMPLES, sample_grids
+    from .store.rundir import CHECKPOINTS, LOG, LOSSES_PLOT, MODEL_FILES, PROGRESS_GIF, SAMPLES, sample_grids
 
     samples = sample_grids(out / SAMPLES)
     click.echo(f"\nrun finished: {out}")
@@ -152,7 +152,7 @@ def _print_run(out: Path) -> None:
 )
 def export(run_dir, out, fp16, force):
     """Export a run's EMA generator and its discriminator to ONNX."""
-    from .export import export_run
+    from .onnx.export import export_run
 
     res = export_run(run_dir, out, fp16=fp16, force=force)
     click.echo(
@@ -167,7 +167,7 @@ def export(run_dir, out, fp16, force):
 @click.argument("model", type=click.Path(path_type=Path))
 def info(model):
     """Print an ONNX model's (or a run's) metadata."""
-    from .modelfiles import find_model, read_metadata
+    from .onnx.metadata import find_model, read_metadata
 
     for k, v in read_metadata(find_model(model, "generator") if model.is_dir() else model).items():
         click.echo(f"{k:<18}{v}")
@@ -182,7 +182,7 @@ def info(model):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 def sample(model, n, per_class, out, seed, device):
     """Write generated images as an ImageFolder tree (one folder per class)."""
-    from .sampler import Sampler, write_image_folder
+    from .onnx.sampler import Sampler, write_image_folder
 
     counts = write_image_folder(Sampler(model, device=device), n, out, per_class=per_class, seed=seed)
     click.echo(f"wrote {sum(counts.values())} images to {out}/ ({', '.join(f'{k}: {v}' for k, v in counts.items())})")
@@ -243,8 +243,8 @@ def sample(model, n, per_class, out, seed, device):
 @_click_options(InitConfig)  # our GANs start from a run fitted on related data, as with fit
 def bench(data, out, seeds, shots, init, freeze_d, **options):
     """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
-    from .bench import bench as run_bench
-    from .bench import parse_shots
+    from .bench.presets import parse_shots
+    from .bench.runner import bench as run_bench
 
     shot_list = parse_shots(shots) if shots else None
     if data is None:
@@ -291,7 +291,7 @@ def bench(data, out, seeds, shots, init, freeze_d, **options):
 )
 def score(model, data, out, method, split, normal_classes, heatmaps, force):
     """Anomaly scores from a trained GAN (the first call on a run computes its references, then reuses them)."""
-    from .anomaly import score_dataset
+    from .anomaly.score import score_dataset
 
     res = score_dataset(model, data, out, method, split, normal_classes, heatmaps, force)
     click.echo(f"scored {res['n']} images → {res['csv']}")
@@ -313,8 +313,8 @@ def pseudo_labels(run_dir, out):
     import csv
     import io
 
-    from . import outputs
-    from .run import pseudo_labels_table
+    from .run.pseudo import pseudo_labels_table
+    from .store import outputs
 
     if out.exists():
         raise click.BadParameter(f"{out} exists; choose a new file", param_hint="--out")

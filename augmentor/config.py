@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .data import SUPPORTED_SIZES
+from .data.images import SUPPORTED_SIZES
 from .errors import ConfigError
 
 MODES = ("conditional", "per-class", "unconditional")

@@ -27,10 +27,10 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
 from augmentor import data, run
-from augmentor.anomaly import METHODS, AnomalyScorer, Method
+from augmentor.anomaly.scorer import METHODS, AnomalyScorer, Method
 from augmentor.config import ModelConfig, TrainConfig
-from augmentor.models import build_discriminator, without_spectral_norm
-from augmentor.run import read_config
+from augmentor.gan.models import build_discriminator, without_spectral_norm
+from augmentor.store.rundir import read_config
 
 HERE = Path(__file__).resolve().parent
 CANDIDATES = {**METHODS, "fused_with_residual": Method(("features", "mahalanobis", "residual"), "candidate")}

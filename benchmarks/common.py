@@ -12,10 +12,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from augmentor import SyntheticMix, data
-from augmentor.augmentation import AugmentedBatches
-from augmentor.bench import PRESETS, split_data
-from augmentor.bench import environment as run_environment
-from augmentor.classifier import train_classifier
+from augmentor.bench.presets import PRESETS
+from augmentor.bench.protocol import environment as run_environment
+from augmentor.bench.protocol import split_data
+from augmentor.data.augmentation import AugmentedBatches
+from augmentor.semi.classifier import train_classifier
 
 DATASETS = Path(os.environ.get("AUGMENTOR_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
 

@@ -54,10 +54,10 @@ def run_job(shot: int, seed: int, variant: str, steps: int, clf_steps: int, widt
     from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
     from augmentor import Sampler, SyntheticMix, data, fit
-    from augmentor.augmentation import AugmentedBatches, augment_batch
-    from augmentor.classifier import predict, train_classifier
     from augmentor.config import TrainConfig
-    from augmentor.metrics import ClassReference, memorization
+    from augmentor.data.augmentation import AugmentedBatches, augment_batch
+    from augmentor.gan.metrics import ClassReference, memorization
+    from augmentor.semi.classifier import predict, train_classifier
 
     torch.set_num_threads(1)  # two jobs share 2 cores: one thread each (two 2-thread jobs thrash)
     _, pool, test = mnist_pool_test()

@@ -16,9 +16,9 @@ import torch
 from common import environment, mnist_pool_test
 
 from augmentor import data
-from augmentor.classifier import predict, train_classifier
 from augmentor.config import ModelConfig, TrainConfig
-from augmentor.train import Trainer
+from augmentor.gan.train import Trainer
+from augmentor.semi.classifier import predict, train_classifier
 
 
 def main():

@@ -8,7 +8,7 @@ the rest of the pool unlabelled, the same held-out test set. The labellers, each
 unlabelled images it keeps at confidence ≥ 0.9 and how many of those it labels right (their true labels are
 used for nothing else), and by its own accuracy on the test set:
   classifier  the SmallCNN trained on the labelled images (classical augmentation): self-training's labels
-  gan         the semi-supervised GAN (augmentor/semisupervised.py), started from the classifier's labels
+  gan         the semi-supervised GAN (augmentor/semi/semisupervised.py), started from the classifier's labels
   no-samples  the same training as "gan" without the generator (no "generated = no class" term): the control
   no-consistency  "gan" without the consistency term (the labeller of augmentor 0.4-0.5); consistency-1 and
               consistency-10 weigh it 1 and 10 instead of 3 (--labellers picks which run)
@@ -25,11 +25,13 @@ from common import environment
 from sklearn.metrics import balanced_accuracy_score
 
 from augmentor import data
-from augmentor.bench import PRESETS, carve_validation, choose_training_images, rest_of_pool, split_data
-from augmentor.classifier import predict, train_classifier
+from augmentor.bench.presets import PRESETS
+from augmentor.bench.protocol import carve_validation, choose_training_images, rest_of_pool, split_data
 from augmentor.config import UnlabeledConfig
-from augmentor.semisupervised import label_probabilities, train_labelling_gan
-from augmentor.unlabeled import _confident, expected_shares, pseudo_label, reweighted
+from augmentor.semi.classifier import predict, train_classifier
+from augmentor.semi.semisupervised import label_probabilities, train_labelling_gan
+from augmentor.semi.shares import expected_shares, reweighted
+from augmentor.semi.unlabeled import _confident, pseudo_label
 
 LABELLERS = {  # train_labelling_gan's options
     "gan": {},
@@ -58,7 +60,7 @@ def one_seed(split, shot, seed: int, steps: int, cfg: UnlabeledConfig, labellers
     out = {"seed": seed, "labelled": len(train), "unlabelled": len(unlabeled)}
 
     t0 = time.time()
-    from augmentor import augmentation
+    from augmentor.data import augmentation
 
     aug = augmentation.preset(train.channels, seed)
     clf = train_classifier(data.uint8_to_tanh(train.images), train.labels, train.num_classes, steps=cfg.pseudo_steps,

@@ -33,16 +33,18 @@ import torch.nn.functional as F
 from common import environment
 from torch.utils.data import DataLoader, TensorDataset
 
-from augmentor import checkpoint, data, distributed
-from augmentor.classifier import SmallCNN
+from augmentor import data
 from augmentor.config import ModelConfig, TrainConfig
 from augmentor.errors import ConfigError
-from augmentor.export import export_run
-from augmentor.mix import SyntheticMix
-from augmentor.modelfiles import resolve_ort_device
-from augmentor.models import build_discriminator, build_generator
-from augmentor.sampler import Sampler
-from augmentor.train import Trainer
+from augmentor.gan import distributed
+from augmentor.gan.models import build_discriminator, build_generator
+from augmentor.gan.train import Trainer
+from augmentor.mix.loader import SyntheticMix
+from augmentor.onnx.export import export_run
+from augmentor.onnx.sampler import Sampler
+from augmentor.onnx.sessions import resolve_ort_device
+from augmentor.semi.classifier import SmallCNN
+from augmentor.store import checkpoint
 
 HERE = Path(__file__).resolve().parent
 
@@ -169,7 +171,7 @@ def eager_chunks(G, z, y, chunk):
 
 
 def bench_sampling(device, n: int, width: int, tmp: Path) -> list:
-    from augmentor.export import load_models
+    from augmentor.onnx.export import load_models
 
     try:  # a GPU machine whose onnxruntime is the CPU build cannot measure this section
         resolve_ort_device(device.type)

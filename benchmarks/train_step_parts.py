@@ -15,7 +15,7 @@ from throughput import fake_dataset, interleaved, reference_loop
 from torch.profiler import ProfilerActivity, profile
 
 from augmentor.config import ModelConfig, TrainConfig
-from augmentor.train import Trainer
+from augmentor.gan.train import Trainer
 
 LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC")
 

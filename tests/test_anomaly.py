@@ -11,9 +11,11 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from augmentor import anomaly, data
-from augmentor.anomaly import DEFAULT_METHOD, METHODS, AnomalyScorer, training_images
+from augmentor.anomaly.score import training_images
+from augmentor.anomaly.scorer import DEFAULT_METHOD, METHODS, AnomalyScorer
 from augmentor.errors import ConfigError
-from augmentor.modelfiles import ANOMALY, MODEL_FILES, read_metadata
+from augmentor.onnx.metadata import read_metadata
+from augmentor.store.rundir import ANOMALY, MODEL_FILES
 
 
 @pytest.fixture(autouse=True)

@@ -102,7 +102,7 @@ def test_bench_on_imbalanced_npz_adds_balanced_arms_and_auroc(tmp_path, capsys):
 def test_shots_parse_counts_shares_and_all():
     import pytest
 
-    from augmentor.bench import parse_shots
+    from augmentor.bench.presets import parse_shots
     from augmentor.errors import ConfigError
 
     assert parse_shots("10, 50") == (10, 50) and parse_shots("10%,all") == ("10%", "all")
@@ -114,7 +114,7 @@ def test_shots_parse_counts_shares_and_all():
 def test_no_augmentation_is_chosen_only_when_it_wins_beyond_the_validation_noise():
     import numpy as np
 
-    from augmentor.bench import clearly_better
+    from augmentor.bench.protocol import clearly_better
 
     def probs(pred, k=2):
         return np.eye(k)[pred]
@@ -137,7 +137,7 @@ def test_no_augmentation_is_chosen_only_when_it_wins_beyond_the_validation_noise
 def test_the_mix_ratio_is_chosen_only_where_synthetic_images_win_beyond_the_validation_noise():
     import numpy as np
 
-    from augmentor.bench import chosen_on_validation
+    from augmentor.bench.protocol import chosen_on_validation
 
     def probs(pred, k=2):
         return np.eye(k)[pred]
@@ -157,7 +157,7 @@ def test_the_mix_ratio_is_chosen_only_where_synthetic_images_win_beyond_the_vali
 
 
 def test_report_says_which_classical_augmentation_the_arms_used_and_why():
-    from augmentor.report import _augmentation_used
+    from augmentor.bench.report import _augmentation_used
 
     assert _augmentation_used(["preset", "preset"]) == (
         "`preset` (the default: none did not beat it beyond the validation images' noise)"
@@ -171,8 +171,8 @@ def test_report_says_which_classical_augmentation_the_arms_used_and_why():
 def test_classical_augmentation_is_seeded():
     import torch
 
-    from augmentor.augmentation import augment_batch
-    from augmentor.augmentation import preset as classical_augmentation
+    from augmentor.data.augmentation import augment_batch
+    from augmentor.data.augmentation import preset as classical_augmentation
 
     x = torch.rand(8, 3, 32, 32) * 2 - 1
     same = [augment_batch(classical_augmentation(3, seed=3), x) for _ in range(2)]
@@ -181,8 +181,8 @@ def test_classical_augmentation_is_seeded():
 
 
 def test_verdict_reads_the_arm_records_not_their_names():
-    from augmentor.bench import ARM_BY_NAME, CHOSEN, Arm
-    from augmentor.report import verdict
+    from augmentor.bench.arms import ARM_BY_NAME, CHOSEN, Arm
+    from augmentor.bench.report import verdict
 
     def cell(*values):
         import statistics
@@ -201,7 +201,7 @@ def test_verdict_reads_the_arm_records_not_their_names():
 def test_recommended_ratio_is_one_that_was_trained():
     from types import SimpleNamespace
 
-    from augmentor.bench import recommend_ratio
+    from augmentor.bench.runner import recommend_ratio
 
     seeds = [
         SimpleNamespace(val_balanced_accuracy={"0.0": 0.80, "0.25": 0.90, "0.5": 0.85}),  # chose 0.25
@@ -215,8 +215,8 @@ def test_duplicate_real_control_fills_the_same_slots_with_training_images():
     from torch.utils.data import DataLoader, TensorDataset
 
     from augmentor import data
-    from augmentor.augmentation import RealResampler
-    from augmentor.mix import SyntheticMix
+    from augmentor.data.augmentation import RealResampler
+    from augmentor.mix.loader import SyntheticMix
 
     train = data.select_classes(data.load(None, size=32), "0,1")
     x = data.uint8_to_tanh(train.images)
@@ -251,7 +251,7 @@ def test_bench_uses_the_users_albumentations_file(tmp_path, capsys):
 def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_path, capsys):
     import albumentations as A
 
-    from augmentor.bench import ARM_BY_NAME
+    from augmentor.bench.arms import ARM_BY_NAME
 
     A.save(A.Compose([A.Affine(translate_percent=0.05, p=1.0)]), str(tmp_path / "mine.json"))
     out = tmp_path / "b"
@@ -293,7 +293,7 @@ def test_shared_source_gives_equal_shares_of_the_requested_labels():
     import torch
 
     from augmentor import data
-    from augmentor.augmentation import RealResampler, SharedSource
+    from augmentor.data.augmentation import RealResampler, SharedSource
 
     digits = data.select_classes(data.load(None, size=32), "0,1")
     zeros, ones = (
@@ -313,7 +313,7 @@ def test_augmented_samples_put_a_sources_images_through_the_pipeline():
     import torch
 
     from augmentor import data
-    from augmentor.augmentation import AugmentedSamples, RealResampler
+    from augmentor.data.augmentation import AugmentedSamples, RealResampler
 
     digits = data.select_classes(data.load(None, size=32), "0,1")
     plain = RealResampler(digits)
@@ -330,8 +330,8 @@ def test_augmented_samples_put_a_sources_images_through_the_pipeline():
 def test_recipe_line_names_what_won():
     import statistics
 
-    from augmentor.bench import ARM_BY_NAME
-    from augmentor.report import _recipe
+    from augmentor.bench.arms import ARM_BY_NAME
+    from augmentor.bench.report import _recipe
 
     def cell(*values):
         return {"accuracy": {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": list(values)}}

@@ -4,7 +4,7 @@ from clihelp import TINY, one_line_error, run_cli
 from conftest import dataset, write_image
 from PIL import Image
 
-from augmentor import checkpoint, outputs
+from augmentor.store import checkpoint, outputs
 
 
 def test_fit_on_builtin_digits_writes_the_whole_run(tmp_path, capsys):

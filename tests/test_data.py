@@ -76,12 +76,14 @@ def test_builtin_digits():
 def test_builtin_digits_read_from_the_csv_are_scikit_learns(monkeypatch):
     from sklearn.datasets import load_digits
 
+    from augmentor.data import sources
+
     reference = load_digits()
-    arrays, labels, names, _, _ = data._load_digits()  # the CSV scikit-learn ships, read without importing it
+    arrays, labels, names, _, _ = sources._load_digits()  # the CSV scikit-learn ships, read without importing it
     assert np.array_equal(np.stack(arrays), np.round(reference.images * (255 / 16)).astype(np.uint8))
     assert np.array_equal(labels, reference.target) and names == [str(c) for c in reference.target_names]
-    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)  # a layout we do not know
-    fallback, fallback_labels, _, _, _ = data._load_digits()
+    monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)  # a layout we do not know
+    fallback, fallback_labels, _, _, _ = sources._load_digits()
     assert np.array_equal(np.stack(fallback), np.stack(arrays)) and np.array_equal(fallback_labels, labels)
 
 

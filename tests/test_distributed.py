@@ -13,7 +13,9 @@ import torch
 from clihelp import one_line_error, run_cli
 from conftest import tiny_model, tiny_train
 
-from augmentor import checkpoint, data, train
+from augmentor import data
+from augmentor.gan import train
+from augmentor.store import checkpoint
 
 TINY = ["--data", "sklearn:digits", "--width", "8", "--nz", "16", "--batch-size", "16", "--checkpoint-every", "10"]
 
@@ -64,9 +66,10 @@ def test_two_processes_train_one_run_that_one_process_resumes(tmp_path, capsys):
 def test_per_class_bank_is_sharded_by_class_and_exports_as_one_process_does(tmp_path, capsys):
     from augmentor import Sampler
     from augmentor.config import ModelConfig, TrainConfig
-    from augmentor.data import load, select_classes
-    from augmentor.modelfiles import read_metadata
-    from augmentor.train import Trainer
+    from augmentor.data.sources import load
+    from augmentor.data.splits import select_classes
+    from augmentor.gan.train import Trainer
+    from augmentor.onnx.metadata import read_metadata
 
     args = ["--classes", "0,1,2", "--mode", "per-class", "--steps", 10]
     code, out = torchrun("fit", *TINY, *args, "--out", tmp_path / "two")
@@ -103,7 +106,7 @@ def test_sigterm_to_one_rank_stops_every_rank_at_one_step_with_a_checkpoint(tmp_
 def test_a_stop_asked_during_the_ranks_exchange_is_shared_at_the_next_one(monkeypatch):
     """The signal handler runs whenever Python gets control, also inside the step's all-reduce: a request made then
     missed this exchange and must reach the next one (once it was overwritten and the job trained on)."""
-    from augmentor.distributed import World
+    from augmentor.gan.distributed import World
 
     trainer = train.Trainer(tiny_model(("0", "1")), tiny_train(steps=10), data.select_classes(data.load(None), "0,1"))
     trainer.world = World(rank=0, size=2)  # as rank 0 of two; the exchange below stands for the other rank
@@ -121,8 +124,8 @@ def test_a_stop_asked_during_the_ranks_exchange_is_shared_at_the_next_one(monkey
 
 
 def test_jobs_larger_than_the_hardware_or_the_classes_are_refused(monkeypatch):
-    from augmentor import distributed
     from augmentor.errors import ConfigError
+    from augmentor.gan import distributed
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")

@@ -6,10 +6,10 @@ from conftest import tiny_train
 from torch import nn
 
 from augmentor import data
-from augmentor.callbacks import DiversityMonitor
 from augmentor.config import ModelConfig, TrainConfig
-from augmentor.metrics import ClassReference
-from augmentor.train import Trainer
+from augmentor.gan.callbacks import DiversityMonitor
+from augmentor.gan.metrics import ClassReference
+from augmentor.gan.train import Trainer
 
 
 def digits_10_shot():

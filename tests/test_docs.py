@@ -54,7 +54,7 @@ def test_root_exports_the_public_api_lazily():
     assert out == "[]"  # the root is cheap: heavy modules load on first use of a name
     for name in augmentor.__all__:
         assert getattr(augmentor, name) is not None
-    from augmentor.mix import SyntheticMix
+    from augmentor.mix.loader import SyntheticMix
 
     assert augmentor.SyntheticMix is SyntheticMix and "SyntheticMix" in dir(augmentor)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):

@@ -8,12 +8,14 @@ from clihelp import TINY, one_line_error, run_cli
 from conftest import tiny_model, tiny_train
 from PIL import Image
 
-from augmentor import checkpoint, data
+from augmentor import data
 from augmentor.errors import ConfigError, ModelFileError
-from augmentor.export import export_run, load_models
-from augmentor.modelfiles import read_metadata
-from augmentor.sampler import Sampler, class_folders, safe_name
-from augmentor.train import Trainer
+from augmentor.gan.train import Trainer
+from augmentor.onnx.export import export_run, load_models
+from augmentor.onnx.metadata import read_metadata
+from augmentor.onnx.sampler import Sampler, class_folders, safe_name
+from augmentor.store import checkpoint
+from augmentor.store.rundir import checkpoint_name
 
 
 def make_run(root, mode="conditional", names=("0", "1", "2"), size=32, channels=1, steps=2):
@@ -30,7 +32,7 @@ def make_run(root, mode="conditional", names=("0", "1", "2"), size=32, channels=
         "train_config": trainer.train_cfg.to_dict(),
         "data_fingerprint": ds.fingerprint(),
     }
-    checkpoint.save(run / "checkpoints" / checkpoint.checkpoint_name(trainer.step), payload)
+    checkpoint.save(run / "checkpoints" / checkpoint_name(trainer.step), payload)
     return run
 
 

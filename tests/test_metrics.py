@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from augmentor import metrics
+from augmentor.gan import metrics
 
 
 def gaussian(n, d, mean, std, seed):

@@ -10,8 +10,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchvision.transforms import v2
 
 from augmentor.errors import ConfigError
-from augmentor.export import export_run
-from augmentor.mix import SyntheticDataset, SyntheticMix, SyntheticReplace
+from augmentor.mix.dataset import SyntheticDataset, SyntheticReplace
+from augmentor.mix.loader import SyntheticMix
+from augmentor.onnx.export import export_run
 
 
 @pytest.fixture(scope="module")
@@ -203,12 +204,12 @@ def test_mix_refuses_batches_it_cannot_read(model):
 def test_gpu_without_onnxruntime_cuda_says_so_once(model, monkeypatch, caplog):
     import onnxruntime
 
-    from augmentor import modelfiles
-    from augmentor.sampler import Sampler
+    from augmentor.onnx import sessions
+    from augmentor.onnx.sampler import Sampler
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    monkeypatch.setattr(modelfiles, "_warned_no_cuda_ep", False)
+    monkeypatch.setattr(sessions, "_warned_no_cuda_ep", False)
     # the CLI tests give the logger a handler of their own and stop propagation: log through caplog's alone
     monkeypatch.setattr(logging.getLogger("augmentor"), "handlers", [])
     monkeypatch.setattr(logging.getLogger("augmentor"), "propagate", True)

@@ -2,8 +2,8 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from augmentor import diffaug
-from augmentor.models import build_discriminator, build_generator, refresh_batchnorm, without_spectral_norm
+from augmentor.gan import diffaug
+from augmentor.gan.models import build_discriminator, build_generator, refresh_batchnorm, without_spectral_norm
 
 
 @pytest.mark.parametrize("size", [32, 64, 128])
@@ -92,7 +92,7 @@ def test_diffaug_is_differentiable():
 def test_first_generator_layer_is_a_transposed_convolution_computed_as_a_matmul():
     from torch import nn
 
-    from augmentor.models import Project
+    from augmentor.gan.models import Project
 
     fast, plain = Project(16, 8, 4, bias=False), nn.ConvTranspose2d(16, 8, 4, bias=False)
     plain.load_state_dict(fast.state_dict())  # same parameters, same names

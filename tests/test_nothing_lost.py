@@ -13,10 +13,10 @@ import torch
 from clihelp import TINY, one_line_error, run_cli
 from conftest import write_image
 
-from augmentor import outputs
 from augmentor.errors import ConfigError
-from augmentor.mix import SyntheticMix
-from augmentor.modelfiles import RUN_FILES
+from augmentor.mix.loader import SyntheticMix
+from augmentor.store import outputs
+from augmentor.store.rundir import RUN_FILES
 
 FIT = [*TINY, "--classes", "0,1", "--sample-every", 1, "--checkpoint-every", 1]
 

@@ -107,7 +107,7 @@ def test_config_json_is_the_source_of_truth(finished_run, tmp_path, capsys):
     """A checkpoint whose model disagrees with config.json (an altered run directory) is refused."""
     import torch
 
-    from augmentor import checkpoint
+    from augmentor.store import checkpoint
 
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)

@@ -20,14 +20,16 @@ from PIL import Image
 from test_export_sample import make_run
 from test_mix import real_loader
 
-from augmentor import checkpoint, data
-from augmentor.anomaly import AnomalyScorer
-from augmentor.callbacks import Checkpointer, NonFiniteGuard, ProgressLog
+from augmentor import data
+from augmentor.anomaly.scorer import AnomalyScorer
 from augmentor.errors import ConfigError, ModelFileError, TrainingDiverged
-from augmentor.export import export_run
-from augmentor.mix import SyntheticDataset, SyntheticMix
-from augmentor.sampler import Sampler
-from augmentor.train import Callback, Trainer
+from augmentor.gan.callbacks import Checkpointer, NonFiniteGuard, ProgressLog
+from augmentor.gan.train import Callback, Trainer
+from augmentor.mix.dataset import SyntheticDataset
+from augmentor.mix.loader import SyntheticMix
+from augmentor.onnx.export import export_run
+from augmentor.onnx.sampler import Sampler
+from augmentor.store import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

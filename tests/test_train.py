@@ -4,9 +4,10 @@ import torch.nn.functional as F
 from conftest import tiny_model, tiny_train
 from sklearn.linear_model import LogisticRegression
 
-from augmentor import checkpoint, data
+from augmentor import data
 from augmentor.config import ModelConfig, TrainConfig
-from augmentor.train import Trainer
+from augmentor.gan.train import Trainer
+from augmentor.store import checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_ema_is_an_average_not_a_copy(digits):
 
 def test_precision_is_resolved_and_bf16_keeps_weights_and_samples_fp32(digits, monkeypatch):
     from augmentor.errors import ConfigError
-    from augmentor.train import resolve_precision
+    from augmentor.gan.train import resolve_precision
 
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
     assert resolve_precision("auto", torch.device("cuda")) == "fp32"  # bf16 autocast was slower on an H100
@@ -103,7 +104,7 @@ def test_callback_order_does_not_matter(tmp_path):
     import json
     import random
 
-    from augmentor.callbacks import Checkpointer, DiversityMonitor, ProgressLog, SampleGrids
+    from augmentor.gan.callbacks import Checkpointer, DiversityMonitor, ProgressLog, SampleGrids
 
     ds = data.select_classes(data.load(None, size=32), "0,1")
     rows = []

@@ -5,10 +5,12 @@ import torch
 from clihelp import TINY, one_line_error, run_cli
 from conftest import tiny_train
 
-from augmentor import checkpoint, data, run, transfer
+from augmentor import data, run
 from augmentor.config import DataConfig, InitConfig
-from augmentor.run import model_config_for
-from augmentor.train import Trainer
+from augmentor.gan import transfer
+from augmentor.gan.train import Trainer
+from augmentor.run.prepare import model_config_for
+from augmentor.store import checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from conftest import write_image
 
 from augmentor import ConfigError, DataError, data
 from augmentor.config import UnlabeledConfig
-from augmentor.unlabeled import read_pseudo_labels
+from augmentor.semi.unlabeled import read_pseudo_labels
 
 PSEUDO = ["--pseudo-steps", 100, "--labeller-steps", 100]
 
@@ -49,7 +49,7 @@ def test_pseudo_labels_are_recorded_and_mostly_right(unlabeled_run, capsys):
     # measured 1,473 vs 1,322 here (0.5, without the consistency term: 1,457 vs 1,324); on three other draws of 5 per
     # class (seeds 0-2) 1,522 / 1,471 / 1,456 vs 1,294 / 1,356 / 1,287 (without the term 1,497 / 1,496 / 1,409)
     from augmentor.config import UnlabeledConfig
-    from augmentor.unlabeled import pseudo_label
+    from augmentor.semi.unlabeled import pseudo_label
 
     labelled_set = digits.subset(torch.tensor(sorted(labelled)))
     alone = pseudo_label(labelled_set, unlabeled, UnlabeledConfig(pseudo_labeller="classifier", pseudo_steps=100), seed=0)
@@ -158,7 +158,7 @@ def test_pseudo_labels_of_a_folder_name_its_files(tmp_path, capsys):
 
 
 def test_labelled_class_shares_reweight_the_labellers_probabilities():
-    from augmentor.unlabeled import expected_shares, reweighted
+    from augmentor.semi.shares import expected_shares, reweighted
 
     probs = torch.tensor([[0.5, 0.5], [0.9, 0.1], [0.05, 0.95]])
     equal = data.ImageSet(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 0, 1, 1]), ["a", "b"], "equal")
@@ -170,7 +170,8 @@ def test_labelled_class_shares_reweight_the_labellers_probabilities():
 
 
 def test_a_rare_class_keeps_at_most_its_expected_share_most_confident_first():
-    from augmentor.unlabeled import _confident, expected_shares
+    from augmentor.semi.shares import expected_shares
+    from augmentor.semi.unlabeled import _confident
 
     # 10 unlabelled images; labelled 1 "a" to 4 "b" → at most 2 "a"; "b" (share 0.8, 8 allowed) is below its quota
     probs = torch.tensor([[0.95, 0.05], [0.99, 0.01], [0.92, 0.08], [0.97, 0.03], [0.5, 0.5]] + [[0.02, 0.98]] * 5)
@@ -191,7 +192,7 @@ def test_a_rare_class_keeps_at_most_its_expected_share_most_confident_first():
      ("a,b=1", "'a' is not CLASS=SHARE"), ("a=1,b=inf", "'b=inf' is not"), ("a=1,a=2", "'a=2' is not CLASS=SHARE")],
 )  # fmt: skip
 def test_unlabeled_shares_that_cannot_be_meant_are_refused_in_one_line(shares, message):
-    from augmentor.unlabeled import expected_shares
+    from augmentor.semi.shares import expected_shares
 
     labelled = data.ImageSet(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 0, 1, 1]), ["a", "b"], "two")
     with pytest.raises((ConfigError, DataError), match=message):
@@ -213,7 +214,7 @@ def test_fit_refuses_unlabeled_shares_that_miss_a_class_before_training(tmp_path
 def test_consistency_asks_augmented_views_to_keep_the_class_the_labeller_is_sure_of():
     import torch.nn.functional as F
 
-    from augmentor.semisupervised import consistency_loss
+    from augmentor.semi.semisupervised import consistency_loss
 
     plain = torch.tensor([[0.0, 0.0, 10.0], [0.1, 0.0, 0.0]], requires_grad=True)  # sure of class 2 · unsure
     augmented = torch.tensor([[3.0, 0.0, 0.0], [0.0, 5.0, 0.0]], requires_grad=True)
@@ -237,7 +238,7 @@ def test_pseudo_augment_is_the_pipeline_the_labellers_train_with(tmp_path, capsy
     import albumentations as A
 
     from augmentor.config import UnlabeledConfig
-    from augmentor.unlabeled import pseudo_label
+    from augmentor.semi.unlabeled import pseudo_label
 
     digits = data.load(None, size=32)
     labelled_index = data.per_class_subset(digits, 5, 0)
@@ -261,7 +262,7 @@ def test_pseudo_augment_is_the_pipeline_the_labellers_train_with(tmp_path, capsy
 
 
 def test_the_kept_summary_says_when_the_split_was_taken_as_even():
-    from augmentor.unlabeled import PseudoLabels, kept_summary
+    from augmentor.semi.unlabeled import PseudoLabels, kept_summary
 
     pseudo = PseudoLabels(torch.arange(4), torch.tensor([0, 0, 0, 1]), torch.ones(4), considered=5)
     images = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)

@@ -1,0 +1,86 @@
+"""The arms of the bench: what each classifier's training data holds."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+from .protocol import RATIOS
+
+log = logging.getLogger("augmentor")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One way of training the classifier. ``synthetic`` decides which side of the verdict an arm is on.
+
+    Sources of the images that replace ``ratio`` of each batch (``mix``, equal shares) or that a CAS arm trains
+    on alone (``cas``): "gan" (the GAN on the labelled images), "plain" (the tutorials' recipe), "unlabeled"
+    (the GAN that also learnt from the unlabelled images), "real" (labelled images re-drawn), "pseudo"
+    (unlabelled images labelled by the classifier: self-training), "pseudo-gan" (labelled by the semi-supervised
+    GAN). An arm runs only where all its sources exist."""
+
+    name: str
+    uses_gan: bool  # a GAN made part of its training data (images, or labels): the verdict's GAN side
+    classical: bool = False  # classical augmentation of the real images (the chosen pipeline)
+    balanced: bool = False  # class-balanced sampling; trained only on imbalanced data
+    mix: tuple = ()
+    ratio: float = 0.0
+    cas: Optional[str] = None
+    # the generator's share goes through the classical pipeline too, as re-drawn real images always do. Data
+    # decide whether that helps (it went both ways in docs/results.md), so both are measured.
+    synthetic_augmented: bool = False
+
+    @property
+    def sources(self) -> set:
+        return {*self.mix, *([self.cas] if self.cas else [])}
+
+
+ARMS = (
+    Arm("A real", False),
+    Arm("B real+aug", False, classical=True),
+    Arm("C real+balanced", False, balanced=True),
+    Arm("C' real+aug+balanced", False, classical=True, balanced=True),
+    *(Arm(f"DUP real+aug+re-drawn real {r}", False, classical=True, mix=("real",), ratio=r) for r in RATIOS),
+    Arm("SELF real+aug+pseudo-labelled 0.5", False, classical=True, mix=("pseudo",), ratio=0.5),
+    *(Arm(f"D real+syn {r}", True, mix=("gan",), ratio=r) for r in RATIOS),
+    *(Arm(f"E real+aug+syn {r}", True, classical=True, mix=("gan",), ratio=r) for r in RATIOS),
+    Arm("F synthetic only (CAS)", True, cas="gan"),
+    # SELF-G: self-training with the semi-supervised GAN's labels and none of its images: what its labels give
+    Arm("SELF-G real+aug+GAN-pseudo-labelled 0.5", True, classical=True, mix=("pseudo-gan",), ratio=0.5),
+    Arm("U real+aug+syn(unlabeled GAN) 0.5", True, classical=True, mix=("unlabeled",), ratio=0.5),
+    Arm(
+        "SELF+U real+aug+GAN-pseudo-labelled 0.25+syn(unlabeled GAN) 0.25",
+        True,
+        classical=True,
+        mix=("pseudo-gan", "unlabeled"),
+        ratio=0.5,
+    ),
+    Arm(
+        "U-aug real+aug+syn(unlabeled GAN, augmented) 0.5",
+        True,
+        classical=True,
+        mix=("unlabeled",),
+        ratio=0.5,
+        synthetic_augmented=True,
+    ),
+    Arm(
+        "SELF+U-aug real+aug+GAN-pseudo-labelled 0.25+syn(unlabeled GAN, augmented) 0.25",
+        True,
+        classical=True,
+        mix=("pseudo-gan", "unlabeled"),
+        ratio=0.5,
+        synthetic_augmented=True,
+    ),
+    Arm("U synthetic only (CAS)", True, cas="unlabeled"),
+    Arm("R plain GAN: real+aug+syn 0.5", True, classical=True, mix=("plain",), ratio=0.5),
+    Arm("R plain GAN: synthetic only (CAS)", True, cas="plain"),
+)
+
+
+# Not trained on its own: arm E at the ratio chosen on validation (ratio 0 is arm B). What a user would deploy.
+CHOSEN = Arm("E real+aug+syn (chosen)", True, classical=True, mix=("gan",))
+
+
+ARM_BY_NAME = {a.name: a for a in (*ARMS, CHOSEN)}

@@ -1,0 +1,219 @@
+"""The bench's report: statistics over seeds, the verdict, and report.md. Pure functions of the results, so
+they can be rendered again from results.json."""
+
+from __future__ import annotations
+
+import statistics
+
+RESULTS, REPORT = "results.json", "report.md"  # what a bench writes beside its plots
+
+
+def describe(shot) -> str:
+    """A shot setting (or its key in results.json) in words."""
+    shot = str(shot)
+    if shot == "all":
+        return "all training images"
+    if shot.endswith("%"):
+        return f"{shot} of the training images"
+    return f"{shot} images per class"
+
+
+def summarize(results: list) -> dict:
+    """mean ± std over seeds, per shot and arm and metric (``results``: SettingResult records)."""
+    table = {}
+    for r in results:
+        for arm, sc in r.arms.items():
+            for metric, v in sc.items():
+                table.setdefault(str(r.shot), {}).setdefault(arm, {}).setdefault(metric, []).append(v)
+    return {
+        shot: {
+            arm: {
+                m: {"mean": statistics.mean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0, "values": v}
+                for m, v in ms.items()
+            }
+            for arm, ms in arms.items()
+        }
+        for shot, arms in table.items()
+    }
+
+
+def verdict(summary: dict, metric: str, arms_by_name: dict, chosen: str) -> tuple:
+    """(did synthetic data help, sentences). The synthetic side is ``chosen`` (arm E at the ratio chosen on
+    validation: what a user would deploy, chosen without the test set); the other side is the best arm whose
+    record says it uses no synthetic images (the duplicate-real control among them). It counts as a gain only
+    when it beats that arm by more than the larger of the two seed spreads."""
+    lines, helped = [], False
+    for shot, arms in summary.items():
+        real_arms = {a: v[metric] for a, v in arms.items() if not arms_by_name[a].uses_gan}
+        best_real = max(real_arms, key=lambda a: real_arms[a]["mean"])
+        gain = 100 * (arms[chosen][metric]["mean"] - real_arms[best_real]["mean"])
+        noise = 100 * max(arms[chosen][metric]["std"], real_arms[best_real]["std"])
+        if len(arms[chosen][metric]["values"]) < 2:
+            lines.append(
+                f"- {describe(shot)}: {chosen} vs the best arm without it ({best_real}): {gain:+.1f} points ({metric}); "
+                "one seed only, so no spread to judge a gain by: run more seeds before relying on it."
+            )
+            lines.extend(_recipe(shot, arms, metric, arms_by_name))
+            continue
+        if gain > noise:
+            helped = True
+            lines.append(
+                f"- {describe(shot)}: **synthetic data helped**: {chosen} beat {best_real} by {gain:+.1f} points ({metric}; seed spread {noise:.1f})."
+            )
+        else:
+            lines.append(
+                f"- {describe(shot)}: **synthetic data did not help**: {chosen} vs the best arm without it ({best_real}): "
+                f"{gain:+.1f} points ({metric}), not more than the seed spread of {noise:.1f}."
+            )
+        lines.extend(_recipe(shot, arms, metric, arms_by_name))
+    return helped, lines
+
+
+def _recipe(shot, arms: dict, metric: str, arms_by_name: dict) -> list:
+    """With unlabelled images: does the GAN add to what they give by themselves, and which recipe wins?"""
+    self_arm = next((a for a in arms if a.startswith("SELF ")), None)
+    m = {a: arms[a][metric] for a in arms if "CAS" not in a}
+    both = max((a for a in m if a.startswith("SELF+U")), key=lambda a: m[a]["mean"], default=None)  # either variant
+    if self_arm is None or both is None:
+        return []
+    gain = 100 * (m[both]["mean"] - m[self_arm]["mean"])
+    noise = 100 * max(m[both]["std"], m[self_arm]["std"])
+    best = max(m, key=lambda a: m[a]["mean"])
+    adds = "adds to" if gain > noise else "does not add measurably to"
+    if best == self_arm:
+        recipe = "self-training alone (no synthetic images)"
+    elif not arms_by_name[best].uses_gan and "pseudo" not in arms_by_name[best].mix:
+        recipe = "neither: the labelled images alone (unlabelled images and synthetic images did not help)"
+    else:
+        recipe = best
+    return [
+        f"- {describe(shot)}, unlabelled images: the GAN that learnt from them {adds} self-training: {both} vs {self_arm} "
+        f"{gain:+.1f} points ({metric}; seed spread {noise:.1f}). Best recipe here: **{recipe}** ({best}, "
+        f"{100 * m[best]['mean']:.1f})."
+    ]
+
+
+def render(report: dict, lines: list) -> str:
+    """report.md from results.json's contents and the verdict's sentences."""
+    m = report["primary_metric"]
+    md = [
+        f"# augmentor bench: {report['source']}",
+        "",
+        f"Preset `{report['preset']}`, {report['size']} px, {report['pool_images']} pool images, {report['test_images']} held-out "
+        f"test images ({'; '.join(report['notes'])}). Seeds {report['env']['preset']['seeds']}; mean ± std over seeds. "
+        f"Primary metric: {m.replace('_', ' ')}.",
+        "",
+        "## Verdict",
+        "",
+        *lines,
+        "",
+        f"Recommended mix ratio: **{report['recommended_ratio']}**"
+        + (
+            " (synthetic data did not help here, so: none)."
+            if not report["synthetic_helped"]
+            else " (the ratio with the best mean validation score over all settings)."
+        ),
+        "",
+        f"Classical augmentation in the arms: {_augmentation_used(report['augmentation_per_seed'])}.",
+        "",
+        "Arms: A real · B + classical augmentation · C class-balanced sampling (imbalanced data) · DUP the same batches as E "
+        "with the share replaced by re-drawn (augmented) real images instead of synthetic ones — the control that tells "
+        '"synthetic helped" from "more real images helped" · D real + synthetic · E real + classical + synthetic '
+        "(chosen: the ratio picked on validation, 0 unless a share beat it beyond the validation's noise) · "
+        "F synthetic only (CAS) · with unlabelled images: SELF self-training (unlabelled images labelled by the classifier, "
+        "mixed in), SELF-G the same with the semi-supervised GAN's labels "
+        "(its labels, none of its images), U the GAN that also learnt from them, SELF+U the GAN's labels and images "
+        "(-aug: its images through the classical pipeline too, like the real ones beside them) · R "
+        "the tutorials' plain GAN at the same budget.",
+        "",
+        "## Classifier arms (held-out test set)",
+        "",
+    ]
+    for shot, arms in report["summary"].items():
+        metric_names = list(next(iter(arms.values())))
+        md += [
+            f"### {describe(shot)}",
+            "",
+            "| arm | " + " | ".join(metric_names) + " |",
+            "| --- |" + " --- |" * len(metric_names),
+        ]
+        for arm, ms in arms.items():
+            md.append(
+                f"| {arm} | " + " | ".join(f"{100 * ms[k]['mean']:.1f} ± {100 * ms[k]['std']:.1f}" for k in metric_names) + " |"
+            )
+        md.append("")
+    md += [
+        "## Sample quality (first seed; features of a SmallCNN trained on the real pool)",
+        "",
+        "| shots | FID | KID | precision | recall | near-copies (held-out real) | median NN distance: synthetic→train / test→train |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for shot, q in report["quality"].items():
+        for label, m in ((shot, q), (f"{shot}, GAN with unlabelled images", q.get("unlabeled_gan"))):
+            if m is None:
+                continue
+            mem = m["memorization"]
+            md.append(
+                f"| {label} | {m['fid']:.2f} | {m['kid']:.4f} | {m['precision']:.2f} | {m['recall']:.2f} | "
+                f"{100 * mem['near_copy_fraction']:.1f} % ({_percent(mem.get('test_near_copy_fraction'))}) | "
+                f"{mem['syn_to_train_median']:.3f} / {mem['test_to_train_median']:.3f} |"
+            )
+    md += [
+        "",
+        "Near-copies: synthetic images nearer to a training image than the median train-to-train nearest-neighbour "
+        "distance; in brackets, held-out real images by the same rule (the share a generator that copies nothing "
+        "would still show).",
+        "",
+        "![gain](gain.png)",
+        "",
+        "![nearest neighbours](nearest_neighbours.png)",
+        "",
+    ]
+    for shot, name in report["sample_grids"].items():
+        md += [f"Samples, {describe(shot)} (first seed; one row per class):", "", f"![samples]({name})", ""]
+    md += [
+        f"GAN runs (checkpoints, all sample grids, logs): `runs/`. Wall time {report['wall_seconds']:.0f} s; "
+        f"torch {report['env']['torch']}, augmentor {report['env']['augmentor']}, {env_cpu(report['env'])}.",
+        "",
+    ]
+    return "\n".join(md)
+
+
+def _percent(fraction) -> str:
+    return "–" if fraction is None else f"{100 * fraction:.1f} %"  # "–": a results.json from before 0.6
+
+
+def _augmentation_used(per_seed: list) -> str:
+    counts = {a: per_seed.count(a) for a in dict.fromkeys(per_seed)}
+    if len(counts) == 1:
+        (name,) = counts
+        detail = " (the default: none did not beat it beyond the validation images' noise)" if name == "preset" else ""
+        return f"`{name}`{detail}" if name != "none" else "none (the built-in preset scored lower on the validation images)"
+    return ", ".join(f"`{a}` in {n} of {len(per_seed)} settings" for a, n in counts.items()) + " (chosen on validation)"
+
+
+def rerender(directory) -> str:
+    """report.md again from a bench's results.json (e.g. after the wording of the verdict changed)."""
+    import json
+    from pathlib import Path
+
+    from .arms import CHOSEN, Arm
+
+    directory = Path(directory)
+    results = json.loads((directory / RESULTS).read_text())
+    arms = {name: Arm(**{**a, "mix": tuple(a["mix"])}) for name, a in results["arms"].items()}
+    _, lines = verdict(results["summary"], results["primary_metric"], arms, CHOSEN.name)
+    results.setdefault("sample_grids", {})
+    for shot in results["summary"]:
+        grid = f"samples_{shot.replace('%', 'pct')}.png"
+        if (directory / grid).exists():
+            results["sample_grids"][shot] = grid
+    text = render(results, lines)
+    (directory / REPORT).write_text(text)
+    return text
+
+
+def env_cpu(env: dict) -> str:
+    """The machine a wall time was measured on (reports written before 0.5 name no CPU model)."""
+    cpu = f"CPU {env['cpu']} ({env['cpu_precision']} by default), " if "cpu" in env else ""
+    return f"{cpu}{env['threads']} thread(s)"

@@ -1,0 +1,1 @@
+"""The GAN: models, losses, DiffAugment, the trainer and its callbacks, warm starts, torchrun."""

@@ -1,0 +1,1 @@
+"""Generators and discriminators as ONNX files, and sampling them with onnxruntime."""

@@ -1,0 +1,1 @@
+"""Unlabelled images: pseudo-labels from a classifier or a semi-supervised GAN."""
