@@ -1,5 +1,6 @@
 import json
 
+import torch
 from clihelp import one_line_error, run_cli
 
 
@@ -354,3 +355,13 @@ def test_recipe_line_names_what_won():
     arms[both], arms[augmented] = cell(0.955, 0.96), cell(0.975, 0.985)
     (line,) = _recipe("10", arms, "accuracy", ARM_BY_NAME)
     assert f"adds to self-training: {augmented} vs {self_arm} +2.0 points" in line
+
+
+def test_the_classifier_leaves_the_users_global_random_state_alone():
+    from augmentor.semi.classifier import train_classifier
+
+    images = torch.rand(8, 1, 32, 32) * 2 - 1
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    train_classifier(images, torch.tensor([0, 1] * 4), 2, steps=2, batch_size=4, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), before)

@@ -182,25 +182,24 @@ def bench(
     distributed.start(w, torch.device("cpu"))  # gloo: only results travel between the processes
     distributed.gather(w, None)  # every process has checked --out before any writes in it
     writable_folder(out)
-    with distributed.alone():  # each setting's GANs train in this process only
-        mine = {
-            i: run_setting(
-                split,
-                shot,
-                seed,
-                p,
-                out,
-                train_device,
-                progress,
-                coverage,
-                augment_file,
-                unlabeled_images,
-                init,
-                unlabeled_shares,
-            )
-            for i, (shot, seed) in enumerate(settings)
-            if i % w.size == w.rank
-        }
+    mine = {
+        i: run_setting(
+            split,
+            shot,
+            seed,
+            p,
+            out,
+            train_device,
+            progress,
+            coverage,
+            augment_file,
+            unlabeled_images,
+            init,
+            unlabeled_shares,
+        )
+        for i, (shot, seed) in enumerate(settings)
+        if i % w.size == w.rank
+    }
     merged = {i: d for part in distributed.gather(w, mine) for i, d in part.items()}
     done = [merged[i] for i in range(len(settings))]
     if not w.main:

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 from .. import data, run
 from ..config import InitConfig, TrainConfig, UnlabeledConfig
 from ..data import augmentation as augmentation_
+from ..gan import distributed
 from ..mix.loader import SyntheticMix
 from ..onnx.sampler import Sampler
 from ..semi.classifier import predict, train_classifier
@@ -106,6 +107,7 @@ def run_setting(
             progress=progress,
             sample_every=max(1, preset.gan_steps // 4),
             checkpoint_every=preset.gan_steps,
+            world=distributed.World(),  # a setting's GANs train in its own process, whatever torchrun says
         )
         return Sampler(directory, device="cpu")
 

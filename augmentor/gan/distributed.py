@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -39,24 +38,8 @@ class World:
         return self.size > 1
 
 
-_alone = False
-
-
-@contextmanager
-def alone():
-    """Inside, this process works by itself whatever torchrun says (a bench setting's GANs)."""
-    global _alone
-    before, _alone = _alone, True
-    try:
-        yield
-    finally:
-        _alone = before
-
-
 def world() -> World:
-    """This process's place in a torchrun job (rank 0 of 1 without torchrun, or inside ``alone``)."""
-    if _alone:
-        return World()
+    """This process's place in a torchrun job (rank 0 of 1 without torchrun)."""
     try:
         return World(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
     except ValueError:

@@ -71,6 +71,7 @@ def fit(
     init: InitConfig | str | Path | None = None,
     force: bool = False,
     progress: bool = True,
+    world: Optional[distributed.World] = None,
     **run_options,
 ) -> Path:
     """Train a new run into ``out`` on a data source (DataConfig) or on images in memory (an ImageSet, e.g. a
@@ -79,9 +80,10 @@ def fit(
     labels are ignored, with ``pseudo_options`` for the pseudo-labeller's threshold and steps). ``init``: a run
     to warm-start from (a path, or an InitConfig with ``freeze_d``; transfer.py). ``model_options``:
     ModelConfig fields (mode, nz, width, spectral_norm); ``run_options``: RunOptions fields (device, precision,
-    checkpoint_every, sample_every, keep_checkpoints, export). Returns the run directory."""
+    checkpoint_every, sample_every, keep_checkpoints, export). ``world``: this process's place in a torchrun job
+    (default: what torchrun says; ``World()`` trains in this process alone). Returns the run directory."""
     out = Path(out)
-    w = distributed.world()
+    w = world or distributed.world()
     opts = RunOptions(**run_options)
     dev = resolve_device(opts.device, w)
     precision = resolve_precision(opts.precision, dev)  # bad flags fail before anything is written

@@ -54,25 +54,33 @@ def train_classifier(
     ``augment(x, y) -> (x, y)`` edits each batch (classical augmentation, synthetic mixing); ``balanced``
     draws classes uniformly (for imbalanced data); ``batches`` (an iterator of (x, y)) replaces the
     built-in sampling altogether."""
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    model = SmallCNN(images.shape[1], num_classes, images.shape[-1]).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    model.train()
-    for _ in range(steps):
-        if batches is not None:
-            x, y = next(batches)
-        else:
-            idx = balanced_indices(labels, batch_size, g) if balanced else torch.randint(len(labels), (batch_size,), generator=g)
-            x, y = images[idx], labels[idx]
-        if augment is not None:
-            x, y = augment(x, y)
-        loss = F.cross_entropy(model(x.to(device)), y.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+    dev = torch.device(device)
+    # layers initialise (and any global draw happens) from torch's global generator: seeded inside fork_rng, so
+    # the user's own random state is the same afterwards
+    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        g = torch.Generator().manual_seed(seed)
+        model = SmallCNN(images.shape[1], num_classes, images.shape[-1]).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+        model.train()
+        for _ in range(steps):
+            if batches is not None:
+                x, y = next(batches)
+            else:
+                idx = (
+                    balanced_indices(labels, batch_size, g)
+                    if balanced
+                    else torch.randint(len(labels), (batch_size,), generator=g)
+                )
+                x, y = images[idx], labels[idx]
+            if augment is not None:
+                x, y = augment(x, y)
+            loss = F.cross_entropy(model(x.to(device)), y.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
     return model.eval()
 
 
