@@ -149,14 +149,14 @@ class ModelConfig(_Dict):
 
     @classmethod
     def from_dict(cls, d: dict):
-        d = dict(d)
-        if "g_width" in d:  # runs written before 0.2 kept G's and D's widths apart (always equal)
-            g, dw = d.pop("g_width"), d.pop("d_width", None)
-            if dw not in (None, g):
-                raise ConfigError(
-                    f"this run has generator width {g} and discriminator width {dw}; augmentor ≥ 0.2 needs them equal"
-                )
-            d["width"] = g
+        from .store import legacy
+
+        d = legacy.model_config(d)
+        d_width = d.pop("_d_width", None)
+        if d_width not in (None, d.get("width")):
+            raise ConfigError(
+                f"this run has generator width {d['width']} and discriminator width {d_width}; augmentor ≥ 0.2 needs them equal"
+            )
         return super().from_dict(d)
 
     @property

@@ -17,6 +17,7 @@ class Preset:
     gan_steps: int
     clf_steps: int
     width: int
+    gan_lr: float = 5e-4  # the short-run recipe: fewer steps than fit's default, a higher learning rate
     batch_size: int = 64
     n_synthetic: int = 2000
     reference: bool = False  # also train the tutorials' plain recipe, to show what our training adds

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import statistics
 
+from ..store import legacy
+
 RESULTS, REPORT = "results.json", "report.md"  # what a bench writes beside its plots
 
 
@@ -155,7 +157,7 @@ def render(report: dict, lines: list) -> str:
             mem = m["memorization"]
             md.append(
                 f"| {label} | {m['fid']:.2f} | {m['kid']:.4f} | {m['precision']:.2f} | {m['recall']:.2f} | "
-                f"{100 * mem['near_copy_fraction']:.1f} % ({_percent(mem.get('test_near_copy_fraction'))}) | "
+                f"{100 * mem['near_copy_fraction']:.1f} % ({legacy.percent_or_dash(mem.get('test_near_copy_fraction'))}) | "
                 f"{mem['syn_to_train_median']:.3f} / {mem['test_to_train_median']:.3f} |"
             )
     md += [
@@ -177,10 +179,6 @@ def render(report: dict, lines: list) -> str:
         "",
     ]
     return "\n".join(md)
-
-
-def _percent(fraction) -> str:
-    return "–" if fraction is None else f"{100 * fraction:.1f} %"  # "–": a results.json from before 0.6
 
 
 def _augmentation_used(per_seed: list) -> str:

@@ -29,7 +29,6 @@ from typing import Optional
 import torch
 
 from .. import data, run
-from ..bench import report
 from ..config import InitConfig, TrainConfig
 from ..data import augmentation as augmentation_
 from ..errors import ConfigError, writable_folder
@@ -39,6 +38,7 @@ from ..semi.shares import expected_shares
 from ..semi.unlabeled import load_unlabeled
 from ..store import outputs
 from ..store.rundir import SAMPLES, sample_grids
+from . import report
 from .arms import ARM_BY_NAME, ARMS, CHOSEN
 from .pictures import plot_gain, plot_neighbours
 from .presets import PRESETS, Preset

@@ -119,7 +119,7 @@ def run_setting(
         unlabeled_shares=unlabeled_shares,
     )
     t0 = time.time()
-    ours = TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, lr=5e-4, seed=seed, coverage=coverage)
+    ours = TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, lr=preset.gan_lr, seed=seed, coverage=coverage)
     gans = {"gan": train_gan("", ours, {}, start=init)}
     gan_seconds = time.time() - t0
     pseudo_record, pseudo_sets = None, {}

@@ -34,9 +34,10 @@ def select_classes(data: ImageSet, classes: str, flag: str = "--classes") -> Ima
 
 
 def stratified_split(data: ImageSet, fraction: float, seed: int) -> tuple:
-    """Split off ``fraction`` of each class (at least one image per class when it has ≥ 2). Returns index tensors (kept, held)."""
+    """Split off ``fraction`` of each class (at least one image per class when it has ≥ 2). Returns index tensors
+    (kept, held). Callers check ``fraction`` where the user gave it (--holdout, --shots)."""
     if not 0.0 <= fraction < 1.0:
-        raise ConfigError(f"--holdout {fraction} must be in [0, 1)")
+        raise ValueError(f"stratified_split: fraction {fraction} is not in [0, 1)")
     g = torch.Generator().manual_seed(seed)
     kept, held = [], []
     for c in range(data.num_classes):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import ModelFileError
+from ..store import legacy
 from ..store.rundir import CONFIG, MODEL_FILES
 
 log = logging.getLogger("augmentor")
@@ -70,9 +71,8 @@ def read_metadata(path) -> dict:
     if meta["format"] != FORMAT:
         raise ModelFileError(f"{path}: augmentor ONNX format {meta['format']} is not supported by this version ({__version__})")
     try:
+        meta = legacy.onnx_metadata(meta)
         meta["class_names"] = json.loads(meta["class_names"])
-        meta.setdefault("unlabeled_images", "0")  # files exported before 0.2 did not say
-        meta.setdefault("init", "")  # nor before 0.3
         for k in INT_FIELDS:
             meta[k] = int(meta[k])
     except (KeyError, ValueError) as e:

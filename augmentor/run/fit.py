@@ -36,7 +36,7 @@ from ..semi.unlabeled import (
     pseudo_label,
     with_pseudo_labelled,
 )
-from ..store import outputs
+from ..store import legacy, outputs
 from ..store.rundir import (
     CHECKPOINTS,
     CONFIG,
@@ -214,7 +214,7 @@ def _with_unlabeled(labelled: data.ImageSet, data_cfg, unlabeled, pseudo_options
 
 def train_run(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progress: bool) -> None:
     pseudo = config.get("pseudo_labels") or {}
-    source = (config.get("init") or {}).get("source")
+    source = legacy.section(config, "init", {}).get("source")
     extra = {
         "data_fingerprint": config["data_fingerprint"],
         "unlabeled_images": pseudo.get("kept", 0),

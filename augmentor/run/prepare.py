@@ -25,6 +25,7 @@ from ..semi.unlabeled import (
     read_pseudo_labels,
     with_pseudo_labelled,
 )
+from ..store import legacy
 
 log = logging.getLogger("augmentor")
 
@@ -92,7 +93,7 @@ def rebuild_gan_set(out: Path, config: dict, moved: Optional[dict] = None) -> da
     ``moved``: {config section: the flag that gave its images' new place}, for the refusal's wording."""
     moved = moved or {}
     data_cfg, labelled = stored_training_images(out, config, moved.get("data"))
-    if config.get("unlabeled", {}).get("unlabeled"):  # the same unlabelled images, pseudo-labelled as at the start
+    if legacy.section(config, "unlabeled", {}).get("unlabeled"):  # the same unlabelled images, pseudo-labelled as at the start
         return with_pseudo_labelled(labelled, *stored_unlabeled(out, config, labelled, data_cfg, moved.get("unlabeled")))
     return labelled
 

@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from ..semi.unlabeled import (
     pseudo_labelled,
 )
+from ..store import legacy
 from ..store.rundir import read_config
 from .prepare import stored_training_images, stored_unlabeled
 
@@ -20,7 +21,7 @@ def _kept_unlabeled(run_dir) -> tuple:
     """(the unlabelled images, their stored PseudoLabels, the class names) of a `fit --unlabeled` run."""
     out = Path(run_dir)
     config = read_config(out)
-    if not config.get("unlabeled", {}).get("unlabeled"):
+    if not legacy.section(config, "unlabeled", {}).get("unlabeled"):
         raise ConfigError(f"{out}: did not learn from unlabelled images (fit it with --unlabeled SOURCE)")
     data_cfg, labelled = stored_training_images(out, config)
     return (*stored_unlabeled(out, config, labelled, data_cfg), labelled.class_names)

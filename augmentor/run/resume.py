@@ -25,7 +25,7 @@ from ..errors import ConfigError, DataError, ModelFileError, RunDirError
 from ..gan import distributed, transfer
 from ..gan.callbacks import truncate_log
 from ..gan.train import Trainer, resolve_precision
-from ..store import checkpoint, outputs
+from ..store import checkpoint, legacy, outputs
 from ..store.rundir import (
     CHECKPOINTS,
     CONFIG,
@@ -91,7 +91,7 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
             raise ConfigError(f"--steps {train_cfg.steps} is below the {done} steps this run has done; give --steps ≥ {done}")
         gan_set = rebuild_gan_set(out, config, moved)
         trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision, w)
-        stored = config.get("init") or {}
+        stored = legacy.section(config, "init", {})
         init = InitConfig.from_dict({k: v for k, v in stored.items() if k != "source"})
         start = stored.get("source") and found is None  # else the run's own checkpoint holds the start
         source = transfer.load_source(stored["source"]["checkpoint"]) if start else None
@@ -119,8 +119,8 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
 def _check_unchanged(out: Path, config: dict, option, value) -> None:
     """Refuse a value that contradicts the stored run. A setting stored as None ("detect" / "decide") is
     compared with what the run resolved it to (e.g. --channels with the model's channels)."""
-    section = config.get(SECTIONS[option.owner])
-    have = section.get(option.name) if section is not None else option.default  # runs older than the section
+    section = legacy.section(config, SECTIONS[option.owner], None)
+    have = section.get(option.name) if section is not None else option.default
     if have is None:
         have = config["model"].get(option.name, config["train"].get(option.name))
     have = tuple(have) if isinstance(have, list) else have

@@ -11,7 +11,7 @@ import torch
 
 from .. import __version__
 from ..errors import ModelFileError
-from ..store import outputs
+from . import outputs
 from .rundir import CHECKPOINT_NAME
 
 log = logging.getLogger("augmentor")

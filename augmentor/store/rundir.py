@@ -28,7 +28,7 @@ from ..config import (
     UnlabeledConfig,
 )
 from ..errors import ModelFileError, RunDirError, cannot_write
-from ..store import outputs
+from . import legacy, outputs
 
 log = logging.getLogger("augmentor")
 
@@ -125,15 +125,8 @@ def run_files(out) -> dict:
     """{folder of the run ("." for its top): the names augmentor wrote there}. A run from before the manifests
     (augmentor 0.10 and older) listed nothing: its files are the ones named as a run names them."""
     out = Path(out)
-    if not (out / outputs.MANIFEST).exists() and is_run(out):  # legacy: the one place names decide
-        return {
-            sub: {
-                p.name for p in (out / sub).iterdir() if p.is_file() and (p.name in names or (pattern and pattern.match(p.name)))
-            }
-            if (out / sub).is_dir()
-            else set()
-            for sub, (names, pattern) in RUN_LAYOUT.items()
-        }
+    if not (out / outputs.MANIFEST).exists() and is_run(out):
+        return legacy.files_by_name(out, RUN_LAYOUT)
     return {sub: outputs.listed(out / sub) for sub in RUN_LAYOUT}
 
 
