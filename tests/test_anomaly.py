@@ -74,6 +74,7 @@ def test_default_is_the_best_measured_method():
     assert max(measured, key=lambda m: sum(measured[m])) == DEFAULT_METHOD
 
 
+@pytest.mark.slow
 def test_every_method_ranks_held_out_zeros_below_sevens(fitted, held_out):
     zeros, sevens = held_out
     scores = fitted.scores(torch.cat([zeros, sevens]), METHODS)
@@ -82,6 +83,7 @@ def test_every_method_ranks_held_out_zeros_below_sevens(fitted, held_out):
     assert all(results[m] > 0.9 for m in ("fused", "features", "mahalanobis", "residual")), results
 
 
+@pytest.mark.slow
 def test_calibration_holds_on_normal_images_fit_never_saw(fitted, held_out):
     """fit calibrates each score on 10 % of the training zeros kept out of its references; on zeros no part of
     fit saw, the z-scores are of the same order, and sevens lie far above them."""
@@ -91,6 +93,7 @@ def test_calibration_holds_on_normal_images_fit_never_saw(fitted, held_out):
     assert np.median(odd) > np.quantile(normal, 0.95), (np.median(odd), np.quantile(normal, 0.95))
 
 
+@pytest.mark.slow
 def test_threshold_calibrated_on_one_set_holds_on_another(fitted, held_out):
     zeros, sevens = held_out
     calibration, check = zeros[::2], zeros[1::2]  # disjoint held-out halves
@@ -100,6 +103,7 @@ def test_threshold_calibrated_on_one_set_holds_on_another(fitted, held_out):
     assert fitted.predict(sevens).mean() > 0.8
 
 
+@pytest.mark.slow
 def test_encoder_onnx_matches_torch_and_scores_agree(fitted, held_out, tmp_path):
     import onnxruntime as ort
 
@@ -126,6 +130,7 @@ def _image_folder(root, held_out):
     return root
 
 
+@pytest.mark.slow
 def test_score_cli_builds_references_once_then_reuses_them(fresh_run, held_out, tmp_path, capsys):
     folder = _image_folder(tmp_path / "heldout", held_out)
     out = tmp_path / "scores.csv"
@@ -152,6 +157,7 @@ def test_score_cli_builds_references_once_then_reuses_them(fresh_run, held_out, 
     assert code == 2 and "exists" in one_line_error(err)
 
 
+@pytest.mark.slow
 def test_an_export_after_scoring_carries_the_references(fresh_run, held_out, tmp_path, capsys):
     """`export --out FOLDER` copies anomaly.npz and encoder.onnx: the folder alone scores as the run did."""
     folder = _image_folder(tmp_path / "heldout", held_out)
@@ -172,6 +178,7 @@ def test_an_export_after_scoring_carries_the_references(fresh_run, held_out, tmp
     assert AnomalyScorer(deployed / MODEL_FILES["discriminator"], method="residual").ready
 
 
+@pytest.mark.slow
 def test_references_of_another_checkpoint_are_not_used(fitted, zero_run, tmp_path):
     shutil.copytree(zero_run, tmp_path / "run")
     fitted.save(tmp_path / "run")
@@ -180,6 +187,7 @@ def test_references_of_another_checkpoint_are_not_used(fitted, zero_run, tmp_pat
     assert not AnomalyScorer(tmp_path / "run", method="residual").ready
 
 
+@pytest.mark.slow
 def test_heatmaps_most_anomalous_first(zero_run, held_out, tmp_path, capsys):
     folder = _image_folder(tmp_path / "heldout", held_out)
     heat = tmp_path / "heat"
@@ -198,6 +206,7 @@ def test_heatmaps_most_anomalous_first(zero_run, held_out, tmp_path, capsys):
     assert code == 2 and "not empty" in one_line_error(err)
 
 
+@pytest.mark.slow
 def test_conditional_run_scores_its_normal_classes(tmp_path):
     """Normal = two classes: the encoder learns with their labels, scores use the class D finds most real."""
     from augmentor import run

@@ -1,9 +1,11 @@
 import json
 
+import pytest
 import torch
 from clihelp import one_line_error, run_cli
 
 
+@pytest.mark.slow
 def test_bench_smoke_preset_writes_report_json_and_plots(tmp_path, capsys):
     out = tmp_path / "bench"
     code, stdout, err = run_cli(capsys, "bench", "--preset", "smoke", "--out", out)
@@ -60,6 +62,7 @@ def test_bench_refuses_what_would_measure_nothing_before_writing_anything(tmp_pa
         assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_bench_on_imbalanced_npz_adds_balanced_arms_and_auroc(tmp_path, capsys):
     import numpy as np
 
@@ -230,6 +233,7 @@ def test_duplicate_real_control_fills_the_same_slots_with_training_images():
             assert d.min() < 1e-2  # a real training image of that class (no augmentation given)
 
 
+@pytest.mark.slow
 def test_bench_uses_the_users_albumentations_file(tmp_path, capsys):
     import albumentations as A
 
@@ -249,6 +253,7 @@ def test_bench_uses_the_users_albumentations_file(tmp_path, capsys):
         assert not (tmp_path / "c").exists()  # refused before anything was written
 
 
+@pytest.mark.slow
 def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_path, capsys):
     import albumentations as A
 

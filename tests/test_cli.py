@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from clihelp import TINY, one_line_error, run_cli
 from conftest import dataset, write_image
 from PIL import Image
@@ -7,6 +8,7 @@ from PIL import Image
 from augmentor.store import checkpoint, outputs
 
 
+@pytest.mark.slow
 def test_fit_on_builtin_digits_writes_the_whole_run(tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, err = run_cli(capsys, "fit", "--out", out, "--steps", 6, "--sample-every", 3, "--checkpoint-every", 3, *TINY)
@@ -28,6 +30,7 @@ def test_fit_on_builtin_digits_writes_the_whole_run(tmp_path, capsys):
         assert (out / name).exists(), name
 
 
+@pytest.mark.slow
 def test_fit_on_the_strawberry_jpeg_folder(tmp_path, capsys):
     out = tmp_path / "s"
     code, _, err = run_cli(
@@ -63,6 +66,7 @@ def test_empty_folder_is_one_line_and_exit_2(tmp_path, capsys):
     assert code == 2 and one_line_error(err) == f"error: {tmp_path / 'flat'}: has no usable images (1 file(s) skipped)"
 
 
+@pytest.mark.slow
 def test_existing_run_is_not_overwritten_without_force(tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(capsys, "fit", "--out", out, "--steps", 2, *TINY)[0] == 0
@@ -77,6 +81,7 @@ def test_existing_run_is_not_overwritten_without_force(tmp_path, capsys):
     assert not (out / ".config.json.k3x9q2wz.tmp").exists()
 
 
+@pytest.mark.slow
 def test_resume_extends_a_finished_run_and_refuses_contradicting_flags(tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(capsys, "fit", "--out", out, "--steps", 4, "--checkpoint-every", 2, *TINY)[0] == 0

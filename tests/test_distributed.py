@@ -44,6 +44,7 @@ def finish(proc, timeout: float) -> str:
         pytest.fail(f"the torchrun job did not end within {timeout} s:\n{out[-3000:]}")
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_run_that_one_process_resumes(tmp_path, capsys):
     code, out = torchrun("fit", *TINY, "--steps", 20, "--out", tmp_path / "a")
     assert code == 0, out
@@ -63,6 +64,7 @@ def test_two_processes_train_one_run_that_one_process_resumes(tmp_path, capsys):
     assert steps == sorted(set(steps)) and steps[-1] == 40  # no gap, no repeat across 2 → 2 → 1 processes
 
 
+@pytest.mark.slow
 def test_per_class_bank_is_sharded_by_class_and_exports_as_one_process_does(tmp_path, capsys):
     from augmentor import Sampler
     from augmentor.config import ModelConfig, TrainConfig
@@ -91,6 +93,7 @@ def test_per_class_bank_is_sharded_by_class_and_exports_as_one_process_does(tmp_
         assert not torch.equal(state["G"][key], fresh.G.state_dict()[key]), k
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_rank_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path, capsys):
     proc = torchrun("fit", *TINY, "--steps", 100000, "--out", tmp_path / "s", wait=False)
     rank1 = _worker(proc, tmp_path / "s", rank=1)
@@ -147,6 +150,7 @@ def test_a_job_that_cannot_work_is_refused_before_anything_starts(tmp_path, caps
         assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="finds the workers through /proc")
 def test_killing_one_rank_ends_the_job_and_resume_continues(tmp_path, capsys):
     proc = torchrun("fit", *TINY, "--steps", 100000, "--out", tmp_path / "k", wait=False)
@@ -179,6 +183,7 @@ def _parent(proc: Path) -> int:
         return -1
 
 
+@pytest.mark.slow
 def test_bench_spreads_its_settings_over_the_processes(tmp_path, capsys):
     code, out = torchrun("bench", "--preset", "smoke", "--out", tmp_path / "two")
     assert code == 0 and out.count("report: ") == 1, out

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 
+import pytest
 import torch
 from conftest import tiny_train
 from torch import nn
@@ -61,6 +62,7 @@ def test_collapsed_class_triggers_a_warning_naming_it(caplog):
     assert "raise --coverage above 5 or fit longer" in caplog.text  # not "try --coverage 5" when it is on
 
 
+@pytest.mark.slow
 def test_coverage_term_raises_within_class_recall():
     """10 digits per class, 250 steps: measured recall 0.48 (adversarial only) vs 1.00 (coverage 5); at 400 steps
     0.76 vs 1.00."""

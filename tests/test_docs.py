@@ -68,6 +68,7 @@ def test_distribution_name_is_declared_once():
     assert pyproject["project"]["name"] == augmentor.DISTRIBUTION != "augmentor"
 
 
+@pytest.mark.slow
 def test_the_example_script_runs_end_to_end(tmp_path, monkeypatch, capsys):
     """examples/mix_into_dataloader.py at a tiny budget: fits its GAN on the 200 digits, trains both arms, and
     prints two held-out accuracies well above chance (0.1)."""

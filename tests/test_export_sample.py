@@ -43,6 +43,7 @@ def exported(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["conditional", "per-class", "unconditional"])
 @pytest.mark.parametrize("fp16", [False, True])
 def test_onnx_matches_torch(tmp_path, mode, fp16):
@@ -144,6 +145,7 @@ def test_sample_keeps_non_ascii_class_names(tmp_path, capsys):
     assert all(len(list(p.iterdir())) == 2 for p in (tmp_path / "syn").iterdir())
 
 
+@pytest.mark.slow
 def test_export_out_never_overwrites_without_force_and_says_where_it_cannot_write(tmp_path, exported, capsys):
     target = tmp_path / "deploy" / "leaves.onnx"
     assert run_cli(capsys, "export", exported, "--out", target)[0] == 0

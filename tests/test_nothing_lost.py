@@ -73,6 +73,7 @@ def test_force_with_bad_input_leaves_the_old_run(tmp_path, capsys, run, bad, exp
     assert (k / "config.json").exists()
 
 
+@pytest.mark.slow
 def test_force_removes_only_what_the_run_wrote(tmp_path, capsys, run):
     p = tmp_path / "p"
     shutil.copytree(run, p)
@@ -203,6 +204,7 @@ def test_score_never_writes_over_a_users_file_in_the_run(tmp_path, capsys, score
     refused(capsys, *argv, expect="anomaly.npz: a file augmentor did not write", keep=tmp_path)
 
 
+@pytest.mark.slow
 def test_score_heatmaps_with_force_keep_the_users_files(tmp_path, capsys, scored_run):
     maps = tmp_path / "maps"
     maps.mkdir()
@@ -224,6 +226,7 @@ def test_pseudo_labels_refuses_an_existing_file(tmp_path, capsys, run):
 # ------------------------------------------------------------------ paths stored absolute, data that moved
 
 
+@pytest.mark.slow
 def test_a_run_finds_its_data_from_any_working_directory(tmp_path, capsys, monkeypatch):
     gray_folder(tmp_path / "proj" / "data" / "gray", n=12)  # scoring needs 20 normal images
     monkeypatch.chdir(tmp_path / "proj")
@@ -240,6 +243,7 @@ def test_a_run_finds_its_data_from_any_working_directory(tmp_path, capsys, monke
     assert run_cli(capsys, "fit", "--out", "proj/runs/r", "--resume", "--steps", 4)[0] == 0  # the new place is kept
 
 
+@pytest.mark.slow
 def test_pseudo_labels_from_another_working_directory(tmp_path, capsys, monkeypatch):
     gray_folder(tmp_path / "proj" / "data" / "gray", n=8)
     gray_folder(tmp_path / "proj" / "data" / "pool", classes=("x",), n=6)
@@ -334,6 +338,7 @@ def test_mix_refuses_labels_it_cannot_give(generator, labels, weights, expect):
 # ------------------------------------------------------------------ torchrun
 
 
+@pytest.mark.slow
 def test_torchrun_refusal_is_one_line_without_our_tracebacks(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3", "-m", "augmentor"]
     cmd += ["fit", "--batch-size", 64, "--steps", 1, "--out", tmp_path / "r"]

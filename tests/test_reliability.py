@@ -354,6 +354,7 @@ def test_api_bad_input(models, case):
     assert expected in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_mixed_sizes_and_modes_fit_fine(tmp_path, capsys):
     for i, mode in enumerate(["RGB", "L", "LA", "P", "RGBA", "CMYK", "I;16"]):
         write_image(
@@ -376,6 +377,7 @@ def test_warnings_are_one_line_per_problem(tmp_path, capsys):
 # ------------------------------------------------------------------ runs survive crashes
 
 
+@pytest.mark.slow
 def test_newest_torn_checkpoint_falls_back_to_the_one_before(tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(capsys, "fit", "--out", out, *TINY, "--steps", 4, "--checkpoint-every", 2)[0] == 0
@@ -470,6 +472,7 @@ def _env():
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 
+@pytest.mark.slow
 def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(_fit_cmd(out, 100000), env=_env(), stderr=subprocess.PIPE, text=True)
@@ -484,6 +487,7 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path):
     assert 0 < step < 100000
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_reaches_the_same_weights(tmp_path):
     """Kill -9 a fit three times at random moments (checkpoints every 5 steps, so some kills land in a
     write), resume each time; the run finishes, its log has no gap and no repeat, and its final weights

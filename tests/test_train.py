@@ -29,6 +29,7 @@ def label_agreement(trainer, clf, n=500) -> float:
     return float((torch.from_numpy(pred) == y).float().mean())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["conditional", "per-class"])
 def test_samples_are_classified_as_their_conditioning_label(digits, digit_classifier, mode):
     """A short, seeded run on digits 0 and 1: measured agreement 98.5 % (conditional) and 99.3 % (per-class)
@@ -99,6 +100,7 @@ def test_precision_is_resolved_and_bf16_keeps_weights_and_samples_fp32(digits, m
     assert trainer.sample(4).dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_callback_order_does_not_matter(tmp_path):
     """Callbacks report (log fields, NaN) and act on the merged report: any order writes the same log."""
     import json

@@ -52,6 +52,7 @@ def test_freeze_d_keeps_the_first_blocks_fixed(source):
     assert same == [True, True, False]  # the third block learns
 
 
+@pytest.mark.slow
 def test_fit_init_records_where_it_started_and_resume_keeps_it(source, tmp_path, capsys):
     out = tmp_path / "tgt"
     code, _, err = run_cli(capsys, "fit", "--data", "sklearn:digits", "--classes", "1,2,3", "--init", source,
@@ -76,6 +77,7 @@ def test_fit_init_records_where_it_started_and_resume_keeps_it(source, tmp_path,
     )
 
 
+@pytest.mark.slow
 def test_init_bad_input(source, tmp_path, capsys):
     per_class = tmp_path / "per-class"
     code, _, err = run_cli(capsys, "fit", "--classes", "0,1", "--mode", "per-class", *TINY, "--steps", 2, "--out", per_class)
@@ -103,6 +105,7 @@ def test_init_bad_input(source, tmp_path, capsys):
         run.fit(tmp_path / "py", DataConfig(size=64), tiny_train(), init=InitConfig(init=str(source)), progress=False)
 
 
+@pytest.mark.slow
 def test_bench_starts_our_gans_from_the_run(source, tmp_path, capsys):
     out = tmp_path / "bench"
     bench = ["bench", "--preset", "smoke", "--seeds", "0", "--classes", "1,2,3", "--out", out]

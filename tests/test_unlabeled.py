@@ -28,6 +28,7 @@ def unlabeled_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_pseudo_labels_are_recorded_and_mostly_right(unlabeled_run, capsys):
     cfg = json.loads((unlabeled_run / "config.json").read_text())
     record = cfg["pseudo_labels"]
@@ -66,6 +67,7 @@ def test_pseudo_labels_are_recorded_and_mostly_right(unlabeled_run, capsys):
     assert torch.equal(kept.images, unlabeled.images[pseudo.index]) and torch.equal(kept.labels, pseudo.labels)
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_pseudo_labels(unlabeled_run, tmp_path, capsys):
     import shutil
 
@@ -103,6 +105,7 @@ def test_bad_unlabeled_input_is_one_line(tmp_path, capsys):
         assert not (out / "config.json").exists()
 
 
+@pytest.mark.slow
 def test_pseudo_labels_command_lists_the_kept_images(unlabeled_run, tmp_path, capsys):
     import csv
 
@@ -117,6 +120,7 @@ def test_pseudo_labels_command_lists_the_kept_images(unlabeled_run, tmp_path, ca
     assert code == 2 and "exists" in one_line_error(err)
 
 
+@pytest.mark.slow
 def test_pseudo_labels_of_a_folder_name_its_files(tmp_path, capsys):
     from PIL import Image
 
@@ -232,6 +236,7 @@ def test_consistency_asks_augmented_views_to_keep_the_class_the_labeller_is_sure
     assert consistency_loss(rare, torch.tensor([[0.0, 4.0]]), shares=torch.tensor([0.1, 0.9])) == 0
 
 
+@pytest.mark.slow
 def test_pseudo_augment_is_the_pipeline_the_labellers_train_with(tmp_path, capsys):
     """--pseudo-augment replaces the preset in the pseudo-labellers: a pipeline that inverts every training image
     leaves a classifier that labels the (plain) unlabelled digits far worse; a missing file is refused first."""
