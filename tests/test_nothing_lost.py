@@ -368,3 +368,43 @@ def test_out_inside_the_data_is_refused(tmp_path, capsys):
     data = gray_folder(tmp_path / "imgs")
     refused(capsys, "fit", "--data", data, "--out", data / "run", *TINY, expect="is inside --data", keep=tmp_path)
     assert not (data / "run").exists()
+
+
+def test_score_never_writes_inside_its_data(tmp_path, capsys, scored_run):
+    data = gray_folder(tmp_path / "imgs", classes=("0", "1"))
+    first = data / "0" / "0.png"
+    refused(
+        capsys,
+        "score",
+        "--model",
+        scored_run,
+        "--data",
+        data,
+        "--out",
+        first,
+        "--force",
+        expect="is inside --data",
+        keep=tmp_path,
+    )
+    argv = ["score", "--model", scored_run, "--data", data, "--out", tmp_path / "s.csv", "--heatmaps", data / "maps"]
+    refused(capsys, *argv, expect="--heatmaps", keep=tmp_path)
+
+
+def test_a_refusal_after_labelling_leaves_the_old_run(tmp_path, capsys, run):
+    """No unlabelled image reaches the threshold: found only after minutes of labelling, before the old run goes."""
+    k = tmp_path / "k"
+    shutil.copytree(run, k)
+    pool = gray_folder(tmp_path / "pool", classes=("x",))
+    unlabeled = ["--unlabeled", pool / "x", "--pseudo-labeller", "classifier", "--pseudo-steps", 2, "--pseudo-threshold", 0.99999]
+    refused(capsys, "fit", "--out", k, *FIT, "--steps", 1, *unlabeled, "--force", expect="not confident", keep=tmp_path)
+
+
+def test_a_damaged_pseudo_labels_file_is_one_line(tmp_path, capsys):
+    gray_folder(tmp_path / "data" / "gray", n=8)
+    gray_folder(tmp_path / "data" / "pool", classes=("x",), n=6)
+    unlabeled = ["--unlabeled", tmp_path / "data" / "pool", "--pseudo-labeller", "classifier", "--pseudo-steps", 5]
+    out = tmp_path / "r"
+    argv = ["fit", "--data", tmp_path / "data" / "gray", "--out", out, *TINY, "--steps", 1, "--pseudo-threshold", 0.01]
+    assert run_cli(capsys, *argv, *unlabeled)[0] == 0
+    (out / "pseudo_labels.json").write_text("{")
+    refused(capsys, "pseudo-labels", out, "--out", tmp_path / "p.csv", expect="pseudo_labels.json: damaged", keep=tmp_path)

@@ -58,6 +58,9 @@ def score_dataset(
             raise ConfigError(f"{path}: is a folder; give --out a file name (e.g. scores.csv)")
     if heatmaps is not None and heatmaps.is_dir() and any(heatmaps.iterdir()) and not force:
         raise ConfigError(f"{heatmaps}: not empty; choose a new --heatmaps folder (or --force to write beside what is there)")
+    for flag, path in (("--out", out), ("--heatmaps", heatmaps)):
+        if path is not None and source != data.BUILTIN_DIGITS and outputs.is_within(path, source):
+            raise ConfigError(f"{flag} {path} is inside --data {source}: it would write among your images; choose another {flag}")
     outputs.check_writable(out.parent, "--out")  # before the scoring, which can take minutes
     if heatmaps is not None:
         outputs.check_writable(heatmaps, "--heatmaps")

@@ -21,7 +21,7 @@ import torch
 from .. import data
 from ..config import UnlabeledConfig
 from ..data import augmentation
-from ..errors import DataError
+from ..errors import DataError, ModelFileError
 from ..store.rundir import PSEUDO_LABELS
 from .shares import expected_shares, labelled_shares, reweighted
 
@@ -184,4 +184,11 @@ def with_pseudo_labelled(labelled: data.ImageSet, unlabeled: data.ImageSet, pseu
 
 
 def read_pseudo_labels(run_dir: Path) -> PseudoLabels:
-    return PseudoLabels.from_json((Path(run_dir) / PSEUDO_LABELS).read_text())
+    path = Path(run_dir) / PSEUDO_LABELS
+    try:
+        return PseudoLabels.from_json(path.read_text())
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        why = "missing" if isinstance(e, FileNotFoundError) else "damaged"
+        raise ModelFileError(
+            f"{path}: {why}; the run cannot say which unlabelled images it kept (fit a new run with --unlabeled)"
+        ) from None

@@ -132,3 +132,9 @@ def check_writable(path: Path, flag: str) -> None:
         raise ConfigError(f"{flag} {path}: cannot write here ({existing} is a file); choose another {flag}")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {path}: cannot write here (permission denied in {existing})")
+
+
+def is_within(path, source) -> bool:
+    """Whether ``path`` is the file or folder ``source``, or inside it (symbolic links followed)."""
+    path, source = Path(os.path.realpath(path)), Path(os.path.realpath(source))
+    return path == source or source in path.parents

@@ -215,14 +215,11 @@ def check_outside_sources(out: Path, data_cfg, unlabeled) -> None:
     """Refuse an --out inside the images it learns from: its files would join them (and --force could remove them)."""
     sources = [("--data", data_cfg.source if isinstance(data_cfg, DataConfig) else None)]
     sources.append(("--unlabeled", unlabeled.unlabeled if isinstance(unlabeled, UnlabeledConfig) else None))
-    run = Path(os.path.realpath(out))
     for flag, source in sources:
-        if source and source != data.BUILTIN_DIGITS and os.path.isdir(source):
-            folder = Path(os.path.realpath(source))
-            if run == folder or folder in run.parents:
-                raise RunDirError(
-                    f"--out {out} is inside {flag} {source}: the run's files would mix with your images; choose another --out"
-                )
+        if source and source != data.BUILTIN_DIGITS and outputs.is_within(out, source):
+            raise RunDirError(
+                f"--out {out} is inside {flag} {source}: the run's files would mix with your images; choose another --out"
+            )
 
 
 def check_new_run_dir(out: Path, force: bool) -> dict:
