@@ -4,6 +4,8 @@ import pytest
 import torch
 from clihelp import one_line_error, run_cli
 
+from augmentor.bench.arms import ARM_BY_ID, ARM_BY_NAME, CHOSEN, Arm
+
 
 @pytest.mark.slow
 def test_bench_smoke_preset_writes_report_json_and_plots(tmp_path, capsys):
@@ -13,19 +15,11 @@ def test_bench_smoke_preset_writes_report_json_and_plots(tmp_path, capsys):
     assert "recommended ratio" in stdout
     res = json.loads((out / "results.json").read_text())
     arms = res["summary"]["6"]
-    assert {
-        "A real",
-        "B real+aug",
-        "D real+syn 0.25",
-        "D real+syn 0.5",
-        "E real+aug+syn (chosen)",
-        "F synthetic only (CAS)",
-        "DUP real+aug+re-drawn real 0.25",
-        "DUP real+aug+re-drawn real 0.5",
-    } <= set(arms)
+    ids = {ARM_BY_NAME[a].id for a in arms}
+    assert {"A", "B", "D-0.25", "D-0.5", "E-chosen", "F", "DUP-0.25", "DUP-0.5"} <= ids
     assert set(res["augmentation_per_seed"]) <= {"preset", "none"}
-    assert len(arms["A real"]["accuracy"]["values"]) == 2  # one per seed
-    assert {"R plain GAN: real+aug+syn 0.5", "R plain GAN: synthetic only (CAS)"} <= set(arms)  # the reference recipe
+    assert len(arms[ARM_BY_ID["A"].name]["accuracy"]["values"]) == 2  # one per seed
+    assert {a for a in arms if ARM_BY_NAME[a].role == "reference"} == {ARM_BY_ID["R"].name, ARM_BY_ID["R-CAS"].name}
     plain = json.loads((out / "runs" / "plain-shot6-seed0" / "config.json").read_text())
     assert plain["model"]["mode"] == "per-class" and not plain["model"]["spectral_norm"]
     assert plain["train"]["diffaug"] == "" and plain["train"]["ema_decay"] == 0.0 and plain["train"]["coverage"] == 0.0
@@ -185,7 +179,6 @@ def test_classical_augmentation_is_seeded():
 
 
 def test_verdict_reads_the_arm_records_not_their_names():
-    from augmentor.bench.arms import ARM_BY_NAME, CHOSEN, Arm
     from augmentor.bench.report import verdict
 
     def cell(*values):
@@ -193,13 +186,14 @@ def test_verdict_reads_the_arm_records_not_their_names():
 
         return {"accuracy": {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": list(values)}}
 
-    arms = {**ARM_BY_NAME, "X syn-named control": Arm("X syn-named control", uses_gan=False)}
-    summary = {"10": {"B real+aug": cell(0.90, 0.91), CHOSEN.name: cell(0.95, 0.95), "X syn-named control": cell(0.96, 0.96)}}
+    arms = {**ARM_BY_NAME, "X syn-named control": Arm("X", "control", "X syn-named control", uses_gan=False)}
+    b = ARM_BY_ID["B"].name
+    summary = {"10": {b: cell(0.90, 0.91), CHOSEN.name: cell(0.95, 0.95), "X syn-named control": cell(0.96, 0.96)}}
     helped, lines = verdict(summary, "accuracy", arms, CHOSEN.name)
     assert not helped and "X syn-named control" in lines[0]  # a real-data arm is a real-data arm, whatever its name
     del summary["10"]["X syn-named control"]
     helped, lines = verdict(summary, "accuracy", arms, CHOSEN.name)
-    assert helped and "B real+aug" in lines[0]
+    assert helped and b in lines[0]
 
 
 def test_recommended_ratio_is_one_that_was_trained():
@@ -257,8 +251,6 @@ def test_bench_uses_the_users_albumentations_file(tmp_path, capsys):
 def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_path, capsys):
     import albumentations as A
 
-    from augmentor.bench.arms import ARM_BY_NAME
-
     A.save(A.Compose([A.Affine(translate_percent=0.05, p=1.0)]), str(tmp_path / "mine.json"))
     out = tmp_path / "b"
     shares = "0=3," + ",".join(f"{k}=1" for k in range(1, 10))  # the labellers expect 1 in 4 unlabelled digits a 0
@@ -267,12 +259,10 @@ def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_
     assert code == 0, err
     res = json.loads((out / "results.json").read_text())
     arms = res["summary"]["6"]
-    self_arm = "SELF real+aug+pseudo-labelled 0.5"
-    by_gan = "SELF-G real+aug+GAN-pseudo-labelled 0.5"
-    both = "SELF+U real+aug+GAN-pseudo-labelled 0.25+syn(unlabeled GAN) 0.25"
-    u, u_aug = "U real+aug+syn(unlabeled GAN) 0.5", "U-aug real+aug+syn(unlabeled GAN, augmented) 0.5"
-    both_aug = "SELF+U-aug real+aug+GAN-pseudo-labelled 0.25+syn(unlabeled GAN, augmented) 0.25"
-    assert {self_arm, by_gan, both, both_aug, u, u_aug, "U synthetic only (CAS)"} <= set(arms)
+    self_arm, by_gan, both, both_aug, u, u_aug = (
+        ARM_BY_ID[i].name for i in ("SELF", "SELF-G", "SELF+U", "SELF+U-aug", "U", "U-aug")
+    )
+    assert {self_arm, by_gan, both, both_aug, u, u_aug, ARM_BY_ID["U-CAS"].name} <= set(arms)
     assert ARM_BY_NAME[u_aug].synthetic_augmented and not ARM_BY_NAME[u].synthetic_augmented
     # SELF (the classifier's labels) is the baseline; the semi-supervised GAN's labels are on the GAN side
     assert not res["arms"][self_arm]["uses_gan"] and res["arms"][by_gan]["uses_gan"] and res["arms"][both]["uses_gan"]
@@ -336,27 +326,25 @@ def test_augmented_samples_put_a_sources_images_through_the_pipeline():
 def test_recipe_line_names_what_won():
     import statistics
 
-    from augmentor.bench.arms import ARM_BY_NAME
     from augmentor.bench.report import _recipe
 
     def cell(*values):
         return {"accuracy": {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": list(values)}}
 
-    self_arm = "SELF real+aug+pseudo-labelled 0.5"
-    both = "SELF+U real+aug+GAN-pseudo-labelled 0.25+syn(unlabeled GAN) 0.25"
-    arms = {"B real+aug": cell(0.90, 0.91), self_arm: cell(0.96, 0.96), both: cell(0.95, 0.955)}
+    self_arm, both, b = (ARM_BY_ID[i].name for i in ("SELF", "SELF+U", "B"))
+    arms = {b: cell(0.90, 0.91), self_arm: cell(0.96, 0.96), both: cell(0.95, 0.955)}
     (line,) = _recipe("10", arms, "accuracy", ARM_BY_NAME)
     assert "does not add measurably" in line and "self-training alone" in line
-    arms["B real+aug"] = cell(0.97, 0.97)
+    arms[b] = cell(0.97, 0.97)
     assert "the labelled images alone" in _recipe("10", arms, "accuracy", ARM_BY_NAME)[0]
     arms[both] = cell(0.99, 0.99)
     (line,) = _recipe("10", arms, "accuracy", ARM_BY_NAME)
     assert "adds to self-training" in line and f"**{both}**" in line
-    by_gan = "SELF-G real+aug+GAN-pseudo-labelled 0.5"  # the GAN's labels without its images
+    by_gan = ARM_BY_ID["SELF-G"].name  # the GAN's labels without its images
     arms[by_gan] = cell(0.995, 0.995)
     assert f"**{by_gan}**" in _recipe("10", arms, "accuracy", ARM_BY_NAME)[0]
     # two SELF+U variants (synthetic images raw or augmented): the better one is weighed against SELF
-    augmented = "SELF+U-aug real+aug+GAN-pseudo-labelled 0.25+syn(unlabeled GAN, augmented) 0.25"
+    augmented = ARM_BY_ID["SELF+U-aug"].name
     arms[both], arms[augmented] = cell(0.955, 0.96), cell(0.975, 0.985)
     (line,) = _recipe("10", arms, "accuracy", ARM_BY_NAME)
     assert f"adds to self-training: {augmented} vs {self_arm} +2.0 points" in line
@@ -370,3 +358,16 @@ def test_the_classifier_leaves_the_users_global_random_state_alone():
     before = torch.random.get_rng_state()
     train_classifier(images, torch.tensor([0, 1] * 4), 2, steps=2, batch_size=4, seed=5)
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_an_old_results_json_renders_its_verdict_again(tmp_path):
+    """results.json from before arms had ids: rerender finds SELF and SELF+U by their labels' records."""
+    import shutil
+    from pathlib import Path
+
+    from augmentor.bench.report import rerender
+
+    old = Path(__file__).parents[1] / "benchmarks" / "results" / "bench-mnist-unlabeled-10"
+    shutil.copy(old / "results.json", tmp_path)
+    recipe = [line for line in rerender(tmp_path).splitlines() if "Best recipe" in line]
+    assert recipe and recipe == [line for line in (old / "report.md").read_text().splitlines() if "Best recipe" in line]

@@ -1,19 +1,21 @@
-"""The arms of the bench: what each classifier's training data holds."""
+"""The arms of the bench: what each classifier's training data holds, as records with a short id, a role and a
+display label. Code finds arms by id and role; the label is what the report shows."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Optional
 
-from .protocol import RATIOS
-
-log = logging.getLogger("augmentor")
+RATIOS = (0.25, 0.5)  # the shares of a batch the mixing arms replace
+ROLES = ("baseline", "control", "synthetic", "unlabelled", "reference")
 
 
 @dataclass(frozen=True)
 class Arm:
-    """One way of training the classifier. ``synthetic`` decides which side of the verdict an arm is on.
+    """One way of training the classifier. ``role``: a baseline (real images, augmented or balanced), a control
+    (re-drawn real images: what a share of extra images does by itself), synthetic (the user's GAN), unlabelled
+    (the unlabelled images, by self-training or through a GAN that learnt from them), or the reference (the
+    tutorials' plain GAN). ``uses_gan`` decides which side of the verdict an arm is on.
 
     Sources of the images that replace ``ratio`` of each batch (``mix``, equal shares) or that a CAS arm trains
     on alone (``cas``): "gan" (the GAN on the labelled images), "plain" (the tutorials' recipe), "unlabeled"
@@ -21,7 +23,9 @@ class Arm:
     (unlabelled images labelled by the classifier: self-training), "pseudo-gan" (labelled by the semi-supervised
     GAN). An arm runs only where all its sources exist."""
 
-    name: str
+    id: str
+    role: str
+    name: str  # the display label: report.md and results.json's keys
     uses_gan: bool  # a GAN made part of its training data (images, or labels): the verdict's GAN side
     classical: bool = False  # classical augmentation of the real images (the chosen pipeline)
     balanced: bool = False  # class-balanced sampling; trained only on imbalanced data
@@ -38,19 +42,24 @@ class Arm:
 
 
 ARMS = (
-    Arm("A real", False),
-    Arm("B real+aug", False, classical=True),
-    Arm("C real+balanced", False, balanced=True),
-    Arm("C' real+aug+balanced", False, classical=True, balanced=True),
-    *(Arm(f"DUP real+aug+re-drawn real {r}", False, classical=True, mix=("real",), ratio=r) for r in RATIOS),
-    Arm("SELF real+aug+pseudo-labelled 0.5", False, classical=True, mix=("pseudo",), ratio=0.5),
-    *(Arm(f"D real+syn {r}", True, mix=("gan",), ratio=r) for r in RATIOS),
-    *(Arm(f"E real+aug+syn {r}", True, classical=True, mix=("gan",), ratio=r) for r in RATIOS),
-    Arm("F synthetic only (CAS)", True, cas="gan"),
+    Arm("A", "baseline", "A real", False),
+    Arm("B", "baseline", "B real+aug", False, classical=True),
+    Arm("C", "baseline", "C real+balanced", False, balanced=True),
+    Arm("C'", "baseline", "C' real+aug+balanced", False, classical=True, balanced=True),
+    *(
+        Arm(f"DUP-{r}", "control", f"DUP real+aug+re-drawn real {r}", False, classical=True, mix=("real",), ratio=r)
+        for r in RATIOS
+    ),
+    Arm("SELF", "unlabelled", "SELF real+aug+pseudo-labelled 0.5", False, classical=True, mix=("pseudo",), ratio=0.5),
+    *(Arm(f"D-{r}", "synthetic", f"D real+syn {r}", True, mix=("gan",), ratio=r) for r in RATIOS),
+    *(Arm(f"E-{r}", "synthetic", f"E real+aug+syn {r}", True, classical=True, mix=("gan",), ratio=r) for r in RATIOS),
+    Arm("F", "synthetic", "F synthetic only (CAS)", True, cas="gan"),
     # SELF-G: self-training with the semi-supervised GAN's labels and none of its images: what its labels give
-    Arm("SELF-G real+aug+GAN-pseudo-labelled 0.5", True, classical=True, mix=("pseudo-gan",), ratio=0.5),
-    Arm("U real+aug+syn(unlabeled GAN) 0.5", True, classical=True, mix=("unlabeled",), ratio=0.5),
+    Arm("SELF-G", "unlabelled", "SELF-G real+aug+GAN-pseudo-labelled 0.5", True, classical=True, mix=("pseudo-gan",), ratio=0.5),
+    Arm("U", "unlabelled", "U real+aug+syn(unlabeled GAN) 0.5", True, classical=True, mix=("unlabeled",), ratio=0.5),
     Arm(
+        "SELF+U",
+        "unlabelled",
         "SELF+U real+aug+GAN-pseudo-labelled 0.25+syn(unlabeled GAN) 0.25",
         True,
         classical=True,
@@ -58,6 +67,8 @@ ARMS = (
         ratio=0.5,
     ),
     Arm(
+        "U-aug",
+        "unlabelled",
         "U-aug real+aug+syn(unlabeled GAN, augmented) 0.5",
         True,
         classical=True,
@@ -66,6 +77,8 @@ ARMS = (
         synthetic_augmented=True,
     ),
     Arm(
+        "SELF+U-aug",
+        "unlabelled",
         "SELF+U-aug real+aug+GAN-pseudo-labelled 0.25+syn(unlabeled GAN, augmented) 0.25",
         True,
         classical=True,
@@ -73,14 +86,14 @@ ARMS = (
         ratio=0.5,
         synthetic_augmented=True,
     ),
-    Arm("U synthetic only (CAS)", True, cas="unlabeled"),
-    Arm("R plain GAN: real+aug+syn 0.5", True, classical=True, mix=("plain",), ratio=0.5),
-    Arm("R plain GAN: synthetic only (CAS)", True, cas="plain"),
+    Arm("U-CAS", "unlabelled", "U synthetic only (CAS)", True, cas="unlabeled"),
+    Arm("R", "reference", "R plain GAN: real+aug+syn 0.5", True, classical=True, mix=("plain",), ratio=0.5),
+    Arm("R-CAS", "reference", "R plain GAN: synthetic only (CAS)", True, cas="plain"),
 )
 
 
 # Not trained on its own: arm E at the ratio chosen on validation (ratio 0 is arm B). What a user would deploy.
-CHOSEN = Arm("E real+aug+syn (chosen)", True, classical=True, mix=("gan",))
+CHOSEN = Arm("E-chosen", "synthetic", "E real+aug+syn (chosen)", True, classical=True, mix=("gan",))
 
-
-ARM_BY_NAME = {a.name: a for a in (*ARMS, CHOSEN)}
+ARM_BY_ID = {a.id: a for a in (*ARMS, CHOSEN)}
+ARM_BY_NAME = {a.name: a for a in (*ARMS, CHOSEN)}  # results.json is keyed by the labels

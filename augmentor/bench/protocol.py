@@ -18,9 +18,6 @@ from ..gan.train import resolve_precision
 log = logging.getLogger("augmentor")
 
 
-RATIOS = (0.25, 0.5)
-
-
 UNLABELED_REST = object()  # bench --unlabeled-rest: the pool images outside each setting's draw are the unlabelled ones
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 
 from ..store import legacy
+from .arms import ARM_BY_NAME, CHOSEN, Arm
 
 RESULTS, REPORT = "results.json", "report.md"  # what a bench writes beside its plots
 
@@ -73,9 +74,10 @@ def verdict(summary: dict, metric: str, arms_by_name: dict, chosen: str) -> tupl
 
 def _recipe(shot, arms: dict, metric: str, arms_by_name: dict) -> list:
     """With unlabelled images: does the GAN add to what they give by themselves, and which recipe wins?"""
-    self_arm = next((a for a in arms if a.startswith("SELF ")), None)
-    m = {a: arms[a][metric] for a in arms if "CAS" not in a}
-    both = max((a for a in m if a.startswith("SELF+U")), key=lambda a: m[a]["mean"], default=None)  # either variant
+    ids = {arms_by_name[a].id: a for a in arms}
+    self_arm = ids.get("SELF")
+    m = {a: arms[a][metric] for a in arms if arms_by_name[a].cas is None}  # recipes that train on real images
+    both = max((ids[i] for i in ("SELF+U", "SELF+U-aug") if i in ids), key=lambda a: m[a]["mean"], default=None)
     if self_arm is None or both is None:
         return []
     gain = 100 * (m[both]["mean"] - m[self_arm]["mean"])
@@ -84,7 +86,7 @@ def _recipe(shot, arms: dict, metric: str, arms_by_name: dict) -> list:
     adds = "adds to" if gain > noise else "does not add measurably to"
     if best == self_arm:
         recipe = "self-training alone (no synthetic images)"
-    elif not arms_by_name[best].uses_gan and "pseudo" not in arms_by_name[best].mix:
+    elif arms_by_name[best].role in ("baseline", "control"):
         recipe = "neither: the labelled images alone (unlabelled images and synthetic images did not help)"
     else:
         recipe = best
@@ -195,11 +197,9 @@ def rerender(directory) -> str:
     import json
     from pathlib import Path
 
-    from .arms import CHOSEN, Arm
-
     directory = Path(directory)
     results = json.loads((directory / RESULTS).read_text())
-    arms = {name: Arm(**{**a, "mix": tuple(a["mix"])}) for name, a in results["arms"].items()}
+    arms = {name: Arm(**legacy.arm_record(a, ARM_BY_NAME)) for name, a in results["arms"].items()}
     _, lines = verdict(results["summary"], results["primary_metric"], arms, CHOSEN.name)
     results.setdefault("sample_grids", {})
     for shot in results["summary"]:

@@ -19,7 +19,7 @@ from ..mix.loader import SyntheticMix
 from ..onnx.sampler import Sampler
 from ..semi.classifier import predict, train_classifier
 from ..semi.unlabeled import drop_labelled, pseudo_label, pseudo_labelled, read_pseudo_labels
-from .arms import ARM_BY_NAME, ARMS, CHOSEN, Arm
+from .arms import ARM_BY_ID, ARMS, CHOSEN, Arm
 from .presets import Preset
 from .protocol import (
     UNLABELED_REST,
@@ -186,10 +186,10 @@ def run_setting(
         labels = "balanced" if is_imbalanced else "match"  # imbalanced data: the extra images top up the rare classes
         return iter(SyntheticMix(base, extra, ratio=arm.ratio, labels=labels, transform=data.unit_to_tanh, seed=seed))
 
-    models = {"A real": fit_clf(ARMS[0])}
+    models = {ARM_BY_ID["A"].name: fit_clf(ARM_BY_ID["A"])}
     if augment_file is None:
-        with_preset = fit_clf(ARM_BY_NAME["B real+aug"])
-        val_probs = {"none": predict(models["A real"], x_val), "preset": predict(with_preset, x_val)}
+        with_preset = fit_clf(ARM_BY_ID["B"])
+        val_probs = {"none": predict(models[ARM_BY_ID["A"].name], x_val), "preset": predict(with_preset, x_val)}
         augmentation_val = {name: scores(probs, y_val)["balanced_accuracy"] for name, probs in val_probs.items()}
         # The preset unless "none" did better beyond the validation's noise: a narrow win is no evidence against the
         # domain default. Before 0.9 a strict win chose "none"; where the test set could tell, that cost MNIST seeds
@@ -197,7 +197,7 @@ def run_setting(
         # images; the official test split differs from the train split), and was right once, by 7 points, on a
         # strawberry draw whose leaves the colour preset harms (docs/results.md, "Classical augmentation or none").
         augmentation = chosen_on_validation(val_probs, y_val, default="preset")
-        models["B real+aug"] = with_preset if augmentation == "preset" else models["A real"]
+        models[ARM_BY_ID["B"].name] = with_preset if augmentation == "preset" else models[ARM_BY_ID["A"].name]
 
     available = {"real", *gans, *pseudo_sets}
     for arm in ARMS:
@@ -210,7 +210,7 @@ def run_setting(
     arms = {name: evaluate(m) for name, m in models.items()}
 
     # E: the ratio is chosen on the validation images; the test set plays no part.
-    e_models = {0.0: models["B real+aug"], **{a.ratio: models[a.name] for a in ARMS if a.mix == ("gan",) and a.classical}}
+    e_models = {0.0: models[ARM_BY_ID["B"].name], **{a.ratio: models[a.name] for a in ARMS if a.mix == ("gan",) and a.classical}}
     e_probs = {r: predict(m, x_val) for r, m in e_models.items()}
     val_scores = {r: scores(probs, y_val)["balanced_accuracy"] for r, probs in e_probs.items()}
     best = chosen_on_validation(e_probs, y_val, default=0.0)  # ratios in increasing order: ties to the smaller

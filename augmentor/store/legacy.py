@@ -39,3 +39,12 @@ def files_by_name(out: Path, layout: dict) -> dict:
 def percent_or_dash(fraction) -> str:
     """A results.json from before 0.6 has no share where this version has one."""
     return "–" if fraction is None else f"{100 * fraction:.1f} %"
+
+
+def arm_record(record: dict, arms_by_name: dict) -> dict:
+    """A bench arm from results.json: before 0.11 arms had no id and role (taken from today's arm of that label)."""
+    record = {**record, "mix": tuple(record["mix"])}
+    if "id" not in record:
+        today = arms_by_name.get(record["name"])
+        record.update(id=today.id if today else record["name"], role=today.role if today else "synthetic")
+    return record
