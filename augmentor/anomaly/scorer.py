@@ -20,7 +20,6 @@ has only checkpoints falls back to torch.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -34,8 +33,6 @@ from ..onnx.metadata import find_model, read_metadata
 from ..onnx.sessions import LazySession
 from ..store import checkpoint, outputs
 from ..store.rundir import ANOMALY, CHECKPOINTS, CONFIG, MODEL_FILES
-
-log = logging.getLogger("augmentor")
 
 
 @dataclass(frozen=True)
@@ -54,20 +51,10 @@ METHODS = {
 
 
 DEFAULT_METHOD = "features"  # the best over both datasets of benchmarks/anomaly.py (tests/test_anomaly.py holds it)
-
-
 COMPARED = ("features", "mahalanobis", "residual")  # the components that compare with normal images
-
-
 ENCODER_STEPS = 500  # izi_f steps: 500 at batch 64 (~20 s on one CPU core at 32 px, width 32)
-
-
 CALIBRATION_SHARE = 0.1  # of the normal images, held out of the references to calibrate the z-scores
-
-
 MAX_REFERENCES = 4096  # nearest-neighbour bank kept in anomaly.npz (float16)
-
-
 MIN_NORMAL = 20
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-
-log = logging.getLogger("augmentor")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +13,6 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, r
 
 from .. import __version__, data
 from ..gan.train import resolve_precision
-
-log = logging.getLogger("augmentor")
-
 
 UNLABELED_REST = object()  # bench --unlabeled-rest: the pool images outside each setting's draw are the unlabelled ones
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import statistics
 import time
 from pathlib import Path
@@ -45,8 +44,6 @@ from .presets import PRESETS, Preset
 from .protocol import UNLABELED_REST, Split, environment, imbalanced, split_data
 from .report import REPORT, RESULTS
 from .setting import run_setting
-
-log = logging.getLogger("augmentor")
 
 
 def quality(split: Split, results: list, samples: list, preset: Preset, seed: int = 0) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,8 +30,6 @@ from .protocol import (
     rest_of_pool,
     scores,
 )
-
-log = logging.getLogger("augmentor")
 
 
 @dataclass

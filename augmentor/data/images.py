@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
@@ -12,18 +11,9 @@ import torch
 
 from ..errors import ConfigError
 
-log = logging.getLogger("augmentor")
-
-
 SUPPORTED_SIZES = (32, 64, 128)
-
-
 BUILTIN_DIGITS = "sklearn:digits"
-
-
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-
-
 # Decompression-bomb guard: refuse anything bigger than 50 megapixels before decoding it.
 MAX_IMAGE_PIXELS = 50_000_000
 

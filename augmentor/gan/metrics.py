@@ -18,8 +18,6 @@ import torch
 import torch.nn.functional as F
 
 FEATURE_SIDE = 16
-
-
 RECALL_K = 3
 
 

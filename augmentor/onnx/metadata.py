@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 from .. import __version__
@@ -11,18 +10,9 @@ from ..errors import ModelFileError
 from ..store import legacy
 from ..store.rundir import CONFIG, MODEL_FILES
 
-log = logging.getLogger("augmentor")
-
-
 FORMAT = "1"
-
-
 PREFIX = "augmentor."
-
-
 INT_FIELDS = ("size", "channels", "nz", "step", "unlabeled_images")
-
-
 # key → what it says; every augmentor ONNX file carries all of them
 METADATA_FIELDS = {
     "format": "metadata schema version",

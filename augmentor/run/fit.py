@@ -14,14 +14,7 @@ from typing import Optional
 import torch
 
 from .. import __version__, data
-from ..config import (
-    DataConfig,
-    InitConfig,
-    ModelConfig,
-    RunOptions,
-    TrainConfig,
-    UnlabeledConfig,
-)
+from ..config import DataConfig, InitConfig, ModelConfig, RunOptions, TrainConfig, UnlabeledConfig
 from ..data import augmentation
 from ..errors import ConfigError, Interrupted, TrainingDiverged
 from ..gan import distributed, transfer
@@ -29,13 +22,7 @@ from ..gan.callbacks import Checkpointer, DiversityMonitor, NonFiniteGuard, Prog
 from ..gan.pictures import plot_diversity, plot_losses
 from ..gan.train import Trainer, resolve_precision
 from ..semi.shares import expected_shares
-from ..semi.unlabeled import (
-    drop_labelled,
-    kept_summary,
-    load_unlabeled,
-    pseudo_label,
-    with_pseudo_labelled,
-)
+from ..semi.unlabeled import drop_labelled, kept_summary, load_unlabeled, pseudo_label, with_pseudo_labelled
 from ..store import legacy, outputs
 from ..store.rundir import (
     CHECKPOINTS,

@@ -12,28 +12,17 @@ from typing import Optional
 import torch
 
 from .. import data
-from ..config import (
-    DataConfig,
-    ModelConfig,
-    TrainConfig,
-)
+from ..config import DataConfig, ModelConfig, TrainConfig
 from ..errors import ConfigError, DataError
 from ..gan import distributed, transfer
 from ..gan.train import Trainer
-from ..semi.unlabeled import (
-    load_unlabeled,
-    read_pseudo_labels,
-    with_pseudo_labelled,
-)
+from ..semi.unlabeled import load_unlabeled, read_pseudo_labels, with_pseudo_labelled
 from ..store import legacy
 
 log = logging.getLogger("augmentor")
 
-
 # Scarce data gets the coverage term by default (see README, "Diversity"): measured on MNIST 10-shot.
 SCARCE_PER_CLASS = 100
-
-
 DEFAULT_COVERAGE = 5.0
 
 

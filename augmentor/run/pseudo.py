@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from .. import data
 from ..errors import ConfigError
-from ..semi.unlabeled import (
-    pseudo_labelled,
-)
+from ..semi.unlabeled import pseudo_labelled
 from ..store import legacy
 from ..store.rundir import read_config
 from .prepare import stored_training_images, stored_unlabeled
-
-log = logging.getLogger("augmentor")
 
 
 def _kept_unlabeled(run_dir) -> tuple:

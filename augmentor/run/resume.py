@@ -10,17 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from .. import data
-from ..config import (
-    FIT_CONFIGS,
-    FIXED,
-    MOVE,
-    SECTIONS,
-    InitConfig,
-    ModelConfig,
-    RunOptions,
-    TrainConfig,
-    declared,
-)
+from ..config import FIT_CONFIGS, FIXED, MOVE, SECTIONS, InitConfig, ModelConfig, RunOptions, TrainConfig, declared
 from ..errors import ConfigError, DataError, ModelFileError, RunDirError
 from ..gan import distributed, transfer
 from ..gan.callbacks import truncate_log

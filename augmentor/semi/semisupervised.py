@@ -26,14 +26,8 @@ from .classifier import balanced_indices, predict
 from .shares import labelled_shares, reweighted
 
 WIDTH = 32  # a small model: it only has to label, and it trains before the user's GAN
-
-
 BATCH = 64
-
-
 DIFFAUG = ("translation", "cutout")  # no colour: it is a class cue on leaves
-
-
 # FixMatch's threshold; the weight chosen among 1, 3 and 10 (docs/results.md)
 CONSISTENCY_CONFIDENCE, CONSISTENCY_WEIGHT = 0.95, 3.0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Optional
 
 import torch
@@ -10,8 +9,6 @@ import torch
 from .. import data
 from ..config import parse_shares
 from ..errors import DataError
-
-log = logging.getLogger("augmentor")
 
 
 def labelled_shares(labelled: data.ImageSet, num_classes: int):

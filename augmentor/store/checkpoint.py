@@ -16,10 +16,7 @@ from .rundir import CHECKPOINT_NAME
 
 log = logging.getLogger("augmentor")
 
-
 FORMAT_VERSION = 1
-
-
 REQUIRED = ("format_version", "step", "model_config", "train_config", "G", "D", "G_ema")
 
 

@@ -18,8 +18,6 @@ from typing import Iterable, Optional
 from ..errors import ConfigError, RunDirError
 
 MANIFEST = ".augmentor-files"
-
-
 _HEADER = "# files augmentor wrote in this folder, one a line: --force removes these and nothing else\n"
 
 

@@ -16,60 +16,28 @@ run/
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
 
 from .. import data
-from ..config import (
-    DataConfig,
-    UnlabeledConfig,
-)
+from ..config import DataConfig, UnlabeledConfig
 from ..errors import ModelFileError, RunDirError, cannot_write
 from . import legacy, outputs
 
-log = logging.getLogger("augmentor")
-
-
-log = logging.getLogger("augmentor")
-
-
 CONFIG = "config.json"
-
-
 HOLDOUT = "holdout.json"
-
-
 LOG = "log.jsonl"
-
-
 CHECKPOINTS = "checkpoints"
-
-
 SAMPLES = "samples"
-
-
 PSEUDO_LABELS = "pseudo_labels.json"  # with --unlabeled: which unlabelled images were kept, with which label
-
-
 MODEL_FILES = {"generator": "generator.onnx", "discriminator": "discriminator.onnx", "encoder": "encoder.onnx"}
-
-
 ANOMALY = "anomaly.npz"  # what anomaly scores compare with: normal images' D features and statistics, calibration
-
-
 LOSSES_PLOT, DIVERSITY_PLOT, PROGRESS_GIF = "losses.png", "diversity.png", "progress.gif"
-
-
 LOCK = ".lock"  # held by the fit writing the run (its process id)
-
-
 # Every name a run writes at its top
 FP16_FILES = tuple(name.replace(".onnx", "-fp16.onnx") for name in MODEL_FILES.values())  # export --fp16
-
-
 RUN_FILES = (
     CONFIG,
     HOLDOUT,
@@ -85,15 +53,9 @@ RUN_FILES = (
 
 
 CHECKPOINT_NAME = re.compile(r"^ckpt_(\d{6,})\.pt$")
-
-
 SAMPLE_NAME = re.compile(r"^step_(\d{6,})\.png$")
-
-
 # What a run writes in each of its folders: these names, and names of this pattern
 RUN_LAYOUT = {".": (RUN_FILES, None), CHECKPOINTS: ((), CHECKPOINT_NAME), SAMPLES: ((), SAMPLE_NAME)}
-
-
 RUN_SECTIONS = ("augmentor_version", "data", "model", "train")  # what every run's config.json holds
 
 
