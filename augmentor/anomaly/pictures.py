@@ -55,7 +55,8 @@ def write_heatmaps(images, reconstructions, maps, files: list, folder: Path) -> 
         axis=2,
     )  # (N, H, 3W, 3)
     zoom = max(1, 128 // images.shape[-1])
+    outputs.claim(*(folder / name for _, name in files))  # listed first, all at once: --force replaces only these
     for i, name in files:
         picture = Image.fromarray(panels[i]).resize((panels.shape[2] * zoom, panels.shape[1] * zoom), Image.NEAREST)
-        outputs.write(folder / name, lambda f, picture=picture: picture.save(f, format="PNG"), own=True)
+        outputs.atomic_write(folder / name, lambda f, picture=picture: picture.save(f, format="PNG"))
     return folder

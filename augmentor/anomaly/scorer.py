@@ -1,7 +1,6 @@
 """Anomaly scores from a trained GAN (higher = more anomalous).
 
-Each method is one score or a z-score average of several (``METHODS``; their one-class AUROC on held-out
-images: benchmarks/anomaly.py, docs/results.md "Anomaly scores"):
+Each method is one score or a z-score average of several (``METHODS``):
 - ``features`` (default): cosine distance of D's last features to the nearest normal image's. Cosine, not
   Euclidean: the length of the feature vector follows brightness and contrast.
 - ``mahalanobis``: Mahalanobis distance of the mean and spread of every D block's activations, Gaussian
@@ -268,8 +267,7 @@ class AnomalyScorer:
             raise ConfigError("nothing to save: scorer.fit(normal_images) first")
         arrays = {k: v.numpy() for k, v in self.references.items()}
         if self.run_dir is not None and folder.resolve() == self.run_dir.resolve():  # the run's own: fit --force removes them
-            for name in (ANOMALY, MODEL_FILES["encoder"]):
-                outputs.claim(folder / name)
+            outputs.claim(folder / ANOMALY, folder / MODEL_FILES["encoder"])
         outputs.write(folder / ANOMALY, lambda f: np.savez(f, **arrays))
         if self._encoder is not None and not isinstance(self._encoder, LazySession):
             from ..onnx.export import export_encoder

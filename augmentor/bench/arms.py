@@ -33,7 +33,7 @@ class Arm:
     ratio: float = 0.0
     cas: Optional[str] = None
     # the generator's share goes through the classical pipeline too, as re-drawn real images always do. Data
-    # decide whether that helps (it went both ways in docs/results.md), so both are measured.
+    # decide whether that helps, so both are measured.
     synthetic_augmented: bool = False
 
     @property

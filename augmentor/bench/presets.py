@@ -24,7 +24,7 @@ class Preset:
 
 
 PRESETS = {
-    # the protocol at CPU scale (its measured times: docs/results.md)
+    # the protocol at CPU scale
     "quick": Preset(shots=(10,), seeds=(0, 1, 2), gan_steps=800, clf_steps=400, width=32, reference=True),
     # for a GPU: the protocol of the README's tables
     "full": Preset(

@@ -133,7 +133,7 @@ def bench(
             f"{source or 'sklearn:digits'}: one class only; bench trains classifiers, so give labelled images of 2+ classes"
         )
     fit_steps = TrainConfig().steps
-    if p.gan_steps < fit_steps:  # longer-trained GANs made better training data (docs/results.md)
+    if p.gan_steps < fit_steps:  # a short-trained GAN makes poorer training data than the user's own fit
         split.notes.append(
             f"the GANs train {p.gan_steps} steps, fewer than fit's {fit_steps}: the arms with their images may "
             "understate a generator you fit yourself (--gan-steps; docs/results.md)"

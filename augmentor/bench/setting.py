@@ -188,11 +188,8 @@ def run_setting(
         with_preset = fit_clf(ARM_BY_ID["B"])
         val_probs = {"none": predict(models[ARM_BY_ID["A"].name], x_val), "preset": predict(with_preset, x_val)}
         augmentation_val = {name: scores(probs, y_val)["balanced_accuracy"] for name, probs in val_probs.items()}
-        # The preset unless "none" did better beyond the validation's noise: a narrow win is no evidence against the
-        # domain default. Before 0.9 a strict win chose "none"; where the test set could tell, that cost MNIST seeds
-        # 5 and 3.8 points (one image of 20 or 10) and an X-ray seed 15 (validation: none 92.8, preset 92.4 on 777
-        # images; the official test split differs from the train split), and was right once, by 7 points, on a
-        # strawberry draw whose leaves the colour preset harms (docs/results.md, "Classical augmentation or none").
+        # The preset unless "none" did better beyond the validation's noise: a narrow win on a few validation
+        # images is no evidence against the domain default.
         augmentation = chosen_on_validation(val_probs, y_val, default="preset")
         models[ARM_BY_ID["B"].name] = with_preset if augmentation == "preset" else models[ARM_BY_ID["A"].name]
 

@@ -40,6 +40,11 @@ def _why_missing(path: Path) -> str:
     return "a symbolic link to something that does not exist; point it at your images"
 
 
+def is_missing(spec: Optional[str]) -> bool:
+    """Whether a path source is not there (a moved or deleted folder); the built-in never is."""
+    return bool(spec) and spec != BUILTIN_DIGITS and not os.path.lexists(spec)
+
+
 def absolute_source(spec: Optional[str]) -> Optional[str]:
     """A path source made absolute, so that a run finds its data from any working directory; built-ins unchanged."""
     if spec is None or spec == BUILTIN_DIGITS:

@@ -60,7 +60,7 @@ class Callback:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """auto → bf16 autocast on CPUs with native bf16 dot products (AVX512-BF16 or AMX), where it is faster; fp32
-    elsewhere: emulated bf16 is slower, and so was this small model under autocast on a GPU (docs/results.md, "Speed")."""
+    elsewhere: emulated bf16 is slower, and so was this small model under autocast on a GPU."""
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision {precision} is not one of {', '.join(PRECISIONS)}")
     if precision != "auto":

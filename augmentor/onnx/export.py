@@ -111,8 +111,7 @@ def export_run(run, out: Optional[Path] = None, fp16: bool = False, force: bool 
         in_the_way = outputs.in_the_way(run, [p.name for p in writes], ours=run_files(run)["."])
         if in_the_way:
             raise ConfigError(f"{in_the_way[0]}: a file augmentor did not write, where export writes; move it away or give --out")
-        for path in writes:  # the run's own from now on: a later fit --force removes them
-            outputs.claim(path)
+        outputs.claim(*writes)  # the run's own from now on: a later fit --force removes them
     else:  # files the user named, or in a folder of theirs: replaced only with force
         for path in writes:
             if path.exists() and not force:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -21,7 +20,7 @@ from ..store import legacy
 
 log = logging.getLogger("augmentor")
 
-# Scarce data gets the coverage term by default (see README, "Diversity"): measured on MNIST 10-shot.
+# Scarce data gets the coverage term by default: without it, a small class collapses to a few shapes.
 SCARCE_PER_CLASS = 100
 DEFAULT_COVERAGE = 5.0
 
@@ -91,7 +90,7 @@ def stored_training_images(out: Path, config: dict, moved_by: Optional[str] = No
     """(DataConfig, the training images) of a run, from where config.json says they are, checked unchanged."""
     data_cfg = DataConfig.from_dict(config["data"])
     source = data_cfg.source
-    if source and source != data.BUILTIN_DIGITS and not os.path.lexists(source):
+    if data.is_missing(source):
         raise DataError(
             f"{out}: its training data is no longer at {source}; put it back, or tell the run where it is now: "
             f"augmentor fit --out {out} --resume --data NEW_PLACE"
@@ -123,7 +122,7 @@ def stored_unlabeled(out: Path, config: dict, labelled: data.ImageSet, data_cfg:
             f"{out}: learnt from unlabelled images passed from Python, which a run does not keep (pseudo_labels.json indexes them)"
         )
     source = section["unlabeled"]
-    if source != data.BUILTIN_DIGITS and not os.path.lexists(source):
+    if data.is_missing(source):
         raise DataError(
             f"{out}: its unlabelled images are no longer at {source}; put them back, or tell the run where they are "
             f"now: augmentor fit --out {out} --resume --unlabeled NEW_PLACE"

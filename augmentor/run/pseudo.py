@@ -24,7 +24,7 @@ def _kept_unlabeled(run_dir) -> tuple:
 
 def pseudo_labelled_images(run_dir) -> data.ImageSet:
     """The unlabelled images a `fit --unlabeled` run kept, with their pseudo-labels: self-training data, which
-    `augmentor bench` found to help a classifier more than synthetic images (docs/results.md). Mix them into
+    `augmentor bench` found to help a classifier more than synthetic images. Mix them into
     your training batches as you would more labelled images."""
     images, pseudo, names = _kept_unlabeled(run_dir)
     return pseudo_labelled(images, pseudo, names)

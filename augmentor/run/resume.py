@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -57,7 +56,7 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
         section = SECTIONS[d.owner]
         if not (config.get(section) or {}).get(name):
             raise ConfigError(f"{d.flag} {value} contradicts the run in {out} (it has none); drop the flag or start a new --out")
-        if value != data.BUILTIN_DIGITS and not os.path.lexists(value):
+        if data.is_missing(value):
             raise DataError(f"{d.flag} {value}: no such file or directory")
         config[section][name] = data.absolute_source(value)
         moved[section] = f"{d.flag} {value}"

@@ -6,8 +6,7 @@ every unlabelled image is pushed towards "some class" (high log Σ exp ℓ), the
 class", and the generator matches the mean of D's features on real images (feature matching). The samples
 land between the classes' dense regions, where the decision boundaries then settle. The classifier's own
 confident pseudo-labels are a second supervised term, so this starts from what self-training knows.
-How its labels compare with the classifier's: docs/results.md ("Unlabelled images"); `augmentor bench
---unlabeled` tells which labels serve the user's data better.
+`augmentor bench --unlabeled` tells whether its labels or the classifier's serve the user's data better.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from .shares import labelled_shares, reweighted
 WIDTH = 32  # a small model: it only has to label, and it trains before the user's GAN
 BATCH = 64
 DIFFAUG = ("translation", "cutout")  # no colour: it is a class cue on leaves
-# FixMatch's threshold; the weight chosen among 1, 3 and 10 (docs/results.md)
+# FixMatch's confidence threshold, and the consistency term's weight against the supervised terms
 CONSISTENCY_CONFIDENCE, CONSISTENCY_WEIGHT = 0.95, 3.0
 
 

@@ -3,8 +3,7 @@
 A SmallCNN is trained on the labelled images (classical augmentation, class-balanced batches) and labels
 every unlabelled image; by default a semi-supervised GAN (semisupervised.py) then starts from its confident
 labels, learns from every unlabelled image, and labels them again. The confident ones (softmax ≥
-``pseudo_threshold``) join the labelled images in the GAN's training set. docs/results.md ("Unlabelled
-images") has what each labeller keeps and gets right.
+``pseudo_threshold``) join the labelled images in the GAN's training set.
 """
 
 from __future__ import annotations
@@ -153,9 +152,7 @@ def _confident(probs: torch.Tensor, shares, threshold: float, labeller: str) -> 
 def kept_summary(pseudo: PseudoLabels, labelled: data.ImageSet, stated: Optional[str]) -> str:
     """The line fit logs after pseudo-labelling: what was kept per class and, when nothing told the labellers how
     the unlabelled images are split (an even labelled draw, no --unlabeled-shares), that they took it as even.
-    From the labelled and unlabelled images alone the split could not be estimated (benchmarks/share_estimate.py:
-    on the strawberry draw that called 50 % healthy where 29 % are, every estimator said 49–55 %); the user may
-    know it."""
+    The images alone do not reveal the split well enough to estimate it; the user may know it."""
     counts = pseudo.per_class(labelled.num_classes)
     share = [f"{name} {n} ({100 * n / max(len(pseudo.index), 1):.0f} %)" for name, n in zip(labelled.class_names, counts)]
     line = f"pseudo-labels: kept {len(pseudo.index)} of {pseudo.considered}: {', '.join(share)}"

@@ -53,15 +53,20 @@ def listed(folder: Path) -> set:
     return {line for line in text.splitlines()[1:] if line and "/" not in line}
 
 
-def claim(path: Path) -> None:
-    """List ``path`` in its folder's manifest before it is written, so that no file of ours is ever unlisted."""
-    path = Path(path)
-    if path.name in listed(path.parent):
-        return
-    manifest = path.parent / MANIFEST
-    new = not manifest.exists()
-    with open(manifest, "a") as f:
-        f.write((_HEADER if new else "") + path.name + "\n")
+def claim(*paths: Path) -> None:
+    """List ``paths`` in their folders' manifests before they are written, so that no file of ours is ever
+    unlisted (one read and one append per folder)."""
+    by_folder: dict = {}
+    for path in map(Path, paths):
+        by_folder.setdefault(path.parent, []).append(path.name)
+    for folder, names in by_folder.items():
+        have = listed(folder)
+        new = [n for n in dict.fromkeys(names) if n not in have]
+        if new:
+            manifest = folder / MANIFEST
+            header = "" if manifest.exists() else _HEADER
+            with open(manifest, "a") as f:
+                f.write(header + "".join(n + "\n" for n in new))
 
 
 def write(path: Path, write_fn, own: bool = False) -> None:
@@ -91,16 +96,15 @@ def in_the_way(folder: Path, names: Iterable[str] = (), pattern: Optional[re.Pat
 
 
 def remove_listed(folder: Path, ours: Optional[set] = None) -> None:
-    """Remove the files augmentor listed in ``folder`` (or ``ours``), their temporaries and the manifest; the
-    folder too if nothing else is left in it."""
+    """Remove the files augmentor listed in ``folder`` (or ``ours``), their temporaries and the manifest."""
     folder = Path(folder)
     if not folder.is_dir():
         return
     ours = listed(folder) if ours is None else ours
-    for p in folder.iterdir():
-        if p.name in ours or _is_temporary_of(p.name, ours):
-            if p.is_file() or p.is_symlink():
-                p.unlink()
+    for path in (folder / name for name in ours):
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+    remove_temporaries(folder, ours)
     (folder / MANIFEST).unlink(missing_ok=True)
 
 

@@ -77,9 +77,12 @@ def sample_grids(folder) -> list:
 def is_run(out) -> bool:
     """Whether ``out`` holds an augmentor run: a config.json with the sections every run writes."""
     try:
-        config = json.loads((Path(out) / CONFIG).read_text())
+        return _is_run_config(json.loads((Path(out) / CONFIG).read_text()))
     except (OSError, ValueError):
         return False
+
+
+def _is_run_config(config) -> bool:
     return isinstance(config, dict) and all(k in config for k in RUN_SECTIONS)
 
 
@@ -107,9 +110,7 @@ def run_files_in_the_way(out, ours: dict) -> list:
 
 def adopt_run_files(out, ours: dict) -> None:
     """List ``ours`` in the run's manifests: a legacy run is adopted before it is written again."""
-    for sub, names in ours.items():
-        for name in sorted(names):
-            outputs.claim(Path(out) / sub / name)
+    outputs.claim(*(Path(out) / sub / name for sub, names in ours.items() for name in sorted(names)))
 
 
 def remove_run_files(out, ours: dict) -> None:
@@ -187,10 +188,11 @@ def check_outside_sources(out: Path, data_cfg, unlabeled) -> None:
 def check_new_run_dir(out: Path, force: bool) -> dict:
     """Refuse, before anything is written, an --out that holds a run (without --force), a folder of the user's
     (without --force), or files a run would write over that augmentor did not write. Returns the run files
-    that --force replaces (modelfiles.run_files)."""
-    if (out / CONFIG).exists() and not is_run(out):
+    that --force replaces (run_files)."""
+    run_here = is_run(out)
+    if (out / CONFIG).exists() and not run_here:
         raise RunDirError(f"{out}: its config.json is not an augmentor run's; choose another --out")
-    if is_run(out) and not force:
+    if run_here and not force:
         raise RunDirError(f"{out}: holds a run already; pass --resume to continue it or --force to replace it")
     if not force and any(p.name != LOCK for p in out.iterdir()):
         raise RunDirError(
@@ -213,6 +215,6 @@ def read_config(out: Path) -> dict:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelFileError(f"{path}: unreadable ({e})") from None
-    if not is_run(out):
+    if not _is_run_config(config):
         raise ModelFileError(f"{path}: not an augmentor run's config (it lacks {', '.join(RUN_SECTIONS)})")
     return config
