@@ -55,9 +55,13 @@ def _click_options(*config_classes, only=None):
     return decorate
 
 
+def _rank_zero() -> bool:
+    """Under torchrun every process runs the same command: rank 0 speaks for the job."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _say(line: str, err: bool = False) -> None:
-    """A line from rank 0 only under torchrun, where every process runs the same command."""
-    if os.environ.get("RANK", "0") == "0":
+    if _rank_zero():
         click.echo(line, err=err)
 
 
@@ -116,9 +120,7 @@ def fit(ctx, out, resume, force, **values):
 
 
 def _print_run(out: Path) -> None:
-    from .gan.distributed import world
-
-    if not world().main:  # under torchrun, rank 0 speaks for the job
+    if not _rank_zero():
         return
     from .store.rundir import CHECKPOINTS, LOG, LOSSES_PLOT, MODEL_FILES, PROGRESS_GIF, SAMPLES, sample_grids
 
