@@ -46,7 +46,7 @@ def cosine_knn(reference: torch.Tensor, x: torch.Tensor) -> np.ndarray:
 def evaluate(normal: data.ImageSet, test_x: torch.Tensor, is_anomaly: np.ndarray, args, seed: int, workdir: Path) -> dict:
     x_norm = data.uint8_to_tanh(normal.images)
     t0 = time.time()
-    train = TrainConfig(steps=args.steps, lr=2e-4, coverage=0.0, seed=seed)
+    train = TrainConfig(steps=args.steps, coverage=0.0, seed=seed)
     run.fit(workdir, normal, train, {"width": args.width}, progress=False, sample_every=args.steps, checkpoint_every=args.steps)
     out = {"gan_seconds": round(time.time() - t0, 1)}
     t0 = time.time()

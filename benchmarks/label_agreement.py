@@ -16,7 +16,7 @@ import torch
 from common import environment, mnist_pool_test
 
 from augmentor import data
-from augmentor.config import ModelConfig, TrainConfig
+from augmentor.config import SHORT_RUN_LR, ModelConfig, TrainConfig
 from augmentor.gan.train import Trainer
 from augmentor.semi.classifier import predict, train_classifier
 
@@ -26,7 +26,7 @@ def main():
     ap.add_argument("--per-class", type=int, default=20)
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--width", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--lr", type=float, default=SHORT_RUN_LR)
     ap.add_argument("--coverage", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")

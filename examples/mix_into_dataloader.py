@@ -59,7 +59,7 @@ def main():
     if not (run / "generator.onnx").exists():  # 20 per class from one half of the set; the other half held out
         cfg = DataConfig(source=str(MNIST), size=32, holdout=0.5, per_class=20, seed=0)
         fit(
-            run, cfg, TrainConfig(steps=args.gan_steps, lr=5e-4, coverage=None), {"width": 32}, force=True
+            run, cfg, TrainConfig.short_run(args.gan_steps, coverage=None), {"width": 32}, force=True
         )  # coverage None: as the CLI
     split = json.loads((run / "holdout.json").read_text())  # which images the GAN trained on, and which it never saw
     full = load_images(str(MNIST), size=32)

@@ -31,7 +31,7 @@ def zero_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("anom") / "zeros"
     cfg = DataConfig(source="sklearn:digits", classes="0", holdout=0.5, seed=0)
-    run.fit(out, cfg, TrainConfig(steps=150, batch_size=32, lr=5e-4), {"width": 16, "nz": 32}, progress=False)
+    run.fit(out, cfg, TrainConfig.short_run(150, batch_size=32), {"width": 16, "nz": 32}, progress=False)
     return out
 
 
@@ -214,7 +214,7 @@ def test_conditional_run_scores_its_normal_classes(tmp_path):
 
     out = tmp_path / "run"
     cfg = DataConfig(source="sklearn:digits", classes="0,1", holdout=0.3, seed=0)
-    run.fit(out, cfg, TrainConfig(steps=120, batch_size=32, lr=5e-4), {"width": 16, "nz": 32}, progress=False)
+    run.fit(out, cfg, TrainConfig.short_run(120, batch_size=32), {"width": 16, "nz": 32}, progress=False)
     train = training_images(out)
     scorer = AnomalyScorer(out, method="residual").fit(data.uint8_to_tanh(train.images), train.labels)
     ds = data.load(None)

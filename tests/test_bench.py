@@ -227,6 +227,30 @@ def test_duplicate_real_control_fills_the_same_slots_with_training_images():
             assert d.min() < 1e-2  # a real training image of that class (no augmentation given)
 
 
+def test_protocol_batches_balance_the_classes_and_replace_the_share_asked_for():
+    import dataclasses
+
+    from augmentor import data
+    from augmentor.bench.presets import PRESETS
+    from augmentor.bench.protocol import classifier_batches
+    from augmentor.data.augmentation import RealResampler
+
+    preset = dataclasses.replace(PRESETS["smoke"], clf_steps=40, batch_size=16)
+    y = torch.tensor([0] * 30 + [1] * 5 + [2] * 5)  # imbalanced 6 : 1 : 1
+    x = -torch.ones(len(y), 1, 32, 32)  # every real image black (uint8 0 in tanh range)
+    drawn = lambda **kw: list(classifier_batches(x, y, 3, preset, seed=0, **kw))  # noqa: E731
+    as_drawn = torch.cat([yb for _, yb in drawn()])
+    assert len(drawn()) == 40 and len(as_drawn) == 40 * 16
+    assert 0.65 < (as_drawn == 0).float().mean() < 0.85  # as the data are: 75 % class 0
+    balanced = torch.bincount(torch.cat([yb for _, yb in drawn(balanced=True)]), minlength=3) / (40 * 16)
+    assert balanced.min() > 0.27 and balanced.max() < 0.40  # each class about a third
+    white = data.ImageSet(torch.full((6, 1, 32, 32), 255, dtype=torch.uint8), torch.tensor([0, 1, 2] * 2), ["a", "b", "c"], "white")
+    for ratio in (0.25, 0.5):
+        for xb, _ in drawn(extra=RealResampler(white), ratio=ratio):
+            assert (xb.flatten(1).mean(1) > 0.99).sum() == int(ratio * 16)  # the extra share, exactly
+            assert (xb.flatten(1).mean(1) < -0.99).sum() == 16 - int(ratio * 16)
+
+
 @pytest.mark.slow
 def test_bench_uses_the_users_albumentations_file(tmp_path, capsys):
     import albumentations as A

@@ -71,7 +71,7 @@ def test_coverage_term_raises_within_class_recall():
     recall = {}
     for weight in (0.0, 5.0):
         monitor = DiversityMonitor(every=250, warn_below=0)
-        Trainer(cfg, TrainConfig(steps=250, batch_size=32, lr=5e-4, coverage=weight), ds).fit(callbacks=[monitor])
+        Trainer(cfg, TrainConfig.short_run(250, batch_size=32, coverage=weight), ds).fit(callbacks=[monitor])
         per_class = monitor.history[-1][1]
         recall[weight] = sum(v["recall"] for v in per_class.values()) / 10
     print(recall)

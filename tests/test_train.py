@@ -36,7 +36,7 @@ def test_samples_are_classified_as_their_conditioning_label(digits, digit_classi
     after 120 steps, 48 % for the conditional model after 60. The long study: benchmarks/label_agreement.py."""
     two = data.select_classes(digits, "0,1")
     cfg = ModelConfig(size=32, channels=1, class_names=tuple(two.class_names), mode=mode, width=16, nz=32)
-    trainer = Trainer(cfg, TrainConfig(steps=120, batch_size=32, lr=5e-4, seed=0), two).fit()
+    trainer = Trainer(cfg, TrainConfig.short_run(120, batch_size=32, seed=0), two).fit()
     assert label_agreement(trainer, digit_classifier, n=400) >= 0.9
 
 

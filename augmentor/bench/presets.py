@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..config import TrainConfig
 from ..errors import ConfigError
 
 
@@ -14,13 +15,16 @@ class Preset:
     gan_steps: int
     clf_steps: int
     width: int
-    gan_lr: float = 5e-4  # the short-run recipe: fewer steps than fit's default, a higher learning rate
     batch_size: int = 64
     n_synthetic: int = 2000
     reference: bool = False  # also train the tutorials' plain recipe, to show what our training adds
     pseudo_steps: int = 1000  # the pseudo-labelling classifier's steps (with unlabelled images)
     labeller_steps: int = 2000  # the semi-supervised GAN's steps, which then gives the pseudo-labels
     pseudo_threshold: float = 0.9
+
+    def gan_recipe(self, seed: int, coverage=None) -> TrainConfig:
+        """How the bench's GANs train: fewer steps than fit's default, so the short-run recipe."""
+        return TrainConfig.short_run(self.gan_steps, batch_size=self.batch_size, seed=seed, coverage=coverage)
 
 
 PRESETS = {

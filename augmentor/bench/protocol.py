@@ -10,9 +10,13 @@ from typing import Optional
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from .. import __version__, data
+from ..data.augmentation import AugmentedBatches
 from ..gan.train import resolve_precision
+from ..mix.loader import SyntheticMix
+from ..semi.classifier import SmallCNN, train_classifier
 
 UNLABELED_REST = object()  # bench --unlabeled-rest: the pool images outside each setting's draw are the unlabelled ones
 
@@ -102,7 +106,7 @@ def clearly_better(probs_a: np.ndarray, probs_b: np.ndarray, y: np.ndarray) -> b
 def chosen_on_validation(val_probs: dict, y: np.ndarray, default):
     """What to deploy, from each candidate's validation probabilities: ``default`` (the preset augmentation, ratio 0)
     unless another candidate beats it beyond the validation's noise (clearly_better); then the best of those, ties
-    going to the earlier in ``val_probs``. Before 0.9 (augmentation) and 0.10 (mix ratio) a strict win chose."""
+    going to the earlier in ``val_probs``."""
     balanced = {c: scores(probs, y)["balanced_accuracy"] for c, probs in val_probs.items()}
     beyond_noise = [c for c in val_probs if c == default or clearly_better(val_probs[c], val_probs[default], y)]
     return max(beyond_noise, key=balanced.__getitem__)  # max keeps the first of equals
@@ -134,3 +138,46 @@ def rest_of_pool(pool: data.ImageSet, chosen: torch.Tensor) -> data.ImageSet:
     rest = torch.ones(len(pool), dtype=torch.bool)
     rest[chosen] = False
     return pool.subset(torch.nonzero(rest).flatten())
+
+
+def classifier_batches(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    preset,
+    seed: int,
+    *,
+    balanced: bool = False,
+    augment=None,
+    extra=None,
+    ratio: float = 0.0,
+    labels: str = "match",
+):
+    """The batches every arm's classifier trains on: ``preset.clf_steps`` batches of ``preset.batch_size`` images
+    drawn with replacement from ``x`` (tanh range), each class equally often when ``balanced``; through the
+    classical pipeline ``augment`` (albumentations, or None); with ``extra`` (a Sampler, RealResampler or
+    SharedSource) replacing a share ``ratio`` of each batch (``labels`` as SyntheticMix's). An iterator of (x, y)."""
+    weights = (1.0 / torch.bincount(y, minlength=num_classes).clamp(min=1).float())[y] if balanced else torch.ones(len(y))
+    draw = WeightedRandomSampler(
+        weights, preset.clf_steps * preset.batch_size, replacement=True, generator=torch.Generator().manual_seed(seed)
+    )
+    batches = DataLoader(TensorDataset(x, y), batch_size=preset.batch_size, sampler=draw)
+    if augment is not None:
+        batches = AugmentedBatches(batches, augment)
+    if extra is not None:
+        batches = SyntheticMix(batches, extra, ratio=ratio, labels=labels, transform=data.unit_to_tanh, seed=seed)
+    return iter(batches)
+
+
+def train_protocol_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, preset, seed: int, **batches) -> SmallCNN:
+    """The bench's classifier (SmallCNN, ``preset.clf_steps`` steps) on ``classifier_batches(..., **batches)``:
+    what a study calls to measure what the bench measures."""
+    return train_classifier(
+        x,
+        y,
+        num_classes,
+        steps=preset.clf_steps,
+        batch_size=preset.batch_size,
+        seed=seed,
+        batches=classifier_batches(x, y, num_classes, preset, seed, **batches),
+    )

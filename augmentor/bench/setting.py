@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from .. import data, run
 from ..config import InitConfig, TrainConfig, UnlabeledConfig
 from ..data import augmentation as augmentation_
 from ..gan import distributed
-from ..mix.loader import SyntheticMix
 from ..onnx.sampler import Sampler
 from ..semi.classifier import predict, train_classifier
 from ..semi.unlabeled import drop_labelled, pseudo_label, pseudo_labelled, read_pseudo_labels
@@ -29,6 +27,7 @@ from .protocol import (
     imbalanced,
     rest_of_pool,
     scores,
+    train_protocol_classifier,
 )
 
 
@@ -82,32 +81,9 @@ def run_setting(
     if unlabeled is UNLABELED_REST:
         unlabeled = rest_of_pool(pool, chosen)
     train, val = carve_validation(pool.subset(chosen), seed)
-    x_train, y_train = data.uint8_to_tanh(train.images), train.labels
     x_test, y_test = data.uint8_to_tanh(split.test.images), split.test.labels.numpy()
     x_val, y_val = data.uint8_to_tanh(val.images), val.labels.numpy()
     k = pool.num_classes
-    is_imbalanced = imbalanced(train)
-
-    # The GANs see this setting's training images only.
-    def train_gan(name: str, train_cfg: TrainConfig, options: dict, unlabeled_images=None, start=None) -> Sampler:
-        directory = out / "runs" / f"{name}shot{str(shot).replace('%', 'pct')}-seed{seed}"
-        run.fit(
-            directory,
-            train,
-            train_cfg,
-            options if start else {"width": preset.width, **options},
-            unlabeled=unlabeled_images,
-            init=start,
-            pseudo_options=pseudo_options,
-            device=device,
-            force=True,
-            progress=progress,
-            sample_every=max(1, preset.gan_steps // 4),
-            checkpoint_every=preset.gan_steps,
-            world=distributed.World(),  # a setting's GANs train in its own process, whatever torchrun says
-        )
-        return Sampler(directory, device="cpu")
-
     pseudo_options = UnlabeledConfig(  # the labellers augment as the arms do: with the user's --augment file, if any
         pseudo_threshold=preset.pseudo_threshold,
         pseudo_steps=preset.pseudo_steps,
@@ -115,14 +91,17 @@ def run_setting(
         pseudo_augment=str(augment_file) if augment_file is not None else None,
         unlabeled_shares=unlabeled_shares,
     )
+    gan = SettingGans(out / "runs", shot, seed, train, preset, device, progress, pseudo_options)
+
+    # The GANs see this setting's training images only.
     t0 = time.time()
-    ours = TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, lr=preset.gan_lr, seed=seed, coverage=coverage)
-    gans = {"gan": train_gan("", ours, {}, start=init)}
+    ours = preset.gan_recipe(seed, coverage)
+    gans = {"gan": gan.train("", ours, {}, init=init)}
     gan_seconds = time.time() - t0
     pseudo_record, pseudo_sets = None, {}
     if unlabeled is not None:  # the GAN that also learns from the unlabelled images, through pseudo-labels
         unlabeled = drop_labelled(unlabeled, train)
-        gans["unlabeled"] = train_gan("unlabeled-", ours, {}, unlabeled, start=init)
+        gans["unlabeled"] = gan.train("unlabeled-", ours, {}, unlabeled, init=init)
         by_gan = read_pseudo_labels(gans["unlabeled"].path.parent)
         # Self-training's labels, the baseline: the classifier alone (the same seed, so the same classifier the
         # semi-supervised GAN started from)
@@ -134,7 +113,7 @@ def run_setting(
             if labels_known:  # (--unlabeled-rest) how many are right
                 record["right"] = round(float((unlabeled.labels[pseudo.index] == pseudo.labels).float().mean()), 4)
     if preset.reference:  # the tutorials' recipe, same budget: per-class DCGANs, BCE, no DiffAugment, EMA or spectral norm
-        gans["plain"] = train_gan(
+        gans["plain"] = gan.train(
             "plain-",
             TrainConfig(steps=preset.gan_steps, batch_size=preset.batch_size, seed=seed, diffaug="", ema_decay=0.0, coverage=0.0),
             {"mode": "per-class" if k >= 2 else "unconditional", "spectral_norm": False},
@@ -142,86 +121,129 @@ def run_setting(
     y_syn = torch.arange(preset.n_synthetic) % k
     x_syn = {name: g.sample(preset.n_synthetic, y_syn, seed=seed) for name, g in gans.items()}
 
-    def source(name: str, aug, synthetic_augmented: bool):
-        """What replaces a share of the batches: real images re-drawn (augmented like the rest of the batch,
-        ``aug``), or a generator's images, through ``aug`` too where the arm says so."""
-        if name == "real":
-            return augmentation_.RealResampler(train, aug)
-        if name in pseudo_sets:
-            return augmentation_.RealResampler(pseudo_sets[name], aug)
-        return augmentation_.AugmentedSamples(gans[name], aug) if synthetic_augmented and aug is not None else gans[name]
-
-    def evaluate(model):  # on the held-out test set
-        return scores(predict(model, x_test), y_test)
-
-    def fit_clf(arm: Arm):
-        return train_classifier(
-            x_train, y_train, k, steps=preset.clf_steps, batch_size=preset.batch_size, seed=seed, batches=batches(arm)
-        )
-
+    arms = ArmTraining(train, preset, seed, augment_file, {**gans, **pseudo_sets})
+    models = {"A": arms.classifier(ARM_BY_ID["A"], "none")}
     # The classical pipeline: the user's (--augment), else the preset or none, whichever scores better on validation.
     augmentation_val = None
-    augmentation = str(augment_file) if augment_file is not None else "preset"  # no file: validation decides, below
-    make_aug = lambda: augmentation_.pipeline_or_preset(augment_file, pool.channels, seed)  # noqa: E731
-
-    def batches(arm: Arm):
-        """The arm's training batches: real (balanced or not), classically augmented, a share replaced."""
-        ds = TensorDataset(x_train, y_train)
-        weights = (
-            (1.0 / torch.bincount(y_train, minlength=k).clamp(min=1).float())[y_train] if arm.balanced else torch.ones(len(ds))
-        )
-        draw = WeightedRandomSampler(
-            weights, preset.clf_steps * preset.batch_size, replacement=True, generator=torch.Generator().manual_seed(seed)
-        )
-        loader = DataLoader(ds, batch_size=preset.batch_size, sampler=draw)
-        aug = make_aug() if arm.classical and augmentation != "none" else None
-        base = augmentation_.AugmentedBatches(loader, aug) if aug is not None else loader
-        if not arm.mix:
-            return iter(base)
-        sources = [source(name, aug, arm.synthetic_augmented) for name in arm.mix]
-        extra = sources[0] if len(sources) == 1 else augmentation_.SharedSource(sources)
-        labels = "balanced" if is_imbalanced else "match"  # imbalanced data: the extra images top up the rare classes
-        return iter(SyntheticMix(base, extra, ratio=arm.ratio, labels=labels, transform=data.unit_to_tanh, seed=seed))
-
-    models = {ARM_BY_ID["A"].name: fit_clf(ARM_BY_ID["A"])}
+    augmentation = str(augment_file) if augment_file is not None else "preset"
     if augment_file is None:
-        with_preset = fit_clf(ARM_BY_ID["B"])
-        val_probs = {"none": predict(models[ARM_BY_ID["A"].name], x_val), "preset": predict(with_preset, x_val)}
+        with_preset = arms.classifier(ARM_BY_ID["B"], "preset")
+        val_probs = {"none": predict(models["A"], x_val), "preset": predict(with_preset, x_val)}
         augmentation_val = {name: scores(probs, y_val)["balanced_accuracy"] for name, probs in val_probs.items()}
         # The preset unless "none" did better beyond the validation's noise: a narrow win on a few validation
         # images is no evidence against the domain default.
         augmentation = chosen_on_validation(val_probs, y_val, default="preset")
-        models[ARM_BY_ID["B"].name] = with_preset if augmentation == "preset" else models[ARM_BY_ID["A"].name]
-
-    available = {"real", *gans, *pseudo_sets}
+        models["B"] = with_preset if augmentation == "preset" else models["A"]
     for arm in ARMS:
-        if arm.name in models or (arm.balanced and not is_imbalanced) or not arm.sources <= available:
+        if arm.id in models or not arms.runs(arm):
             continue
         if arm.cas:
-            models[arm.name] = train_classifier(x_syn[arm.cas], y_syn, k, steps=preset.clf_steps, seed=seed)
+            models[arm.id] = train_classifier(x_syn[arm.cas], y_syn, k, steps=preset.clf_steps, seed=seed)
         else:
-            models[arm.name] = fit_clf(arm)
-    arms = {name: evaluate(m) for name, m in models.items()}
+            models[arm.id] = arms.classifier(arm, augmentation)
 
+    def evaluate(model):  # on the held-out test set
+        return scores(predict(model, x_test), y_test)
+
+    results = {arm_id: evaluate(m) for arm_id, m in models.items()}
     # E: the ratio is chosen on the validation images; the test set plays no part.
-    e_models = {0.0: models[ARM_BY_ID["B"].name], **{a.ratio: models[a.name] for a in ARMS if a.mix == ("gan",) and a.classical}}
+    e_models = {0.0: models["B"], **{a.ratio: models[a.id] for a in ARMS if a.mix == ("gan",) and a.classical}}
     e_probs = {r: predict(m, x_val) for r, m in e_models.items()}
     val_scores = {r: scores(probs, y_val)["balanced_accuracy"] for r, probs in e_probs.items()}
     best = chosen_on_validation(e_probs, y_val, default=0.0)  # ratios in increasing order: ties to the smaller
-    arms[CHOSEN.name] = evaluate(e_models[best])
+    results[CHOSEN.id] = evaluate(e_models[best])
     result = SettingResult(
         shot=shot,
         seed=seed,
         train_images=len(train),
         val_images=len(val),
-        imbalanced=is_imbalanced,
+        imbalanced=arms.imbalanced,
         augmentation=augmentation,
         augmentation_val=augmentation_val,
         gan_seconds=round(gan_seconds, 1),
         pseudo_labels=pseudo_record,
-        arms={a.name: arms[a.name] for a in (*ARMS, CHOSEN) if a.name in arms},  # in table order
+        arms={a.name: results[a.id] for a in (*ARMS, CHOSEN) if a.id in results},  # in table order
         val_balanced_accuracy={str(r): v for r, v in val_scores.items()},
         chosen_ratio=best,
         gan_run=str(gans["gan"].path.parent),
     )
     return result, SettingSamples(x_syn, train)
+
+
+@dataclass(frozen=True)
+class SettingGans:
+    """Trains a setting's GANs on its training images, each in its own run folder under ``runs``."""
+
+    runs: Path
+    shot: object
+    seed: int
+    train_images: data.ImageSet
+    preset: Preset
+    device: str
+    progress: bool
+    pseudo_options: UnlabeledConfig
+
+    def train(self, prefix: str, train_cfg: TrainConfig, model: dict, unlabeled=None, init=None) -> Sampler:
+        directory = self.runs / f"{prefix}shot{str(self.shot).replace('%', 'pct')}-seed{self.seed}"
+        run.fit(
+            directory,
+            self.train_images,
+            train_cfg,
+            model if init else {"width": self.preset.width, **model},
+            unlabeled=unlabeled,
+            init=init,
+            pseudo_options=self.pseudo_options,
+            device=self.device,
+            force=True,
+            progress=self.progress,
+            sample_every=max(1, self.preset.gan_steps // 4),
+            checkpoint_every=self.preset.gan_steps,
+            world=distributed.World(),  # a setting's GANs train in its own process, whatever torchrun says
+        )
+        return Sampler(directory, device="cpu")
+
+
+class ArmTraining:
+    """Trains an arm's classifier by the protocol (protocol.classifier_batches) on a setting's training images,
+    with a share of each batch from the arm's sources: "real" (the training images re-drawn), a generator, or
+    pseudo-labelled images (``sources``: name → Sampler or ImageSet)."""
+
+    def __init__(self, train: data.ImageSet, preset: Preset, seed: int, augment_file: Optional[Path], sources: dict):
+        self.train, self.preset, self.seed, self.augment_file = train, preset, seed, augment_file
+        self.x = data.uint8_to_tanh(train.images)
+        self.sources = {"real": train, **sources}
+        self.imbalanced = imbalanced(train)
+
+    def runs(self, arm: Arm) -> bool:
+        """Balanced arms run on imbalanced data only; every arm needs all its sources."""
+        return (self.imbalanced or not arm.balanced) and arm.sources <= set(self.sources)
+
+    def classifier(self, arm: Arm, augmentation: str):
+        """``augmentation``: the classical pipeline of the arms that use one: "none", "preset" or the user's file."""
+        aug = None
+        if arm.classical and augmentation != "none":
+            aug = augmentation_.pipeline_or_preset(self.augment_file, self.train.channels, self.seed)
+        extra = None
+        if arm.mix:
+            parts = [self.source(name, aug, arm.synthetic_augmented) for name in arm.mix]
+            extra = parts[0] if len(parts) == 1 else augmentation_.SharedSource(parts)
+        return train_protocol_classifier(
+            self.x,
+            self.train.labels,
+            self.train.num_classes,
+            self.preset,
+            self.seed,
+            balanced=arm.balanced,
+            augment=aug,
+            extra=extra,
+            ratio=arm.ratio,
+            labels="balanced" if self.imbalanced else "match",  # imbalanced data: the extra images top up rare classes
+        )
+
+    def source(self, name: str, aug, synthetic_augmented: bool):
+        """Real images (re-drawn or pseudo-labelled) go through ``aug`` like the rest of the batch; a generator's
+        images only where the arm says so."""
+        found = self.sources[name]
+        if isinstance(found, data.ImageSet):
+            return augmentation_.RealResampler(found, aug)
+        return augmentation_.AugmentedSamples(found, aug) if synthetic_augmented and aug is not None else found

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import data
-from ..config import ModelConfig
+from ..config import SHORT_RUN_LR, ModelConfig
 from ..data import augmentation
 from ..gan.diffaug import diff_augment
 from ..gan.models import Discriminator, Generator
@@ -57,7 +57,7 @@ def train_labelling_gan(
     pseudo_labels: torch.Tensor,
     steps: int,
     seed: int = 0,
-    lr: float = 5e-4,
+    lr: float = SHORT_RUN_LR,
     without_generator: bool = False,
     consistency: float = CONSISTENCY_WEIGHT,
     augment=None,
