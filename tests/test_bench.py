@@ -244,7 +244,9 @@ def test_protocol_batches_balance_the_classes_and_replace_the_share_asked_for():
     assert 0.65 < (as_drawn == 0).float().mean() < 0.85  # as the data are: 75 % class 0
     balanced = torch.bincount(torch.cat([yb for _, yb in drawn(balanced=True)]), minlength=3) / (40 * 16)
     assert balanced.min() > 0.27 and balanced.max() < 0.40  # each class about a third
-    white = data.ImageSet(torch.full((6, 1, 32, 32), 255, dtype=torch.uint8), torch.tensor([0, 1, 2] * 2), ["a", "b", "c"], "white")
+    white = data.ImageSet(
+        torch.full((6, 1, 32, 32), 255, dtype=torch.uint8), torch.tensor([0, 1, 2] * 2), ["a", "b", "c"], "white"
+    )
     for ratio in (0.25, 0.5):
         for xb, _ in drawn(extra=RealResampler(white), ratio=ratio):
             assert (xb.flatten(1).mean(1) > 0.99).sum() == int(ratio * 16)  # the extra share, exactly
