@@ -33,7 +33,7 @@ _EXPORTS = {
     "resume": "run",
     "pseudo_labelled_images": "run",
     "export_run": "onnx.export",
-    "bench": "bench",
+    "bench": "gain.runner",
     "load_images": "data",
     "ImageSet": "data",
     "DataConfig": "config",

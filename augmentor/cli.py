@@ -16,6 +16,7 @@ from . import __version__
 from .anomaly.scorer import DEFAULT_METHOD, METHODS
 from .config import FIT_CONFIGS, DataConfig, InitConfig, ModelConfig, RunOptions, TrainConfig, UnlabeledConfig, declared
 from .errors import AugmentorError
+from .gain.options import BenchOptions
 
 log = logging.getLogger("augmentor")
 
@@ -191,72 +192,22 @@ def sample(model, n, per_class, out, seed, device):
 
 
 @cli.command()
-@click.option("--data", default=None, help="Any --data source of fit (default sklearn:digits).")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
     required=True,
     help="New (or empty) folder for report.md, results.json, plots, GAN runs.",
 )
-@click.option(
-    "--preset",
-    type=click.Choice(["quick", "full", "smoke"]),
-    default="quick",
-    show_default=True,
-    help="quick: the protocol at CPU scale; full: the whole protocol, for a GPU; smoke: seconds, a dry run "
-    "(times measured: docs/results.md).",
-)
-@click.option("--size", type=int, default=32, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--seeds", default=None, help="Override the preset's seeds, e.g. '0' or '0,1,2'.")
-@click.option(
-    "--gan-steps",
-    type=int,
-    default=None,
-    help="Override the preset's GAN steps (every GAN of the bench); quick trains fewer than fit does (docs/results.md).",
-)
-@click.option(
-    "--coverage", type=float, default=None, help="Coverage weight of the GANs (default: fit's, 5 for ≤ 100 images a class)."
-)
-@click.option(
-    "--shots",
-    default=None,
-    help="Training sets to draw, e.g. '10,50' per class, '10%' of the data (imbalance kept) or 'all'; default the preset's.",
-)
-@click.option(
-    "--augment",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Your albumentations pipeline, saved with albumentations.save(pipeline, FILE), for the classical arms "
-    "(default: the built-in preset, or none where that scores better on the validation images beyond their noise).",
-)
-@click.option(
-    "--unlabeled",
-    default=None,
-    help="Unlabelled images (any --data source): adds the SELF (self-training), SELF-G, U and SELF+U arms.",
-)
-@click.option(
-    "--unlabeled-rest",
-    is_flag=True,
-    help="Treat the pool images outside each setting's draw as unlabelled (benchmarks on labelled data).",
-)
+@_click_options(BenchOptions)
 @_click_options(UnlabeledConfig, only=("unlabeled_shares",))
-@click.option("--classes", default=None, help="Bench on these classes only (by name or index), e.g. '5,6,7,8,9'.")
 @_click_options(InitConfig)  # our GANs start from a run fitted on related data, as with fit
-def bench(data, out, seeds, shots, init, freeze_d, **options):
+def bench(out, init, freeze_d, **options):
     """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
-    from .bench.presets import parse_shots
-    from .bench.runner import bench as run_bench
+    from .gain.runner import bench as run_bench
 
-    shot_list = parse_shots(shots) if shots else None
-    if data is None:
+    if options["source"] is None:
         _say("no --data given: benchmarking on the built-in sklearn:digits")
-    try:
-        seed_list = tuple(int(x) for x in seeds.split(",")) if seeds else None
-    except ValueError:
-        raise click.BadParameter(f"'{seeds}' is not a comma-separated list of integers", param_hint="--seeds") from None
-    init = InitConfig(init=init, freeze_d=freeze_d)
-    report = run_bench(data, out, seeds=seed_list, shots=shot_list, init=init, **options)  # the rest by name
+    report = run_bench(out, BenchOptions(**options), init=InitConfig(init=init, freeze_d=freeze_d))
     if not report:  # another process of a torchrun job: rank 0 reports
         return
     verdict = "helped" if report["synthetic_helped"] else "did NOT help"

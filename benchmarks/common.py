@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from augmentor import data
-from augmentor.bench.protocol import environment as run_environment
+from augmentor.gain.protocol import environment as run_environment
 
 DATASETS = Path(os.environ.get("AUGMENTOR_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
 

@@ -54,9 +54,9 @@ def run_job(shot: int, seed: int, variant: str, steps: int, clf_steps: int, widt
     from common import environment, mnist_pool_test
 
     from augmentor import Sampler, data, fit
-    from augmentor.bench.presets import PRESETS
-    from augmentor.bench.protocol import train_protocol_classifier
     from augmentor.config import TrainConfig
+    from augmentor.gain.options import PRESETS
+    from augmentor.gain.protocol import train_protocol_classifier
     from augmentor.gan.metrics import ClassReference, memorization
     from augmentor.semi.classifier import predict, train_classifier
 

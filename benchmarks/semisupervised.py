@@ -25,9 +25,9 @@ from common import environment
 from sklearn.metrics import balanced_accuracy_score
 
 from augmentor import data
-from augmentor.bench.presets import PRESETS
-from augmentor.bench.protocol import carve_validation, choose_training_images, rest_of_pool, split_data
 from augmentor.config import UnlabeledConfig
+from augmentor.gain.options import PRESETS
+from augmentor.gain.protocol import carve_validation, choose_training_images, rest_of_pool, split_data
 from augmentor.semi.classifier import predict, train_classifier
 from augmentor.semi.semisupervised import label_probabilities, train_labelling_gan
 from augmentor.semi.shares import expected_shares, reweighted

@@ -4,7 +4,7 @@ import pytest
 import torch
 from clihelp import one_line_error, run_cli
 
-from augmentor.bench.arms import ARM_BY_ID, ARM_BY_NAME, CHOSEN, Arm
+from augmentor.gain.arms import ARM_BY_ID, ARM_BY_NAME, CHOSEN, Arm
 
 
 @pytest.mark.slow
@@ -54,6 +54,13 @@ def test_bench_refuses_what_would_measure_nothing_before_writing_anything(tmp_pa
         code, _, err = run_cli(capsys, "bench", *args, "--preset", "smoke", "--out", tmp_path / "b")
         assert code == 2 and expected in one_line_error(err), err
         assert not (tmp_path / "b").exists()
+    # the library call checks its options as the command does
+    from augmentor import ConfigError, bench
+
+    for fields, expected in [({"seeds": (1, 1)}, "a seed given twice"), ({"shots": (10, 0)}, "--shots: '0'")]:
+        with pytest.raises(ConfigError, match=expected):
+            bench(tmp_path / "b", preset="smoke", **fields)
+        assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.slow
@@ -100,8 +107,8 @@ def test_bench_on_imbalanced_npz_adds_balanced_arms_and_auroc(tmp_path, capsys):
 def test_shots_parse_counts_shares_and_all():
     import pytest
 
-    from augmentor.bench.presets import parse_shots
     from augmentor.errors import ConfigError
+    from augmentor.gain.options import parse_shots
 
     assert parse_shots("10, 50") == (10, 50) and parse_shots("10%,all") == ("10%", "all")
     for bad in ("0", "ten", "150%", "0%"):
@@ -112,7 +119,7 @@ def test_shots_parse_counts_shares_and_all():
 def test_no_augmentation_is_chosen_only_when_it_wins_beyond_the_validation_noise():
     import numpy as np
 
-    from augmentor.bench.protocol import clearly_better
+    from augmentor.gain.protocol import clearly_better
 
     def probs(pred, k=2):
         return np.eye(k)[pred]
@@ -135,7 +142,7 @@ def test_no_augmentation_is_chosen_only_when_it_wins_beyond_the_validation_noise
 def test_the_mix_ratio_is_chosen_only_where_synthetic_images_win_beyond_the_validation_noise():
     import numpy as np
 
-    from augmentor.bench.protocol import chosen_on_validation
+    from augmentor.gain.protocol import chosen_on_validation
 
     def probs(pred, k=2):
         return np.eye(k)[pred]
@@ -155,7 +162,7 @@ def test_the_mix_ratio_is_chosen_only_where_synthetic_images_win_beyond_the_vali
 
 
 def test_report_says_which_classical_augmentation_the_arms_used_and_why():
-    from augmentor.bench.report import _augmentation_used
+    from augmentor.gain.report import _augmentation_used
 
     assert _augmentation_used(["preset", "preset"]) == (
         "`preset` (the default: none did not beat it beyond the validation images' noise)"
@@ -179,7 +186,7 @@ def test_classical_augmentation_is_seeded():
 
 
 def test_verdict_reads_the_arm_records_not_their_names():
-    from augmentor.bench.report import verdict
+    from augmentor.gain.report import verdict
 
     def cell(*values):
         import statistics
@@ -199,7 +206,7 @@ def test_verdict_reads_the_arm_records_not_their_names():
 def test_recommended_ratio_is_one_that_was_trained():
     from types import SimpleNamespace
 
-    from augmentor.bench.runner import recommend_ratio
+    from augmentor.gain.runner import recommend_ratio
 
     seeds = [
         SimpleNamespace(val_balanced_accuracy={"0.0": 0.80, "0.25": 0.90, "0.5": 0.85}),  # chose 0.25
@@ -231,9 +238,9 @@ def test_protocol_batches_balance_the_classes_and_replace_the_share_asked_for():
     import dataclasses
 
     from augmentor import data
-    from augmentor.bench.presets import PRESETS
-    from augmentor.bench.protocol import classifier_batches
     from augmentor.data.augmentation import RealResampler
+    from augmentor.gain.options import PRESETS
+    from augmentor.gain.protocol import classifier_batches
 
     preset = dataclasses.replace(PRESETS["smoke"], clf_steps=40, batch_size=16)
     y = torch.tensor([0] * 30 + [1] * 5 + [2] * 5)  # imbalanced 6 : 1 : 1
@@ -352,7 +359,7 @@ def test_augmented_samples_put_a_sources_images_through_the_pipeline():
 def test_recipe_line_names_what_won():
     import statistics
 
-    from augmentor.bench.report import _recipe
+    from augmentor.gain.report import _recipe
 
     def cell(*values):
         return {"accuracy": {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": list(values)}}
@@ -391,7 +398,7 @@ def test_an_old_results_json_renders_its_verdict_again(tmp_path):
     import shutil
     from pathlib import Path
 
-    from augmentor.bench.report import rerender
+    from augmentor.gain.report import rerender
 
     old = Path(__file__).parents[1] / "benchmarks" / "results" / "bench-mnist-unlabeled-10"
     shutil.copy(old / "results.json", tmp_path)

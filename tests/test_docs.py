@@ -38,6 +38,15 @@ def test_docs_cli_lists_every_option_help_prints(name):
     assert not missing, f"docs/cli.md lacks {missing} of `augmentor {name}`: run scripts/cli_reference.py"
 
 
+def test_docs_cli_reference_is_what_the_cli_declares():
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import cli_reference
+    finally:
+        sys.path.pop(0)
+    assert cli_reference.documented() == (REPO / "docs" / "cli.md").read_text(), "run scripts/cli_reference.py"
+
+
 def test_readme_is_short_and_examples_use_the_root_api():
     readme = (REPO / "README.md").read_text()
     assert len(readme) < 10_000
@@ -59,6 +68,12 @@ def test_root_exports_the_public_api_lazily():
     assert augmentor.SyntheticMix is SyntheticMix and "SyntheticMix" in dir(augmentor)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         augmentor.Nope  # noqa: B018
+    # no subpackage shares a public name: importing every one leaves each export what it was
+    probe = "import pkgutil, importlib, augmentor; [importlib.import_module(m.name) for m in pkgutil.walk_packages(augmentor.__path__, 'augmentor.') if not m.name.endswith('__main__')]; import augmentor as a; print(callable(a.bench), callable(a.fit))"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split() == [
+        "True",
+        "True",
+    ]
 
 
 def test_distribution_name_is_declared_once():

@@ -2,5 +2,5 @@
 
 from __future__ import annotations
 
-from .dataset import OUTPUTS, SyntheticDataset, SyntheticReplace, as_sampler, to_output  # noqa: F401
-from .loader import AUTO_POOL, SyntheticMix  # noqa: F401
+from .dataset import SyntheticDataset, SyntheticReplace  # noqa: F401
+from .loader import SyntheticMix  # noqa: F401

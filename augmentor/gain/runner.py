@@ -39,8 +39,8 @@ from ..store import outputs
 from ..store.rundir import SAMPLES, sample_grids
 from . import report
 from .arms import ARM_BY_NAME, ARMS, CHOSEN
+from .options import BenchOptions, Preset
 from .pictures import plot_gain, plot_neighbours
-from .presets import PRESETS, Preset
 from .protocol import UNLABELED_REST, Split, environment, imbalanced, split_data
 from .report import REPORT, RESULTS
 from .setting import run_setting
@@ -78,34 +78,13 @@ def recommend_ratio(results: list) -> float:
 
 
 def bench(
-    source: Optional[str],
-    out,
-    preset: str = "quick",
-    size: int = 32,
-    device: str = "auto",
-    progress: bool = True,
-    seeds: Optional[tuple] = None,
-    coverage: Optional[float] = None,
-    shots: Optional[tuple] = None,
-    augment: Optional[str] = None,
-    unlabeled: Optional[str] = None,
-    unlabeled_rest: bool = False,
-    unlabeled_shares: Optional[str] = None,
-    classes: Optional[str] = None,
-    init: InitConfig | str | None = None,
-    gan_steps: Optional[int] = None,
+    out, options: Optional[BenchOptions] = None, init: InitConfig | str | None = None, progress: bool = True, **fields
 ) -> dict:
-    """``unlabeled``: a source of unlabelled images for the SELF, U and SELF+U arms, or ``unlabeled_rest``: the
-    pool images outside each setting's draw (for benchmarks on labelled data; the test set stays out);
-    ``unlabeled_shares``: the class shares the labellers expect among them (fit --unlabeled-shares).
-    ``shots``: the training sets to draw (see parse_shots); default the preset's n per class, or all
-    images when the data are imbalanced (n-shot sets would erase the imbalance). ``augment``: a file of the
-    user's albumentations pipeline (``A.save``) for the classical arms; default: the built-in preset or
-    none, chosen on validation. ``classes``: bench on these classes only. ``init``: a run our GANs start from
-    (fit --init), e.g. one fitted on related data; an InitConfig to freeze D's first blocks too. ``gan_steps``:
-    every GAN's steps instead of the preset's (the classifiers keep theirs)."""
-    if preset not in PRESETS:
-        raise ConfigError(f"--preset {preset} is not one of {', '.join(PRESETS)}")
+    """Run the bench into ``out``, a new (or empty) folder. ``options``: a BenchOptions, or its fields by keyword
+    (``bench("b", source="leaves/", preset="smoke")``). ``init``: a run our GANs start from (fit --init), e.g. one
+    fitted on related data; an InitConfig to freeze D's first blocks too. Returns what results.json holds."""
+    opts = options if options is not None else BenchOptions(**fields)
+    source, preset, size, shots = opts.source, opts.preset, opts.size, opts.shots
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: is a file; choose a new --out folder")
@@ -113,21 +92,11 @@ def bench(
         what = "holds a bench already" if (out / RESULTS).exists() else "is not empty"
         raise ConfigError(f"{out}: {what}; choose a new --out folder")
     outputs.check_writable(out, "--out")
-    p = PRESETS[preset]
-    if seeds:
-        if len(set(seeds)) < len(seeds):
-            raise ConfigError(f"--seeds {','.join(map(str, seeds))}: a seed given twice would count one result twice")
-        p = dataclasses.replace(p, seeds=tuple(seeds))
-    if gan_steps is not None:
-        if gan_steps < 1:
-            raise ConfigError(f"--gan-steps {gan_steps} must be ≥ 1")
-        p = dataclasses.replace(p, gan_steps=gan_steps)
-    augment_file = Path(augment) if augment else None
+    p = opts.preset_used()
+    augment_file = Path(opts.augment) if opts.augment else None
     if augment_file is not None:
         augmentation_.load_pipeline(augment_file)  # a bad file fails now, before hours of training
-    if unlabeled and unlabeled_rest:
-        raise ConfigError("give --unlabeled SOURCE or --unlabeled-rest, not both")
-    split = split_data(source, size, classes=classes)  # before anything is written: bad data leaves no trace
+    split = split_data(source, size, classes=opts.classes)  # before anything is written: bad data leaves no trace
     if split.pool.num_classes < 2:
         raise ConfigError(
             f"{source or 'sklearn:digits'}: one class only; bench trains classifiers, so give labelled images of 2+ classes"
@@ -145,16 +114,14 @@ def bench(
         split.notes.append(f"our GANs start from {start.path} (step {start.state['step']}; fit --init{frozen})")
     else:
         init = None
-    unlabeled_images = UNLABELED_REST if unlabeled_rest else None
-    if unlabeled:
-        unlabeled_images = load_unlabeled(unlabeled, split.pool)
-        split.notes.append(f"unlabelled images: {unlabeled} ({len(unlabeled_images)})")
-    elif unlabeled_rest:
+    unlabeled_images = UNLABELED_REST if opts.unlabeled_rest else None
+    if opts.unlabeled:
+        unlabeled_images = load_unlabeled(opts.unlabeled, split.pool)
+        split.notes.append(f"unlabelled images: {opts.unlabeled} ({len(unlabeled_images)})")
+    elif opts.unlabeled_rest:
         split.notes.append("unlabelled images: the pool images outside each setting's draw, their labels unused")
-    if unlabeled_shares:
-        if unlabeled_images is None:
-            raise ConfigError("--unlabeled-shares describes unlabelled images: give --unlabeled SOURCE or --unlabeled-rest too")
-        shares = expected_shares(split.pool, unlabeled_shares)  # a malformed or mismatched value fails now
+    if opts.unlabeled_shares:
+        shares = expected_shares(split.pool, opts.unlabeled_shares)  # a malformed or mismatched value fails now
         stated = ", ".join(f"{name} {share:.2f}" for name, share in zip(split.pool.class_names, shares.tolist()))
         split.notes.append(f"the labellers expect these class shares among the unlabelled images: {stated}")
     counts = split.pool.class_counts()
@@ -173,7 +140,7 @@ def bench(
                 "give --shots at most that, or --shots all"
             )
     w = distributed.world()  # under torchrun: one setting per process in turn, one report from rank 0
-    train_device = str(run.resolve_device(device, w))
+    train_device = str(run.resolve_device(opts.device, w))
     t0 = time.time()
     settings = [(shot, seed) for shot in shots for seed in p.seeds]
     distributed.start(w, torch.device("cpu"))  # gloo: only results travel between the processes
@@ -188,11 +155,11 @@ def bench(
             out,
             train_device,
             progress,
-            coverage,
+            opts.coverage,
             augment_file,
             unlabeled_images,
             init,
-            unlabeled_shares,
+            opts.unlabeled_shares,
         )
         for i, (shot, seed) in enumerate(settings)
         if i % w.size == w.rank
@@ -225,7 +192,7 @@ def bench(
         "wall_seconds": round(time.time() - t0, 1),
         "env": {
             **environment(),
-            "device": device,
+            "device": opts.device,
             "preset": p.__dict__,
         },
     }

@@ -17,7 +17,7 @@ from ..onnx.sampler import Sampler
 from ..semi.classifier import predict, train_classifier
 from ..semi.unlabeled import drop_labelled, pseudo_label, pseudo_labelled, read_pseudo_labels
 from .arms import ARM_BY_ID, ARMS, CHOSEN, Arm
-from .presets import Preset
+from .options import Preset
 from .protocol import (
     UNLABELED_REST,
     Split,
