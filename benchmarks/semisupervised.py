@@ -31,7 +31,7 @@ from augmentor.gain.protocol import carve_validation, choose_training_images, re
 from augmentor.semi.classifier import predict, train_classifier
 from augmentor.semi.semisupervised import label_probabilities, train_labelling_gan
 from augmentor.semi.shares import expected_shares, reweighted
-from augmentor.semi.unlabeled import _confident, pseudo_label
+from augmentor.semi.unlabeled import keep_confident, pseudo_label
 
 LABELLERS = {  # train_labelling_gan's options
     "gan": {},
@@ -44,7 +44,7 @@ LABELLERS = {  # train_labelling_gan's options
 
 def judge(probs: torch.Tensor, truth: torch.Tensor, threshold: float, labelled) -> dict:
     """What the library keeps (threshold, and the class quotas where the labelled classes are unequal)."""
-    kept = _confident(probs, expected_shares(labelled), threshold, "judged")
+    kept = keep_confident(probs, expected_shares(labelled), threshold, "judged")
     return {
         "kept": len(kept.index),
         "kept_right": round(float((kept.labels == truth[kept.index]).float().mean()), 4),

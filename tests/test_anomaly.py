@@ -10,7 +10,8 @@ from conftest import write_image
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from augmentor import anomaly, data
+from augmentor import data
+from augmentor.anomaly import scorer
 from augmentor.anomaly.score import training_images
 from augmentor.anomaly.scorer import DEFAULT_METHOD, METHODS, AnomalyScorer
 from augmentor.errors import ConfigError
@@ -20,7 +21,7 @@ from augmentor.store.rundir import ANOMALY, MODEL_FILES
 
 @pytest.fixture(autouse=True)
 def short_encoder(monkeypatch):
-    monkeypatch.setattr(anomaly, "ENCODER_STEPS", 150)  # the library's 500, shortened for a 16-wide model on digits
+    monkeypatch.setattr(scorer, "ENCODER_STEPS", 150)  # the library's 500, shortened for a 16-wide model on digits
 
 
 @pytest.fixture(scope="module")

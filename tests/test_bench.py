@@ -161,16 +161,24 @@ def test_the_mix_ratio_is_chosen_only_where_synthetic_images_win_beyond_the_vali
     assert chosen_on_validation({0.0: probs(wrong(10)), 0.25: probs(wrong(8)), 0.5: probs(wrong(0))}, y, default=0.0) == 0.5
 
 
-def test_report_says_which_classical_augmentation_the_arms_used_and_why():
-    from augmentor.gain.report import _augmentation_used
+def test_report_says_which_classical_augmentation_the_arms_used_and_why(tmp_path):
+    from pathlib import Path
 
-    assert _augmentation_used(["preset", "preset"]) == (
-        "`preset` (the default: none did not beat it beyond the validation images' noise)"
+    from augmentor.gain.report import rerender
+
+    bench = json.loads(
+        (Path(__file__).parents[1] / "benchmarks" / "results" / "bench-mnist-unlabeled-10" / "results.json").read_text()
     )
-    assert _augmentation_used(["none"]).startswith("none (the built-in preset scored lower")
-    assert (
-        _augmentation_used(["preset", "none"]) == "`preset` in 1 of 2 settings, `none` in 1 of 2 settings (chosen on validation)"
-    )
+
+    def said(per_seed):
+        (tmp_path / "results.json").write_text(json.dumps({**bench, "augmentation_per_seed": per_seed}))
+        (line,) = [x for x in rerender(tmp_path).splitlines() if x.startswith("Classical augmentation in the arms:")]
+        return line.removeprefix("Classical augmentation in the arms: ")
+
+    assert said(["preset", "preset"]) == "`preset` (the default: none did not beat it beyond the validation images' noise)."
+    assert said(["none"]).startswith("none (the built-in preset scored lower")
+    assert said(["preset", "none"]) == "`preset` in 1 of 2 settings, `none` in 1 of 2 settings (chosen on validation)."
+    assert said(["mine.json"] * 3) == "`mine.json`."  # the user's file, named as given
 
 
 def test_classical_augmentation_is_seeded():
@@ -356,31 +364,35 @@ def test_augmented_samples_put_a_sources_images_through_the_pipeline():
     assert (flipped.image_shape, flipped.class_names) == (plain.image_shape, plain.class_names)
 
 
-def test_recipe_line_names_what_won():
+def test_the_verdict_names_the_recipe_that_won():
     import statistics
 
-    from augmentor.gain.report import _recipe
+    from augmentor.gain.report import verdict
 
     def cell(*values):
         return {"accuracy": {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": list(values)}}
 
+    def recipe(arms):  # the verdict's line on the unlabelled images; E chosen = B (ratio 0), last as in a bench
+        _, lines = verdict({"10": {**arms, CHOSEN.name: arms[b]}}, "accuracy", ARM_BY_NAME, CHOSEN.name)
+        (line,) = [x for x in lines if "unlabelled images" in x]
+        return line
+
     self_arm, both, b = (ARM_BY_ID[i].name for i in ("SELF", "SELF+U", "B"))
     arms = {b: cell(0.90, 0.91), self_arm: cell(0.96, 0.96), both: cell(0.95, 0.955)}
-    (line,) = _recipe("10", arms, "accuracy", ARM_BY_NAME)
+    line = recipe(arms)
     assert "does not add measurably" in line and "self-training alone" in line
     arms[b] = cell(0.97, 0.97)
-    assert "the labelled images alone" in _recipe("10", arms, "accuracy", ARM_BY_NAME)[0]
+    assert "the labelled images alone" in recipe(arms)
     arms[both] = cell(0.99, 0.99)
-    (line,) = _recipe("10", arms, "accuracy", ARM_BY_NAME)
+    line = recipe(arms)
     assert "adds to self-training" in line and f"**{both}**" in line
     by_gan = ARM_BY_ID["SELF-G"].name  # the GAN's labels without its images
     arms[by_gan] = cell(0.995, 0.995)
-    assert f"**{by_gan}**" in _recipe("10", arms, "accuracy", ARM_BY_NAME)[0]
+    assert f"**{by_gan}**" in recipe(arms)
     # two SELF+U variants (synthetic images raw or augmented): the better one is weighed against SELF
     augmented = ARM_BY_ID["SELF+U-aug"].name
     arms[both], arms[augmented] = cell(0.955, 0.96), cell(0.975, 0.985)
-    (line,) = _recipe("10", arms, "accuracy", ARM_BY_NAME)
-    assert f"adds to self-training: {augmented} vs {self_arm} +2.0 points" in line
+    assert f"adds to self-training: {augmented} vs {self_arm} +2.0 points" in recipe(arms)
 
 
 def test_the_classifier_leaves_the_users_global_random_state_alone():

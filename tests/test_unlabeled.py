@@ -175,19 +175,19 @@ def test_labelled_class_shares_reweight_the_labellers_probabilities():
 
 def test_a_rare_class_keeps_at_most_its_expected_share_most_confident_first():
     from augmentor.semi.shares import expected_shares
-    from augmentor.semi.unlabeled import _confident
+    from augmentor.semi.unlabeled import keep_confident
 
     # 10 unlabelled images; labelled 1 "a" to 4 "b" → at most 2 "a"; "b" (share 0.8, 8 allowed) is below its quota
     probs = torch.tensor([[0.95, 0.05], [0.99, 0.01], [0.92, 0.08], [0.97, 0.03], [0.5, 0.5]] + [[0.02, 0.98]] * 5)
     rare_a = data.ImageSet(torch.zeros(5, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 1, 1, 1]), ["a", "b"], "rare a")
-    kept = _confident(probs, expected_shares(rare_a), 0.9, "classifier")
+    kept = keep_confident(probs, expected_shares(rare_a), 0.9, "classifier")
     assert kept.index.tolist() == [1, 3, 5, 6, 7, 8, 9] and kept.labels.tolist() == [0, 0, 1, 1, 1, 1, 1]
     equal = data.ImageSet(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 0, 1, 1]), ["a", "b"], "equal")
-    assert _confident(probs, expected_shares(equal), 0.9, "classifier").index.tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    assert keep_confident(probs, expected_shares(equal), 0.9, "classifier").index.tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9]
     # an equal draw with the user's shares (--unlabeled-shares, counts work too): the same quota as rare_a's
     stated = expected_shares(equal, "b=4, a=1")
     assert torch.allclose(stated, torch.tensor([0.2, 0.8]))
-    assert _confident(probs, stated, 0.9, "classifier").index.tolist() == kept.index.tolist()
+    assert keep_confident(probs, stated, 0.9, "classifier").index.tolist() == kept.index.tolist()
 
 
 @pytest.mark.parametrize(

@@ -101,7 +101,7 @@ def pseudo_label(
         raise DataError("--unlabeled needs labelled images of at least 2 classes to learn labels from")
     shares = expected_shares(labelled, cfg.unlabeled_shares)
     probs = classifier_probabilities(labelled, unlabeled, cfg, seed)
-    pseudo = _confident(reweighted(probs, shares), shares, cfg.pseudo_threshold, "classifier")
+    pseudo = keep_confident(reweighted(probs, shares), shares, cfg.pseudo_threshold, "classifier")
     if cfg.pseudo_labeller == "gan":
         from .semisupervised import label_probabilities, train_labelling_gan
 
@@ -110,7 +110,7 @@ def pseudo_label(
             augment=cfg.pseudo_augment, shares=shares, device=device,
         )  # fmt: skip
         probs = reweighted(label_probabilities(gan, unlabeled), shares)
-        pseudo = _confident(probs, shares, cfg.pseudo_threshold, "semi-supervised GAN")
+        pseudo = keep_confident(probs, shares, cfg.pseudo_threshold, "semi-supervised GAN")
     return pseudo
 
 
@@ -129,7 +129,7 @@ def classifier_probabilities(labelled: data.ImageSet, unlabeled: data.ImageSet, 
         return torch.from_numpy(predict(model, data.uint8_to_tanh(unlabeled.images)))
 
 
-def _confident(probs: torch.Tensor, shares, threshold: float, labeller: str) -> PseudoLabels:
+def keep_confident(probs: torch.Tensor, shares, threshold: float, labeller: str) -> PseudoLabels:
     """The labels with confidence ≥ ``threshold``, and per class at most its expected number (expected share ×
     unlabelled images; the most confident first) where ``shares`` are given: a labeller that over-calls a rare
     class does so with its least sure labels."""
