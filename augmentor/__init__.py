@@ -27,6 +27,7 @@ _EXPORTS = {
     "SyntheticMix": "mix",
     "SyntheticDataset": "mix",
     "SyntheticReplace": "mix",
+    "SyntheticBatch": "mix",
     "Sampler": "onnx.sampler",
     "AnomalyScorer": "anomaly",
     "fit": "run",

@@ -218,3 +218,77 @@ def test_gpu_without_onnxruntime_cuda_says_so_once(model, monkeypatch, caplog):
         Sampler(model)
     warnings = [r.message for r in caplog.records if "no CUDA provider" in r.message]
     assert len(warnings) == 1 and "pip install onnxruntime-gpu" in warnings[0]
+
+
+def test_mix_on_the_cpu_device_is_the_mix_without_one(model):
+    """device="cpu" copies nothing and decides the same replacements: the same batches, bit for bit."""
+    loader = real_loader()
+    plain = list(SyntheticMix(loader, model, ratio=0.4, seed=3, return_mask=True))
+    on_cpu = list(SyntheticMix(loader, model, ratio=0.4, seed=3, return_mask=True, device="cpu"))
+    assert len(plain) == len(on_cpu) == 7
+    for (x, y, m), (x2, y2, m2) in zip(plain, on_cpu):
+        assert torch.equal(x, x2) and torch.equal(y, y2) and torch.equal(m, m2) and m.sum() == round(0.4 * len(x))
+
+
+def test_mix_refuses_a_device_it_cannot_use(model):
+    with pytest.raises(ConfigError, match="mixes on 'cpu' or 'cuda"):
+        SyntheticMix(real_loader(), model, device="meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="torch sees no GPU here"):
+            SyntheticMix(real_loader(), model, device="cuda")
+
+
+def test_batch_transform_replaces_like_the_mix_after_the_users_own_move(model):
+    from augmentor import SyntheticBatch
+
+    loader = real_loader(n=48, batch=8)
+    mix = SyntheticBatch(model, ratio=0.25, seed=1, return_mask=True, transform=lambda t: t * 0 - 7)
+    masks = []
+    for x, y in loader:
+        labels = y.clone()
+        out, out_y, mask = mix(x, y)
+        assert mask.sum() == 2 and torch.equal(out_y, labels)  # two slots, each keeps its label
+        assert torch.equal(out[~mask], x[~mask]) and (out[mask] == -7).all()  # the transform ran on the synthetic ones
+        assert torch.equal(y, labels)  # the caller's tensors are not changed in place
+        masks.append(mask)
+    again = SyntheticBatch(model, ratio=0.25, seed=1, return_mask=True)  # the same seed: the same slots
+    assert all(torch.equal(again(x, y)[2], m) for (x, y), m in zip(loader, masks))
+    assert not all(torch.equal(mix(x, y)[2], m) for (x, y), m in zip(loader, masks))  # the next pass draws anew
+
+
+def _cuda_provider() -> bool:
+    from augmentor.onnx.sessions import ort_cuda_usable
+
+    return ort_cuda_usable()
+
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu_check.sh runs it on one)")
+
+
+@pytest.mark.gpu
+@gpu
+def test_mix_on_the_gpu_copies_ahead_and_mixes_there(model):
+    assert _cuda_provider(), "onnxruntime has no CUDA provider here: see ../shared/tools/device/README.md"
+    loader = real_loader(n=64, batch=16)
+    mixed = list(SyntheticMix(loader, model, ratio=0.25, seed=2, return_mask=True, device="cuda"))
+    assert len(mixed) == 4
+    for (x, y, mask), (real_x, real_y) in zip(mixed, loader):
+        assert x.is_cuda and y.is_cuda and mask.is_cuda and mask.sum() == 4
+        assert torch.equal(x[~mask].cpu(), real_x[~mask.cpu()]) and torch.equal(y.cpu(), real_y)
+        assert 0 <= float(x[mask].min()) and float(x[mask].max()) <= 1  # synthetic, in the batch's [0, 1]
+    from augmentor import SyntheticBatch
+
+    x, y = next(iter(loader))
+    out, out_y = SyntheticBatch(model, ratio=0.5)(x.cuda(), y.cuda())  # after the user's own move
+    assert out.is_cuda and torch.equal(out_y.cpu(), y)
+
+
+@pytest.mark.gpu
+@gpu
+def test_the_cuda_provider_draws_what_the_cpu_provider_draws(model):
+    from augmentor.onnx.sampler import Sampler
+
+    assert _cuda_provider(), "onnxruntime has no CUDA provider here: see ../shared/tools/device/README.md"
+    on_gpu = Sampler(model, device="cuda").sample(300, seed=4)
+    on_cpu = Sampler(model, device="cpu").sample(300, seed=4)
+    assert on_gpu.is_cuda and float((on_gpu.cpu() - on_cpu).abs().max()) < 2e-3

@@ -152,11 +152,13 @@ def classifier_batches(
     extra=None,
     ratio: float = 0.0,
     labels: str = "match",
+    device: str = "cpu",
 ):
     """The batches every arm's classifier trains on: ``preset.clf_steps`` batches of ``preset.batch_size`` images
     drawn with replacement from ``x`` (tanh range), each class equally often when ``balanced``; through the
     classical pipeline ``augment`` (albumentations, or None); with ``extra`` (a Sampler, RealResampler or
-    SharedSource) replacing a share ``ratio`` of each batch (``labels`` as SyntheticMix's). An iterator of (x, y)."""
+    SharedSource) replacing a share ``ratio`` of each batch (``labels`` as SyntheticMix's), mixed on ``device``
+    (a GPU: the batches are copied ahead and the generator samples there). An iterator of (x, y)."""
     weights = (1.0 / torch.bincount(y, minlength=num_classes).clamp(min=1).float())[y] if balanced else torch.ones(len(y))
     draw = WeightedRandomSampler(
         weights, preset.clf_steps * preset.batch_size, replacement=True, generator=torch.Generator().manual_seed(seed)
@@ -165,13 +167,16 @@ def classifier_batches(
     if augment is not None:
         batches = AugmentedBatches(batches, augment)
     if extra is not None:
-        batches = SyntheticMix(batches, extra, ratio=ratio, labels=labels, transform=data.unit_to_tanh, seed=seed)
+        on = None if device == "cpu" else device  # the CPU: batches stay where the loader made them
+        batches = SyntheticMix(batches, extra, ratio=ratio, labels=labels, transform=data.unit_to_tanh, seed=seed, device=on)
     return iter(batches)
 
 
-def train_protocol_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, preset, seed: int, **batches) -> SmallCNN:
-    """The bench's classifier (SmallCNN, ``preset.clf_steps`` steps) on ``classifier_batches(..., **batches)``:
-    what a study calls to measure what the bench measures."""
+def train_protocol_classifier(
+    x: torch.Tensor, y: torch.Tensor, num_classes: int, preset, seed: int, device: str = "cpu", **batches
+) -> SmallCNN:
+    """The bench's classifier (SmallCNN, ``preset.clf_steps`` steps, on ``device``) on
+    ``classifier_batches(..., **batches)``: what a study calls to measure what the bench measures."""
     return train_classifier(
         x,
         y,
@@ -179,5 +184,6 @@ def train_protocol_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int
         steps=preset.clf_steps,
         batch_size=preset.batch_size,
         seed=seed,
-        batches=classifier_batches(x, y, num_classes, preset, seed, **batches),
+        batches=classifier_batches(x, y, num_classes, preset, seed, device=device, **batches),
+        device=device,
     )

@@ -121,7 +121,7 @@ def run_setting(
     y_syn = torch.arange(preset.n_synthetic) % k
     x_syn = {name: g.sample(preset.n_synthetic, y_syn, seed=seed) for name, g in gans.items()}
 
-    arms = ArmTraining(train, preset, seed, augment_file, {**gans, **pseudo_sets})
+    arms = ArmTraining(train, preset, seed, augment_file, {**gans, **pseudo_sets}, device)
     models = {"A": arms.classifier(ARM_BY_ID["A"], "none")}
     # The classical pipeline: the user's (--augment), else the preset or none, whichever scores better on validation.
     augmentation_val = None
@@ -138,7 +138,7 @@ def run_setting(
         if arm.id in models or not arms.runs(arm):
             continue
         if arm.cas:
-            models[arm.id] = train_classifier(x_syn[arm.cas], y_syn, k, steps=preset.clf_steps, seed=seed)
+            models[arm.id] = train_classifier(x_syn[arm.cas], y_syn, k, steps=preset.clf_steps, seed=seed, device=device)
         else:
             models[arm.id] = arms.classifier(arm, augmentation)
 
@@ -208,8 +208,10 @@ class ArmTraining:
     with a share of each batch from the arm's sources: "real" (the training images re-drawn), a generator, or
     pseudo-labelled images (``sources``: name → Sampler or ImageSet)."""
 
-    def __init__(self, train: data.ImageSet, preset: Preset, seed: int, augment_file: Optional[Path], sources: dict):
-        self.train, self.preset, self.seed, self.augment_file = train, preset, seed, augment_file
+    def __init__(
+        self, train: data.ImageSet, preset: Preset, seed: int, augment_file: Optional[Path], sources: dict, device: str = "cpu"
+    ):
+        self.train, self.preset, self.seed, self.augment_file, self.device = train, preset, seed, augment_file, device
         self.x = data.uint8_to_tanh(train.images)
         self.sources = {"real": train, **sources}
         self.imbalanced = imbalanced(train)
@@ -227,12 +229,15 @@ class ArmTraining:
         if arm.mix:
             parts = [self.source(name, aug, arm.synthetic_augmented) for name in arm.mix]
             extra = parts[0] if len(parts) == 1 else augmentation_.SharedSource(parts)
+            if self.device != "cpu" and isinstance(extra, Sampler):
+                extra = extra.path  # SyntheticMix opens it with onnxruntime's CUDA provider, beside the batches
         return train_protocol_classifier(
             self.x,
             self.train.labels,
             self.train.num_classes,
             self.preset,
             self.seed,
+            device=self.device,
             balanced=arm.balanced,
             augment=aug,
             extra=extra,

@@ -17,6 +17,40 @@ from .dataset import as_sampler
 AUTO_POOL = 1000  # images per class that SyntheticMix(pool="auto") keeps on the CPU
 
 
+def _batch_device(device) -> torch.device:
+    device = torch.device(device)
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={str(device)!r}: SyntheticMix mixes on 'cpu' or 'cuda[:i]'")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={str(device)!r}: torch sees no GPU here; leave device out to keep batches where they are")
+    return device
+
+
+def _moved(planned, device: torch.device):
+    """The planned batches with their images and labels copied to ``device``. On a GPU the copy of batch i + 1
+    is issued on a side stream, from pinned memory, while batch i is used (timm's PrefetchLoader pattern)."""
+    if device.type != "cuda":
+        for batch, x, y, pos, syn_y in planned:
+            yield batch, x.to(device), y.to(device), pos, syn_y
+        return
+    copying, ahead = torch.cuda.Stream(device), None
+    for batch, x, y, pos, syn_y in planned:
+        with torch.cuda.stream(copying):
+            x, y = (t.to(device, non_blocking=True) for t in (_pinned(x), _pinned(y)))
+        if ahead is not None:
+            yield ahead
+        torch.cuda.current_stream(device).wait_stream(copying)
+        for t in (x, y):
+            t.record_stream(torch.cuda.current_stream(device))  # made on the side stream, used on this one
+        ahead = (batch, x, y, pos, syn_y)
+    if ahead is not None:
+        yield ahead
+
+
+def _pinned(t: torch.Tensor) -> torch.Tensor:
+    return t if t.is_cuda or t.is_pinned() else t.pin_memory()
+
+
 def _length(loader, unknown: int) -> int:
     """Batches in one pass over ``loader``; ``unknown`` for one without a length (an iterable dataset)."""
     try:
@@ -43,6 +77,12 @@ class SyntheticMix:
     every batch. "auto" (default): fresh on a GPU, a pool on the CPU, where generating costs about as much as
     the classifier step it feeds (benchmarks/throughput.py) and would slow it: 1,000 per class, or fewer when a
     pass over the loader cannot draw that many (a short loader should not wait for images it never uses).
+
+    ``device``: where the batches should end up, e.g. "cuda". Each batch of a CPU loader is then copied there
+    (from pinned memory, the next batch's copy issued on a side stream while this one is used) and mixed there,
+    the synthetic images coming from onnxruntime's CUDA provider straight into torch memory; which samples
+    are replaced is decided on the CPU copy, so mixing never waits for the GPU. None (default): batches stay
+    where the loader puts them.
     """
 
     def __init__(
@@ -57,7 +97,9 @@ class SyntheticMix:
         pool: Union[int, str, None] = "auto",
         image_key: str = "image",
         label_key: str = "label",
+        device: Union[str, torch.device, None] = None,
     ):
+        self.device = None if device is None else _batch_device(device)
         if not 0.0 <= ratio <= 1.0:
             raise ConfigError(f"ratio {ratio} must be in [0, 1]")
         if not (pool is None or pool == "auto" or (isinstance(pool, int) and not isinstance(pool, bool) and pool > 0)):
@@ -103,21 +145,30 @@ class SyntheticMix:
         g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
         self.epoch += 1
         self._buffer = {}  # per (device, class): images (or pool order) not used yet; new each epoch, so epochs are reproducible
-        for batch in self.loader:
-            x, y = self._unpack(batch)
-            classes = self._check(x, y)
-            k = int(round(self.ratio * len(x)))
-            mask = torch.zeros(len(x), dtype=torch.bool)
-            if k:
-                pos = torch.randperm(len(x), generator=g)[:k]
-                mask[pos] = True
-                syn_y = self._synthetic_labels(classes, pos, g)
-                x, y = x.clone(), y.clone()
-                x[pos.to(x.device)] = self._synthetic(syn_y, g, x)
-                if y.dim() == 2:  # one-hot rows in, one-hot rows out
-                    syn_y = torch.nn.functional.one_hot(syn_y, y.shape[1])
-                y[pos.to(y.device)] = syn_y.to(y.device, y.dtype)
-            yield self._pack(batch, x, y, mask.to(x.device))
+        planned = (self._plan(batch, g) for batch in self.loader)
+        if self.device is not None:
+            planned = _moved(planned, self.device)
+        for batch, x, y, pos, syn_y in planned:
+            yield self._mix(batch, x, y, pos, syn_y, g)
+
+    def _plan(self, batch, g: torch.Generator) -> tuple:
+        """(batch, x, y, positions to replace, their labels), decided from the batch as the loader gave it."""
+        x, y = self._unpack(batch)
+        classes = self._check(x, y)
+        k = int(round(self.ratio * len(x)))
+        pos = torch.randperm(len(x), generator=g)[:k] if k else torch.empty(0, dtype=torch.long)
+        return batch, x, y, pos, self._synthetic_labels(classes, pos, g) if k else None
+
+    def _mix(self, batch, x, y, pos, syn_y, g: torch.Generator):
+        mask = torch.zeros(len(x), dtype=torch.bool)
+        if len(pos):
+            mask[pos] = True
+            x, y = x.clone(), y.clone()
+            x[pos.to(x.device)] = self._synthetic(syn_y, g, x)
+            if y.dim() == 2:  # one-hot rows in, one-hot rows out
+                syn_y = torch.nn.functional.one_hot(syn_y, y.shape[1])
+            y[pos.to(y.device)] = syn_y.to(y.device, y.dtype)
+        return self._pack(batch, x, y, mask.to(x.device))
 
     def _unpack(self, batch) -> tuple:
         if isinstance(batch, Mapping):
@@ -238,3 +289,30 @@ class SyntheticMix:
             have = fresh if have is None else torch.cat([have, fresh])
         self._buffer[key] = have[n:]
         return have[:n]
+
+
+class SyntheticBatch:
+    """``images, labels = SyntheticBatch(run, ratio=0.3)(images, labels)``: the same replacement as SyntheticMix,
+    as a batch transform for a training loop that moves its batches itself (torchvision v2's MixUp and CutMix
+    idiom): call it after your ``.to(device)``; on a GPU the synthetic images are made there. The options are
+    SyntheticMix's. It reads the labels on the CPU (one small copy a batch); SyntheticMix(loader, device=...)
+    decides before the copy and never waits."""
+
+    def __init__(
+        self,
+        model,
+        ratio: float = 0.3,
+        labels: Union[str, dict] = "match",
+        transform: Optional[Callable] = None,
+        return_mask: bool = False,
+        seed: int = 0,
+        pool: Union[int, str, None] = "auto",
+    ):
+        self.mixer = SyntheticMix(
+            None, model, ratio=ratio, labels=labels, transform=transform, return_mask=return_mask, seed=seed, pool=pool
+        )
+        self.mixer._buffer = {}
+        self.generator = torch.Generator().manual_seed(seed * 7919)
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor):
+        return self.mixer._mix(*self.mixer._plan((images, labels), self.generator), self.generator)
