@@ -11,7 +11,11 @@
 2. Sampling 64×64 RGB through ``Sampler`` (onnxruntime) vs torch eager on the same generator.
 3. ``SyntheticMix(ratio=0.3)`` overhead on a classifier training step vs the unwrapped loader: fresh images
    every batch, and drawn from its pool (the CPU default), whose one-time cost is printed with it.
-4. Scaling under torchrun (``--sections scaling``): training steps at a global batch of 64, 32×32 gray, with
+   On a GPU also: the fp16 export through onnxruntime, and torch fp16 channels_last eager, on the same chunks.
+4. ``--sections devicemix``: ``SyntheticMix(ratio=0.3, pool=None, device=...)`` over a CPU DataLoader feeding a
+   ResNet-18 at 32 px, against the same loader through ``SyntheticMix(ratio=0, device=...)``: the same copying
+   ahead, nothing mixed.
+5. Scaling under torchrun (``--sections scaling``): training steps at a global batch of 64, 32×32 gray, with
    1 and 2 processes (gloo on the CPU; nccl and one GPU per process with ``--device cuda``), each row against
    one process with one thread (CPU) or one GPU; efficiency = throughput(N) / (N × throughput(1)).
 """
@@ -19,6 +23,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -179,26 +184,101 @@ def bench_sampling(device, n: int, width: int, tmp: Path) -> list:
         print(f"sample section skipped: {e}", flush=True)
         return []
     run = tiny_run(tmp / "sample64", 64, 3, width)
-    _, G, _ = load_models(checkpoint.latest_good(run / "checkpoints")[1], device)
+    cfg, G, _ = load_models(checkpoint.latest_good(run / "checkpoints")[1], device)
     rows = []
+    half = device.type == "cuda"  # fp16 arithmetic: a GPU's; on a CPU it is emulated and slow
+    fp16_file = export_run(run, out=tmp / "fp16" / "generator.onnx", fp16=True)["generator"] if half else None
+    G_half = copy.deepcopy(G).half().to(memory_format=torch.channels_last) if half else None
     for chunk in (256, 1024):
-        sampler = Sampler(run, device=device.type, chunk=chunk)
-        z = torch.randn(n, sampler.nz, device=device)
+        z = torch.randn(n, cfg.nz, device=device)
         y = torch.arange(n, device=device) % 10
-        ort_s = timed(partial(sampler.generate, z, y), 3, 1, device)
-        torch_s = timed(partial(eager_chunks, G, z, y, chunk), 3, 1, device)
-        rows.append(
-            {
-                "section": "sample",
-                "case": f"64px RGB chunk {chunk}",
-                "ours_img_s": n / ort_s,
-                "baseline_img_s": n / torch_s,
-                "baseline": "torch eager",
-                "ratio": torch_s / ort_s,
-            }
-        )
-        print(rows[-1], flush=True)
+        cases = {"fp32": (Sampler(run, device=device.type, chunk=chunk), G, z)}
+        if half:
+            cases["fp16"] = (Sampler(fp16_file, device=device.type, chunk=chunk), G_half, z.half())
+        for precision, (sampler, eager, noise) in cases.items():
+            ort_s = timed(partial(sampler.generate, z, y), 3, 1, device)
+            torch_s = timed(partial(eager_chunks, eager, noise, y, chunk), 3, 1, device)
+            rows.append(
+                {
+                    "section": "sample",
+                    "case": f"64px RGB chunk {chunk}, {precision}",
+                    "ours_img_s": n / ort_s,
+                    "baseline_img_s": n / torch_s,
+                    "baseline": "torch eager" + (" channels_last" if precision == "fp16" else ""),
+                    "ratio": torch_s / ort_s,
+                }
+            )
+            print(rows[-1], flush=True)
     return rows
+
+
+def bench_device_mix(device, steps: int, width: int, tmp: Path) -> list:
+    """SyntheticMix(ratio=0.3, fresh images, device=...) against the same copying ahead with nothing mixed, over
+    a CPU DataLoader feeding a ResNet-18 (torchvision's, 32 px RGB)."""
+    from torchvision.models import resnet18
+
+    run = tiny_run(tmp / "devicemix32", 32, 3, width)
+    ds = fake_dataset(4096, 32, 3)
+    loader = DataLoader(TensorDataset(data.uint8_to_tanh(ds.images), ds.labels), batch_size=64, shuffle=True, drop_last=True)
+    model = resnet18(num_classes=10).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def epoch_step(source):
+        batches = forever(source)
+
+        def step():
+            x, y = next(batches)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        return step
+
+    plain = SyntheticMix(loader, run, ratio=0.0, device=device)
+    mixed = SyntheticMix(loader, run, ratio=0.3, transform=lambda x: x * 2 - 1, pool=None, device=device)
+    t = interleaved({"plain": epoch_step(plain), "mixed": epoch_step(mixed)}, steps, 5, device)
+    row = {
+        "section": "devicemix",
+        "case": f"ResNet-18 32px RGB batch 64, ratio 0.3, fresh images every batch, mixed on {device.type}",
+        "ours_img_s": 64 / t["mixed"],
+        "baseline_img_s": 64 / t["plain"],
+        "baseline": "the same loader copied ahead, nothing mixed",
+        "ratio": t["plain"] / t["mixed"],
+        "overhead_pct": 100 * (t["mixed"] / t["plain"] - 1),
+    }
+    print(row, flush=True)
+    return [row]
+
+
+def gpu_summary(rows: list, device) -> dict:
+    """The figures benchmarks/results/gpu.json keeps (docs/results.md, "Speed"), from this run's rows."""
+    import onnxruntime
+
+    def find(section, start):
+        return [r for r in rows if r["section"] == section and r["case"].startswith(start)]
+
+    def ratio(start):
+        found = find("train", start)
+        return round(found[0]["ratio"], 3) if found else None
+
+    ort = find("sample", "64px RGB")
+    fp16 = [r for r in ort if r["case"].endswith("fp16")]
+    mix = find("devicemix", "ResNet-18")
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "train_ratio_32px_b64": ratio("32px 1ch batch 64, auto"),
+        "train_ratio_64px_b128": ratio("64px 3ch batch 128, auto"),
+        "ort_img_s_64px_rgb": round(max(r["ours_img_s"] for r in ort)) if ort else None,
+        "torch_fp16_img_s_64px_rgb": round(max(r["baseline_img_s"] for r in fp16)) if fp16 else None,
+        "mix_overhead": round(mix[0]["overhead_pct"] / 100, 4) if mix else None,
+        "versions": {
+            **environment(),
+            "onnxruntime": onnxruntime.__version__,
+            "providers": onnxruntime.get_available_providers(),
+            "cuda_runtime": torch.version.cuda,
+        },
+    }
 
 
 def bench_mix(device, steps: int, width: int, tmp: Path) -> list:
@@ -317,6 +397,8 @@ def main():
     ap.add_argument("--sample-n", type=int, default=4096)
     ap.add_argument("--sections", nargs="+", default=["train", "sample", "mix"])
     ap.add_argument("--out", default=str(HERE / "results" / "throughput.json"))
+    ap.add_argument("--mix-steps", type=int, default=50, help="timed steps of the devicemix section, per round")
+    ap.add_argument("--gpu-json", help="also write the summary that benchmarks/results/gpu.json keeps, here")
     ap.add_argument("--scaling-worker", action="store_true", help=argparse.SUPPRESS)  # a process of section 4
     args = ap.parse_args()
     if args.scaling_worker:
@@ -330,6 +412,8 @@ def main():
             rows += bench_sampling(device, args.sample_n, args.width, Path(tmp))
         if "mix" in args.sections:
             rows += bench_mix(device, 50, args.width, Path(tmp))
+        if "devicemix" in args.sections:
+            rows += bench_device_mix(device, args.mix_steps, args.width, Path(tmp))
         if "scaling" in args.sections:
             rows += bench_scaling(device, max(args.steps, 20), args.width)
     print("\n| section | case | augmentor img/s | baseline img/s | baseline | ratio |\n| --- | --- | --- | --- | --- | --- |")
@@ -340,6 +424,8 @@ def main():
     result = {"rows": rows, "env": environment(), "device": str(device), "width": args.width}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
+    if args.gpu_json:
+        Path(args.gpu_json).write_text(json.dumps(gpu_summary(rows, device), indent=2))
 
 
 if __name__ == "__main__":
