@@ -51,3 +51,10 @@ def test_the_fp16_export_draws_what_fp32_draws_within_half_precision(model, tmp_
     a = Sampler(half, device="cuda").sample(300, seed=4)
     b = Sampler(model, device="cuda").sample(300, seed=4)
     assert float((a - b).abs().max()) < PARITY_TOL[True]  # export's own fp16 tolerance, images in [-1, 1]
+
+
+def test_the_cuda_provider_takes_the_options_given(model):
+    assert ort_cuda_usable(), NO_PROVIDER
+    sampler = Sampler(model, device="cuda", cuda_options={"cudnn_conv_algo_search": "EXHAUSTIVE"})
+    assert sampler.session.get_provider_options()["CUDAExecutionProvider"]["cudnn_conv_algo_search"] == "EXHAUSTIVE"
+    assert float((sampler.sample(64, seed=1).cpu() - Sampler(model, device="cpu").sample(64, seed=1)).abs().max()) < 2e-3

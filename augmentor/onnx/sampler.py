@@ -28,10 +28,11 @@ class Sampler:
     """``Sampler(model).sample(n, labels=None, seed=None)`` → images.
 
     ``model``: generator .onnx or run directory. ``device``: "auto" (GPU when onnxruntime can use it),
-    "cpu" or "cuda[:i]". ``chunk``: the fixed batch shape fed to onnxruntime.
+    "cpu" or "cuda[:i]". ``chunk``: the fixed batch shape fed to onnxruntime. ``cuda_options``: onnxruntime's
+    CUDA provider options (e.g. {"cudnn_conv_algo_search": "EXHAUSTIVE"}), on a GPU only.
     """
 
-    def __init__(self, model, device: str = "auto", chunk: int = 256):
+    def __init__(self, model, device: str = "auto", chunk: int = 256, cuda_options: Optional[dict] = None):
         self.path = find_model(model, "generator")
         self.meta = read_metadata(self.path)
         if chunk < 1:
@@ -39,7 +40,7 @@ class Sampler:
         device = resolve_ort_device(device)
         self.device = torch.device(device)
         self.chunk = chunk
-        self._session = LazySession(self.path, device)
+        self._session = LazySession(self.path, device, cuda_options)
 
     # ------------------------------------------------------------------ metadata
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Optional
 
 from ..errors import ConfigError
 
@@ -50,8 +51,8 @@ class LazySession:
     """An onnxruntime session made on first use and made again in a new process, so an object holding one
     can be handed to DataLoader workers (forked or spawned): each worker opens its own."""
 
-    def __init__(self, path: Path, device: str = "cpu"):
-        self.path, self.device = Path(path), device
+    def __init__(self, path: Path, device: str = "cpu", cuda_options: Optional[dict] = None):
+        self.path, self.device, self.cuda_options = Path(path), device, dict(cuda_options or {})
         self._session, self._pid = None, None
 
     def get(self):
@@ -64,7 +65,7 @@ class LazySession:
             opts.log_severity_level = 3
             if self.device.startswith("cuda"):
                 index = int(self.device.split(":")[1]) if ":" in self.device else 0
-                providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+                providers = [("CUDAExecutionProvider", {**self.cuda_options, "device_id": index}), "CPUExecutionProvider"]
             else:
                 providers = ["CPUExecutionProvider"]
             self._session = ort.InferenceSession(str(self.path), opts, providers=providers)
