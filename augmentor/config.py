@@ -22,6 +22,7 @@ MODES = ("conditional", "per-class", "unconditional")
 LOSSES = ("ns", "hinge")
 DIFFAUG_OPS = ("color", "translation", "cutout")
 PRECISIONS = ("auto", "fp32", "bf16")
+COMPILE_MODES = ("off", "on")
 COVERAGE_SPACES = ("pixel", "coarse", "feature")
 PSEUDO_LABELLERS = ("gan", "classifier")
 
@@ -236,6 +237,13 @@ class RunOptions(_Dict):
         choices=PRECISIONS,
         on_resume=FREE,
     )
+    compile: str = option(
+        "off",
+        "'on': torch.compile G and D (fused kernels; on a GPU also CUDA graphs, so far fewer launches a step) after a "
+        "minute or two of compiling; 'off': eager, for debugging and on the CPU.",
+        choices=COMPILE_MODES,
+        on_resume=FREE,
+    )
     checkpoint_every: int = option(500, "Steps between checkpoints.", on_resume=FREE)
     sample_every: int = option(250, "Steps between sample grids and diversity checks (0: only at the end).", on_resume=FREE)
     keep_checkpoints: int = option(3, "How many of the newest checkpoints to keep.", on_resume=FREE)
@@ -244,6 +252,8 @@ class RunOptions(_Dict):
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision {self.precision} is not one of {', '.join(PRECISIONS)}")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"--compile {self.compile} is not one of {', '.join(COMPILE_MODES)}")
         if self.checkpoint_every < 1 or self.keep_checkpoints < 1 or self.sample_every < 0:
             raise ConfigError("--checkpoint-every and --keep-checkpoints must be ≥ 1, --sample-every ≥ 0")
 

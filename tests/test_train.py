@@ -151,3 +151,18 @@ def test_coarse_coverage_compares_layout_not_texture(digits):
     shifted = torch.roll(x, 4, dims=3)
     assert not torch.allclose(coarse.coverage_view(shifted, y), coarse.coverage_view(x, y))
     assert 0 < float(coarse.fit(steps=2).train_step()["coverage"]) < 4  # trains; a mean square distance in [-1, 1]
+
+
+@pytest.mark.slow
+def test_a_compiled_trainer_does_the_eager_math(tmp_path):
+    """--compile on: the same losses and weights as eager, to float rounding (CPU: inductor's fused kernels)."""
+    ds = data.load(None, size=32)
+    cfg = ModelConfig(size=32, channels=1, class_names=tuple(ds.class_names), width=8, nz=16)
+    train = TrainConfig(steps=3, batch_size=16, seed=1, coverage=5.0)
+    eager, compiled = Trainer(cfg, train, ds, precision="fp32"), Trainer(cfg, train, ds, precision="fp32", compile="on")
+    for _ in range(3):
+        a, b = eager.train_step(), compiled.train_step()
+        assert all(abs(float(a[k]) - float(b[k])) < 1e-4 for k in a), (a, b)
+    for p, q in zip(eager.G_ema.parameters(), compiled.G_ema.parameters()):
+        assert torch.allclose(p, q, atol=1e-4)
+    assert compiled.compiled and type(compiled.D_judge).__name__ == "OptimizedModule"

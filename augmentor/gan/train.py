@@ -78,8 +78,10 @@ class Trainer:
         device="cpu",
         precision: str = "auto",
         world: World = World(),
+        compile: str = "off",
     ):
         self.model_cfg, self.train_cfg, self.world = model_cfg, train_cfg, world
+        self.compiled = compile == "on"  # G and D through torch.compile, wrapped at the first step (after DDP)
         self.device = torch.device(device)
         self.precision = resolve_precision(precision, self.device)  # of the training math; weights, EMA and samples stay fp32
         # Layers initialise from torch's global generator: seed it inside fork_rng, so the user's own global
@@ -99,6 +101,8 @@ class Trainer:
         # per-class bank is sharded instead: each rank trains the members of its classes, with no gradient traffic.
         self.sharded = world.distributed and model_cfg.mode == "per-class"
         self.G_learn, self.D_learn = (None, None) if world.distributed and not self.sharded else (self.G, self.D)
+        self.D_judge = self.D  # D as G's step sees it (its weights fixed there)
+        self._wrapped = False
         self.batch_size = train_cfg.batch_size // world.size  # this rank's share of each step's batch
         self.rng = torch.Generator(device=self.device).manual_seed(rank_seed(train_cfg.seed, world.rank))
         self.step = 0
@@ -158,7 +162,7 @@ class Trainer:
         for p in learning:  # G's step needs gradients through D, not for D's weights
             p.requires_grad_(False)
         with self.autocast():
-            loss = g_loss(self.D(self.augment(fake), y).float(), cfg.loss)
+            loss = g_loss(self.D_judge(self.augment(fake), y).float(), cfg.loss)
             cov = torch.zeros((), device=self.device)
             if near is not None:
                 target, y_near = real[: len(near)], y[: len(near)]
@@ -228,17 +232,29 @@ class Trainer:
         ema, cur = list(self.G_ema.parameters()), list(self.G.parameters())
         torch._foreach_lerp_(ema, cur, 1.0 - decay)
 
-    def _wrap_for_ranks(self) -> None:
-        from torch.nn.parallel import DistributedDataParallel as DDP
+    def _wrap(self) -> None:
+        """At the first step, after a warm start or --freeze-d has set the weights and what learns: under torchrun
+        the passes that learn go through DistributedDataParallel; with ``compile`` every pass through torch.compile
+        (on a GPU in "reduce-overhead" mode: each compiled pass replayed as a CUDA graph)."""
+        if self.G_learn is None:
+            from torch.nn.parallel import DistributedDataParallel as DDP
 
-        ids = [self.device.index or 0] if self.device.type == "cuda" else None
-        self.G_learn, self.D_learn = DDP(self.G, device_ids=ids), DDP(self.D, device_ids=ids)
+            ids = [self.device.index or 0] if self.device.type == "cuda" else None
+            self.G_learn, self.D_learn = DDP(self.G, device_ids=ids), DDP(self.D, device_ids=ids)
+        if self.compiled:
+            mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+            self.G_learn, self.D_learn, self.D_judge = (
+                torch.compile(m, mode=mode, dynamic=False) for m in (self.G_learn, self.D_learn, self.D)
+            )
+        self._wrapped = True
 
     def train_step(self) -> dict:
         """One D update and one G update on the same real batch and the same generated images (one G pass,
         as the DCGAN tutorials do): D sees them detached, G's update backpropagates through them."""
-        if self.G_learn is None:
-            self._wrap_for_ranks()
+        if not self._wrapped:
+            self._wrap()
+        if self.compiled and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs may be overwritten now
         real, y = self.real_batch(self.batch_size)
         z = self.noise(len(y))
         m = max(1, len(y) // 2) if self.train_cfg.coverage else 0

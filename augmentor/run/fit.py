@@ -102,7 +102,7 @@ def fit(
             model_cfg, train_cfg = ModelConfig.from_dict(config["model"]), TrainConfig.from_dict(config["train"])
             gan_set = data_cfg if isinstance(data_cfg, data.ImageSet) else rebuild_gan_set(out, config)
         distributed.check(w, train_cfg.batch_size, str(dev), model_cfg.mode, model_cfg.spectral_norm, model_cfg.num_classes)
-        trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision, w)
+        trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision, w, compile=opts.compile)
         start_from(trainer, source, init.freeze_d)
         train_run(out, trainer, config, opts, progress)
     return out
@@ -226,6 +226,7 @@ def train_run(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progr
     world = trainer.world
     log.info(
         f"training on {trainer.device}, {trainer.precision} math"
+        + (", compiled (the first steps wait for torch.compile)" if trainer.compiled else "")
         + (f", {world.size} processes × {trainer.batch_size} images a step" if world.distributed else "")
     )
     with _stop_on_sigint(trainer):

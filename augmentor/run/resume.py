@@ -79,7 +79,7 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
         if train_cfg.steps < done:
             raise ConfigError(f"--steps {train_cfg.steps} is below the {done} steps this run has done; give --steps ≥ {done}")
         gan_set = rebuild_gan_set(out, config, moved)
-        trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision, w)
+        trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision, w, compile=opts.compile)
         stored = legacy.section(config, "init", {})
         init = InitConfig.from_dict({k: v for k, v in stored.items() if k != "source"})
         start = stored.get("source") and found is None  # else the run's own checkpoint holds the start
