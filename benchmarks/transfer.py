@@ -1,4 +1,4 @@
-"""Does a generator started from a run on related data make better training data? (`fit --init`, issue 17)
+"""Does a generator started from a run on related data make better training data? (`fit --init`)
 
 MNIST digits 5-9 at 10 and 20 labelled images per class; our GAN from scratch, from a run on digits 0-4
 (related: other digits) and, as the negative control, from a run on chest X-rays (gray, same size,
