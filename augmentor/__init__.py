@@ -28,6 +28,7 @@ _EXPORTS = {
     "SyntheticDataset": "mix",
     "SyntheticReplace": "mix",
     "SyntheticBatch": "mix",
+    "PseudoLabelMix": "mix",
     "Sampler": "onnx.sampler",
     "AnomalyScorer": "anomaly",
     "fit": "run",

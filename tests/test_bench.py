@@ -322,6 +322,12 @@ def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_
     )
     assert "unlabelled images: the GAN that learnt from them" in (out / "report.md").read_text()
     assert "near_copy_fraction" in res["quality"]["6"]["unlabeled_gan"]["memorization"]  # near-copies of U's samples
+    # FixMatch, and FixMatch seeded with the GAN's labels: μ chosen on validation, every arm's wall time recorded
+    fix, fix_g = ARM_BY_ID["FIX"].name, ARM_BY_ID["FIX+G"].name
+    assert {fix, fix_g} <= set(arms) and not res["arms"][fix]["uses_gan"] and res["arms"][fix_g]["uses_gan"]
+    assert setting["fixmatch"]["mu"] in (1, 3) and set(setting["fixmatch"]["val_balanced_accuracy"]) == {"1", "3"}
+    assert set(setting["arm_seconds"]) == set(arms) - {CHOSEN.name} and all(t >= 0 for t in setting["arm_seconds"].values())
+    assert "Wall time per arm" in (out / "report.md").read_text()
     code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--out", tmp_path / "c", "--unlabeled-rest", "--unlabeled", "x")
     assert code == 2 and "not both" in one_line_error(err)
 

@@ -159,6 +159,10 @@ def test_pseudo_labels_of_a_folder_name_its_files(tmp_path, capsys):
 
     with pytest.raises(ConfigError, match="did not learn from unlabelled images"):
         pseudo_labelled_images(plain)
+    from augmentor import PseudoLabelMix
+
+    with pytest.raises(ConfigError, match="did not learn from unlabelled images"):
+        PseudoLabelMix([], plain)
 
 
 def test_labelled_class_shares_reweight_the_labellers_probabilities():
@@ -277,3 +281,60 @@ def test_the_kept_summary_says_when_the_split_was_taken_as_even():
     assert line.startswith("pseudo-labels: kept 4 of 5: healthy 3 (75 %), scorch 1 (25 %);") and "--unlabeled-shares" in line
     assert "--unlabeled-shares" not in kept_summary(pseudo, even, "healthy=0.3,scorch=0.7")  # the user said it
     assert "--unlabeled-shares" not in kept_summary(pseudo, uneven, None)  # the labelled shares were used
+
+
+def test_the_strong_view_changes_images_and_the_targets_follow_the_weak_view_or_the_given_labels():
+    from augmentor.data.augmentation import augment_batch
+    from augmentor.semi.fixmatch import THRESHOLD, ConsistencyLoss, strong_augmentation
+
+    for channels in (1, 3):
+        x = data.uint8_to_tanh(torch.randint(0, 256, (32, channels, 32, 32), dtype=torch.uint8))
+        strong = augment_batch(strong_augmentation(channels, seed=0), x)
+        assert strong.shape == x.shape and (strong - x).abs().flatten(1).mean(1).min() > 0.01  # every image changed
+
+    class Sure(torch.nn.Module):  # predicts class 2 for every image, at a confidence set by `logit`
+        def __init__(self, logit):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+            self.logit = logit
+
+        def forward(self, x):
+            out = torch.zeros(len(x), 3) + self.w
+            out[:, 2] += self.logit
+            return out
+
+    images = torch.randint(0, 256, (10, 1, 32, 32), dtype=torch.uint8)
+    sure, unsure = Sure(10.0), Sure(0.0)  # softmax 0.9999 (over THRESHOLD), 1/3 (under)
+    assert float(torch.softmax(sure(images[:1].float()), 1).max()) >= THRESHOLD
+    own = ConsistencyLoss(images, 8, None, strong_augmentation(1), seed=0)
+    assert float(own(unsure)) == 0 and own.share_with_targets() == 0  # no confident target: no loss
+    assert float(own(sure)) > 0 and own.kept[-1] == 1
+    known = torch.tensor([0] * 5 + [-1] * 5)  # the GAN labeller's labels for half the images
+    seeded = ConsistencyLoss(images, 8, None, strong_augmentation(1), seed=0, known=known)
+    loss = seeded(unsure)
+    drawn = torch.randint(10, (8,), generator=torch.Generator().manual_seed(0))
+    assert float(seeded.kept[-1]) == float((known[drawn] >= 0).float().mean()) and (float(loss) > 0) == bool(
+        (known[drawn] >= 0).any()
+    )
+
+
+@pytest.mark.slow
+def test_pseudo_label_mix_puts_the_kept_images_in_at_the_ratio_asked_even_after_the_run_moved(unlabeled_run, tmp_path):
+    import shutil
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from augmentor import PseudoLabelMix, pseudo_labelled_images
+
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(unlabeled_run, moved)  # a run moved to another folder still finds its kept images
+    kept = pseudo_labelled_images(moved)
+    x = torch.zeros(40, 1, 32, 32)  # black real images: every non-zero one in a batch came from the run
+    loader = DataLoader(TensorDataset(x, torch.arange(40) % 10), batch_size=10)
+    kept_unit = kept.images.float() / 255
+    for xb, yb, mask in PseudoLabelMix(loader, moved, ratio=0.3, return_mask=True):
+        assert int(mask.sum()) == 3 and torch.equal(yb, torch.arange(10))  # labels kept, as SyntheticMix's "match"
+        assert (xb[~mask] == 0).all()
+        for image, label in zip(xb[mask], yb[mask]):
+            same = (kept_unit[kept.labels == label] - image).abs().flatten(1).max(1).values
+            assert float(same.min()) < 1e-6  # one of the run's kept images of that class, as kept

@@ -35,10 +35,14 @@ class Arm:
     # the generator's share goes through the classical pipeline too, as re-drawn real images always do. Data
     # decide whether that helps, so both are measured.
     synthetic_augmented: bool = False
+    # FixMatch on the unlabelled images (semi/fixmatch.py): "own" targets only, or "gan": the GAN labeller's
+    # confident labels where the classifier is not yet sure
+    fixmatch: Optional[str] = None
 
     @property
     def sources(self) -> set:
-        return {*self.mix, *([self.cas] if self.cas else [])}
+        fixmatch = {"unlabeled-images", *(["pseudo-gan"] if self.fixmatch == "gan" else [])} if self.fixmatch else set()
+        return {*self.mix, *([self.cas] if self.cas else []), *fixmatch}
 
 
 ARMS = (
@@ -56,6 +60,9 @@ ARMS = (
     Arm("F", "synthetic", "F synthetic only (CAS)", True, cas="gan"),
     # SELF-G: self-training with the semi-supervised GAN's labels and none of its images: what its labels give
     Arm("SELF-G", "unlabelled", "SELF-G real+aug+GAN-pseudo-labelled 0.5", True, classical=True, mix=("pseudo-gan",), ratio=0.5),
+    # what a user with unlabelled images would pick instead of a GAN, and the same seeded with the GAN's labels
+    Arm("FIX", "unlabelled", "FIX real+aug+FixMatch", False, classical=True, fixmatch="own"),
+    Arm("FIX+G", "unlabelled", "FIX+G real+aug+FixMatch from the GAN's labels", True, classical=True, fixmatch="gan"),
     Arm("U", "unlabelled", "U real+aug+syn(unlabeled GAN) 0.5", True, classical=True, mix=("unlabeled",), ratio=0.5),
     Arm(
         "SELF+U",

@@ -126,7 +126,9 @@ def render(report: dict, lines: list) -> str:
         "(chosen: the ratio picked on validation, 0 unless a share beat it beyond the validation's noise) · "
         "F synthetic only (CAS) · with unlabelled images: SELF self-training (unlabelled images labelled by the classifier, "
         "mixed in), SELF-G the same with the semi-supervised GAN's labels "
-        "(its labels, none of its images), U the GAN that also learnt from them, SELF+U the GAN's labels and images "
+        "(its labels, none of its images), FIX FixMatch (a confident label of a weakly augmented unlabelled image must "
+        "hold for a strongly augmented copy), FIX+G the same with the GAN labeller's labels where the classifier is "
+        "not yet sure, U the GAN that also learnt from them, SELF+U the GAN's labels and images "
         "(-aug: its images through the classical pipeline too, like the real ones beside them) · R "
         "the tutorials' plain GAN at the same budget.",
         "",
@@ -146,6 +148,7 @@ def render(report: dict, lines: list) -> str:
                 f"| {arm} | " + " | ".join(f"{100 * ms[k]['mean']:.1f} ± {100 * ms[k]['std']:.1f}" for k in metric_names) + " |"
             )
         md.append("")
+    md += _wall_times(report)
     md += [
         "## Sample quality (first seed; features of a SmallCNN trained on the real pool)",
         "",
@@ -181,6 +184,26 @@ def render(report: dict, lines: list) -> str:
         "",
     ]
     return "\n".join(md)
+
+
+def _wall_times(report: dict) -> list:
+    """What each recipe cost: a recipe that wins by spending ten times as long must say so."""
+    settings = [r for r in report.get("settings", []) if r.get("arm_seconds")]  # benches before 0.12 did not time arms
+    if not settings:
+        return []
+    arms = {
+        a: statistics.mean(r["arm_seconds"][a] for r in settings if a in r["arm_seconds"]) for a in settings[0]["arm_seconds"]
+    }
+    gans = statistics.mean(r["gan_seconds"] for r in settings)
+    mus = [r["fixmatch"]["mu"] for r in settings if r.get("fixmatch")]
+    lines = [
+        "Wall time per arm (mean over settings, s; an arm that needs a GAN or a labeller also waits for it — the "
+        f"GAN on the labelled images took {gans:.0f} s): "
+        + " · ".join(f"{ARM_BY_NAME[a].id if a in ARM_BY_NAME else a} {t:.0f}" for a, t in arms.items()),
+    ]
+    if mus:
+        lines.append(f"FIX trains once per μ it chooses from on validation (both count in its time); μ chosen: {mus}.")
+    return lines + [""]
 
 
 def _augmentation_used(per_seed: list) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -15,6 +15,7 @@ from ..data import augmentation as augmentation_
 from ..gan import distributed
 from ..onnx.sampler import Sampler
 from ..semi.classifier import predict, train_classifier
+from ..semi.fixmatch import MU_CHOICES, ConsistencyLoss, strong_augmentation
 from ..semi.unlabeled import drop_labelled, pseudo_label, pseudo_labelled, read_pseudo_labels
 from .arms import ARM_BY_ID, ARMS, CHOSEN, Arm
 from .options import Preset
@@ -24,6 +25,7 @@ from .protocol import (
     carve_validation,
     choose_training_images,
     chosen_on_validation,
+    classifier_batches,
     imbalanced,
     rest_of_pool,
     scores,
@@ -48,6 +50,8 @@ class SettingResult:
     val_balanced_accuracy: dict  # ratio of arm E → balanced accuracy on the validation images
     chosen_ratio: float
     gan_run: str
+    arm_seconds: dict = field(default_factory=dict)  # arm name → its classifier's training time (GANs: gan_seconds)
+    fixmatch: Optional[dict] = None  # μ chosen on validation, its validation scores, the share of targets at the end
 
 
 @dataclass
@@ -121,26 +125,53 @@ def run_setting(
     y_syn = torch.arange(preset.n_synthetic) % k
     x_syn = {name: g.sample(preset.n_synthetic, y_syn, seed=seed) for name, g in gans.items()}
 
-    arms = ArmTraining(train, preset, seed, augment_file, {**gans, **pseudo_sets}, device)
-    models = {"A": arms.classifier(ARM_BY_ID["A"], "none")}
+    unlabelled_sources = {} if unlabeled is None else {"unlabeled-images": unlabeled}
+    arms = ArmTraining(train, preset, seed, augment_file, {**gans, **pseudo_sets, **unlabelled_sources}, device)
+    seconds = {}
+
+    def timed(arm_id: str, train, *args, **kwargs):  # an arm's training time adds up over its candidates
+        t = time.time()
+        model = train(*args, **kwargs)
+        seconds[arm_id] = seconds.get(arm_id, 0.0) + time.time() - t
+        return model
+
+    models = {"A": timed("A", arms.classifier, ARM_BY_ID["A"], "none")}
     # The classical pipeline: the user's (--augment), else the preset or none, whichever scores better on validation.
     augmentation_val = None
     augmentation = str(augment_file) if augment_file is not None else "preset"
     if augment_file is None:
-        with_preset = arms.classifier(ARM_BY_ID["B"], "preset")
+        with_preset = timed("B", arms.classifier, ARM_BY_ID["B"], "preset")
         val_probs = {"none": predict(models["A"], x_val), "preset": predict(with_preset, x_val)}
         augmentation_val = {name: scores(probs, y_val)["balanced_accuracy"] for name, probs in val_probs.items()}
         # The preset unless "none" did better beyond the validation's noise: a narrow win on a few validation
         # images is no evidence against the domain default.
         augmentation = chosen_on_validation(val_probs, y_val, default="preset")
         models["B"] = with_preset if augmentation == "preset" else models["A"]
+    fixmatch_record = None
     for arm in ARMS:
         if arm.id in models or not arms.runs(arm):
             continue
         if arm.cas:
-            models[arm.id] = train_classifier(x_syn[arm.cas], y_syn, k, steps=preset.clf_steps, seed=seed, device=device)
+            models[arm.id] = timed(
+                arm.id, train_classifier, x_syn[arm.cas], y_syn, k, steps=preset.clf_steps, seed=seed, device=device
+            )
+        elif arm.fixmatch == "own":  # μ chosen on validation: the paper's 3 unless another is clearly better
+            candidates = {mu: timed(arm.id, arms.fixmatch, arm, augmentation, mu) for mu in sorted(MU_CHOICES, reverse=True)}
+            val_probs = {mu: predict(model, x_val) for mu, (model, _) in candidates.items()}
+            mu = chosen_on_validation(val_probs, y_val, default=max(MU_CHOICES))
+            models[arm.id], term = candidates[mu]
+            fixmatch_record = {
+                "mu": mu,
+                "val_balanced_accuracy": {str(m): scores(p, y_val)["balanced_accuracy"] for m, p in val_probs.items()},
+                "targets_at_end": term.share_with_targets(),
+            }
+        elif arm.fixmatch == "gan":  # the same μ; the GAN labeller's kept labels where the classifier is not sure
+            known = torch.full((len(unlabeled),), -1, dtype=torch.long)
+            known[by_gan.index] = by_gan.labels
+            mu = fixmatch_record["mu"] if fixmatch_record else max(MU_CHOICES)
+            models[arm.id] = timed(arm.id, arms.fixmatch, arm, augmentation, mu, known)[0]
         else:
-            models[arm.id] = arms.classifier(arm, augmentation)
+            models[arm.id] = timed(arm.id, arms.classifier, arm, augmentation)
 
     def evaluate(model):  # on the held-out test set
         return scores(predict(model, x_test), y_test)
@@ -166,6 +197,8 @@ def run_setting(
         val_balanced_accuracy={str(r): v for r, v in val_scores.items()},
         chosen_ratio=best,
         gan_run=str(gans["gan"].path.parent),
+        arm_seconds={ARM_BY_ID[i].name: round(t, 1) for i, t in seconds.items()},
+        fixmatch=fixmatch_record,
     )
     return result, SettingSamples(x_syn, train)
 
@@ -244,6 +277,43 @@ class ArmTraining:
             ratio=arm.ratio,
             labels="balanced" if self.imbalanced else "match",  # imbalanced data: the extra images top up rare classes
         )
+
+    def fixmatch(self, arm: Arm, augmentation: str, mu: int, known: Optional[torch.Tensor] = None) -> tuple:
+        """(classifier, its ConsistencyLoss): the arm's labelled batches as ``classifier`` makes them, plus μ unlabelled
+        images per labelled one (weak view: the arms' classical pipeline; strong: fixmatch.strong_augmentation)."""
+        channels = self.train.channels
+        classical = arm.classical and augmentation != "none"
+        aug = augmentation_.pipeline_or_preset(self.augment_file, channels, self.seed) if classical else None
+        weak = augmentation_.pipeline_or_preset(self.augment_file, channels, self.seed + 1) if classical else None
+        term = ConsistencyLoss(
+            self.sources["unlabeled-images"].images,
+            mu * self.preset.batch_size,
+            weak,
+            strong_augmentation(channels, self.seed),
+            self.seed,
+            known,
+        )
+        batches = classifier_batches(
+            self.x,
+            self.train.labels,
+            self.train.num_classes,
+            self.preset,
+            self.seed,
+            augment=aug,
+            device=self.device,
+        )
+        model = train_classifier(
+            self.x,
+            self.train.labels,
+            self.train.num_classes,
+            steps=self.preset.clf_steps,
+            batch_size=self.preset.batch_size,
+            seed=self.seed,
+            batches=batches,
+            device=self.device,
+            extra_loss=term,
+        )
+        return model, term
 
     def source(self, name: str, aug, synthetic_augmented: bool):
         """Real images (re-drawn or pseudo-labelled) go through ``aug`` like the rest of the batch; a generator's

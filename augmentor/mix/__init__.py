@@ -4,3 +4,4 @@ from __future__ import annotations
 
 from .dataset import SyntheticDataset, SyntheticReplace  # noqa: F401
 from .loader import SyntheticBatch, SyntheticMix  # noqa: F401
+from .pseudo import PseudoLabelMix  # noqa: F401

@@ -49,11 +49,12 @@ def train_classifier(
     balanced: bool = False,
     batches=None,
     device="cpu",
+    extra_loss: Optional[Callable] = None,
 ) -> nn.Module:
     """Adam with cosine decay, batches drawn with replacement. ``images`` float in [-1, 1].
     ``augment(x, y) -> (x, y)`` edits each batch (classical augmentation, synthetic mixing); ``balanced``
     draws classes uniformly (for imbalanced data); ``batches`` (an iterator of (x, y)) replaces the
-    built-in sampling altogether."""
+    built-in sampling altogether; ``extra_loss(model)`` is added to each step's loss (FixMatch's unlabelled term)."""
     dev = torch.device(device)
     # layers initialise (and any global draw happens) from torch's global generator: seeded inside fork_rng, so
     # the user's own random state is the same afterwards
@@ -77,6 +78,8 @@ def train_classifier(
             if augment is not None:
                 x, y = augment(x, y)
             loss = F.cross_entropy(model(x.to(device)), y.to(device))
+            if extra_loss is not None:
+                loss = loss + extra_loss(model)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
