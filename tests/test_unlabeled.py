@@ -305,13 +305,13 @@ def test_the_strong_view_changes_images_and_the_targets_follow_the_weak_view_or_
 
     images = torch.randint(0, 256, (10, 1, 32, 32), dtype=torch.uint8)
     sure, unsure = Sure(10.0), Sure(0.0)  # softmax 0.9999 (over THRESHOLD), 1/3 (under)
-    assert float(torch.softmax(sure(images[:1].float()), 1).max()) >= THRESHOLD
+    assert float(torch.softmax(sure(images[:1].float()), 1).max().detach()) >= THRESHOLD
     own = ConsistencyLoss(images, 8, None, strong_augmentation(1), seed=0)
-    assert float(own(unsure)) == 0 and own.share_with_targets() == 0  # no confident target: no loss
-    assert float(own(sure)) > 0 and own.kept[-1] == 1
+    assert float(own(unsure).detach()) == 0 and own.share_with_targets() == 0  # no confident target: no loss
+    assert float(own(sure).detach()) > 0 and own.kept[-1] == 1
     known = torch.tensor([0] * 5 + [-1] * 5)  # the GAN labeller's labels for half the images
     seeded = ConsistencyLoss(images, 8, None, strong_augmentation(1), seed=0, known=known)
-    loss = seeded(unsure)
+    loss = seeded(unsure).detach()
     drawn = torch.randint(10, (8,), generator=torch.Generator().manual_seed(0))
     assert float(seeded.kept[-1]) == float((known[drawn] >= 0).float().mean()) and (float(loss) > 0) == bool(
         (known[drawn] >= 0).any()
