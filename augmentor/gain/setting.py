@@ -279,8 +279,10 @@ class ArmTraining:
         )
 
     def fixmatch(self, arm: Arm, augmentation: str, mu: int, known: Optional[torch.Tensor] = None) -> tuple:
-        """(classifier, its ConsistencyLoss): the arm's labelled batches as ``classifier`` makes them, plus μ unlabelled
-        images per labelled one (weak view: the arms' classical pipeline; strong: fixmatch.strong_augmentation)."""
+        """(classifier, its ConsistencyLoss): the arm's labelled batches as ``classifier`` makes them, class-balanced on
+        imbalanced data (the unlabelled images cannot top up the rare classes as the mixing arms' extra images do,
+        and their pseudo-labels would pull the classifier towards the common ones), plus μ unlabelled images per
+        labelled one (weak view: the arms' classical pipeline; strong: fixmatch.strong_augmentation)."""
         channels = self.train.channels
         classical = arm.classical and augmentation != "none"
         aug = augmentation_.pipeline_or_preset(self.augment_file, channels, self.seed) if classical else None
@@ -299,6 +301,7 @@ class ArmTraining:
             self.train.num_classes,
             self.preset,
             self.seed,
+            balanced=self.imbalanced,
             augment=aug,
             device=self.device,
         )
