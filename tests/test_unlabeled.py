@@ -307,11 +307,13 @@ def test_the_strong_view_changes_images_and_the_targets_follow_the_weak_view_or_
     sure, unsure = Sure(10.0), Sure(0.0)  # softmax 0.9999 (over THRESHOLD), 1/3 (under)
     assert float(torch.softmax(sure(images[:1].float()), 1).max().detach()) >= THRESHOLD
     own = ConsistencyLoss(images, 8, None, strong_augmentation(1), seed=0)
-    assert float(own(unsure).detach()) == 0 and own.share_with_targets() == 0  # no confident target: no loss
-    assert float(own(sure).detach()) > 0 and own.kept[-1] == 1
+    labelled = torch.zeros(4, 1, 32, 32)
+    logits, loss = own(unsure, labelled)
+    assert logits.shape == (4, 3) and float(loss.detach()) == 0 and own.share_with_targets() == 0  # no target: no loss
+    assert float(own(sure, labelled)[1].detach()) > 0 and own.kept[-1] == 1
     known = torch.tensor([0] * 5 + [-1] * 5)  # the GAN labeller's labels for half the images
     seeded = ConsistencyLoss(images, 8, None, strong_augmentation(1), seed=0, known=known)
-    loss = seeded(unsure).detach()
+    loss = seeded(unsure, labelled)[1].detach()
     drawn = torch.randint(10, (8,), generator=torch.Generator().manual_seed(0))
     assert float(seeded.kept[-1]) == float((known[drawn] >= 0).float().mean()) and (float(loss) > 0) == bool(
         (known[drawn] >= 0).any()

@@ -54,7 +54,8 @@ def train_classifier(
     """Adam with cosine decay, batches drawn with replacement. ``images`` float in [-1, 1].
     ``augment(x, y) -> (x, y)`` edits each batch (classical augmentation, synthetic mixing); ``balanced``
     draws classes uniformly (for imbalanced data); ``batches`` (an iterator of (x, y)) replaces the
-    built-in sampling altogether; ``extra_loss(model)`` is added to each step's loss (FixMatch's unlabelled term)."""
+    built-in sampling altogether; ``extra_loss(model, x) -> (logits of x, a loss term)`` runs the step's forward
+    pass itself, so that more images can share it (FixMatch's unlabelled ones: batch norm then sees them together)."""
     dev = torch.device(device)
     # layers initialise (and any global draw happens) from torch's global generator: seeded inside fork_rng, so
     # the user's own random state is the same afterwards
@@ -77,9 +78,11 @@ def train_classifier(
                 x, y = images[idx], labels[idx]
             if augment is not None:
                 x, y = augment(x, y)
-            loss = F.cross_entropy(model(x.to(device)), y.to(device))
-            if extra_loss is not None:
-                loss = loss + extra_loss(model)
+            if extra_loss is None:
+                loss = F.cross_entropy(model(x.to(device)), y.to(device))
+            else:
+                logits, extra = extra_loss(model, x.to(device))
+                loss = F.cross_entropy(logits, y.to(device)) + extra
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

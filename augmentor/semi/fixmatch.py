@@ -47,7 +47,9 @@ def strong_augmentation(channels: int, seed: int = 0):
 
 class ConsistencyLoss:
     """The unlabelled term of a step, for train_classifier(extra_loss=...): μ × batch unlabelled images drawn with
-    replacement, weak and strong views, masked cross-entropy of the strong view against the weak view's label.
+    replacement, weak and strong views, masked cross-entropy of the strong view against the weak view's label. One
+    forward pass over the labelled batch and both views, as FixMatch's own code does: batch norm sees them together
+    (separate passes scored lower on the X-rays and the leaves: docs/results.md, "Unlabelled images").
     ``known``: fixed targets for some unlabelled images (index → class, −1 for none; FIX+G: the GAN labeller's
     confident labels), used where the classifier's own weak view is not yet sure."""
 
@@ -57,12 +59,14 @@ class ConsistencyLoss:
         self.g = torch.Generator().manual_seed(seed)
         self.kept = []  # per step: the share of the drawn images that had a target
 
-    def __call__(self, model) -> torch.Tensor:
+    def __call__(self, model, labelled: torch.Tensor) -> tuple:
+        """(the labelled images' logits, this step's unlabelled loss)."""
         idx = torch.randint(len(self.unlabeled), (self.batch,), generator=self.g)
         x = data.uint8_to_tanh(self.unlabeled[idx])
         weak, strong = augment_batch(self.weak, x), augment_batch(self.strong, x)
-        device = next(model.parameters()).device
-        logits = model(torch.cat([weak, strong]).to(device))
+        device = labelled.device
+        logits = model(torch.cat([labelled, weak.to(device), strong.to(device)]))
+        labelled_logits, logits = logits[: len(labelled)], logits[len(labelled) :]
         with torch.no_grad():
             confidence, target = F.softmax(logits[: len(idx)].float(), 1).max(1)
             mask = confidence >= THRESHOLD
@@ -72,7 +76,7 @@ class ConsistencyLoss:
                 mask = mask | (given >= 0)
         self.kept.append(mask.float().mean().detach())
         loss = F.cross_entropy(logits[len(idx) :], target, reduction="none")
-        return (loss * mask).mean()
+        return labelled_logits, (loss * mask).mean()
 
     def share_with_targets(self, last: int = 50) -> float:
         """The share of the drawn unlabelled images that had a target, over the last ``last`` steps."""
