@@ -111,7 +111,8 @@ class BenchOptions:
         "(default: the built-in preset, or none where that scores better on the validation images beyond their noise).",
     )
     unlabeled: Optional[str] = option(
-        None, "Unlabelled images (any --data source): adds the SELF (self-training), SELF-G, U and SELF+U arms."
+        None,
+        "Unlabelled images (any --data source): adds the SELF (self-training), SELF-G, FIX (FixMatch), FIX+G, U and SELF+U arms.",
     )
     unlabeled_rest: bool = option(
         False, "Treat the pool images outside each setting's draw as unlabelled (benchmarks on labelled data)."
