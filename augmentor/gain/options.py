@@ -91,8 +91,7 @@ class BenchOptions:
     source: Optional[str] = option(None, "Any --data source of fit (default sklearn:digits).", flag="--data")
     preset: str = option(
         "quick",
-        "quick: the protocol at CPU scale; full: the whole protocol, for a GPU; smoke: seconds, a dry run "
-        "(times: docs/results.md).",
+        "quick: the protocol at CPU scale; full: the whole protocol, for a GPU; smoke: seconds, a dry run.",
         choices=tuple(PRESETS),
     )
     size: int = option(32, "Image side: 32, 64 or 128.")

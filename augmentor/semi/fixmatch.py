@@ -48,8 +48,8 @@ def strong_augmentation(channels: int, seed: int = 0):
 class ConsistencyLoss:
     """The unlabelled term of a step, for train_classifier(extra_loss=...): μ × batch unlabelled images drawn with
     replacement, weak and strong views, masked cross-entropy of the strong view against the weak view's label. One
-    forward pass over the labelled batch and both views, as FixMatch's own code does: batch norm sees them together
-    (separate passes scored lower on the X-rays and the leaves: docs/results.md, "Unlabelled images").
+    forward pass over the labelled batch and both views, as FixMatch's own code does: batch norm then normalises
+    labelled and unlabelled images with the same statistics, as it will at test time.
     ``known``: fixed targets for some unlabelled images (index → class, −1 for none; FIX+G: the GAN labeller's
     confident labels), used where the classifier's own weak view is not yet sure."""
 
