@@ -203,6 +203,7 @@ def sample(model, n, per_class, out, seed, device):
 @_click_options(InitConfig)  # our GANs start from a run fitted on related data, as with fit
 def bench(out, init, freeze_d, **options):
     """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
+    from .gain.report import RECIPES, describe, winning_recipes
     from .gain.runner import bench as run_bench
 
     if options["source"] is None:
@@ -211,7 +212,10 @@ def bench(out, init, freeze_d, **options):
     if not report:  # another process of a torchrun job: rank 0 reports
         return
     verdict = "helped" if report["synthetic_helped"] else "did NOT help"
-    click.echo(f"\nsynthetic data {verdict}; recommended ratio {report['recommended_ratio']}\nreport: {out / 'report.md'}")
+    click.echo(f"\nsynthetic data {verdict}; recommended ratio {report['recommended_ratio']}")
+    for shot, arm_id in winning_recipes(report).items():
+        click.echo(f"with unlabelled images, {describe(shot)}: {RECIPES.get(arm_id, arm_id)} won ({arm_id})")
+    click.echo(f"report: {out / 'report.md'}")
 
 
 @cli.command()
@@ -272,7 +276,7 @@ def pseudo_labels(run_dir, out):
     if out.exists():
         raise click.BadParameter(f"{out} exists; choose a new file", param_hint="--out")
     outputs.check_writable(out.parent, "--out")
-    rows = pseudo_labels_table(run_dir)
+    rows, check = pseudo_labels_table(run_dir)
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["image", "label", "confidence"])
@@ -283,6 +287,16 @@ def pseudo_labels(run_dir, out):
     except OSError as e:
         raise click.BadParameter(f"cannot write {out} ({e.strerror or e})", param_hint="--out") from None
     click.echo(f"wrote {len(rows)} pseudo-labelled images to {out}")
+    if check is None:
+        click.echo("their labels were not checked on held-out labelled images (a run fitted before augmentor checked them)")
+    else:
+        if check.estimated_precision is not None:
+            click.echo(
+                f"an estimated {100 * check.estimated_precision:.0f} % of them are labelled right "
+                f"(calibrated on {check.validation_images} labelled validation images the labellers did not learn from)"
+            )
+        if check.warning("pseudo-labels"):
+            click.echo("warning: " + check.warning("pseudo-labels"), err=True)
 
 
 def main(argv=None) -> None:

@@ -6,7 +6,7 @@
 
 Arguments: data, shot, seed[, size]. The quick preset's split, draw, validation carve-out and classifier, as
 `augmentor bench --unlabeled-rest` makes them; B (real + the preset's augmentation) and FIX at μ 3 and 1, each with
-its wall time on one thread; the share of the unlabelled pool the final classifier is ≥ 0.95 sure of, and how much
+its wall time on one thread; the strong view's STRENGTH; the share of the unlabelled pool the final classifier is ≥ 0.95 sure of, and how much
 of that is right. One JSON line (printed after each μ; the last is complete), no GAN trained.
 """
 
@@ -22,10 +22,10 @@ from common import environment
 from augmentor import data
 from augmentor.gain.arms import ARM_BY_ID
 from augmentor.gain.options import PRESETS
-from augmentor.gain.protocol import carve_validation, choose_training_images, rest_of_pool, scores, split_data
+from augmentor.gain.protocol import choose_training_images, rest_of_pool, scores, split_data
 from augmentor.gain.setting import ArmTraining
 from augmentor.semi.classifier import predict
-from augmentor.semi.fixmatch import MU_CHOICES, THRESHOLD
+from augmentor.semi.fixmatch import MU_CHOICES, STRENGTH, THRESHOLD
 
 
 def main(source: str, shot: str, seed: int, size: int = 32) -> None:
@@ -33,11 +33,12 @@ def main(source: str, shot: str, seed: int, size: int = 32) -> None:
     shot = shot if shot.endswith("%") or shot == "all" else int(shot)
     split = split_data(source, size)
     chosen = choose_training_images(split.pool, shot, seed)
-    train, _ = carve_validation(split.pool.subset(chosen), seed)
+    train, _ = data.carve_validation(split.pool.subset(chosen), seed)
     rest = rest_of_pool(split.pool, chosen)
     arms = ArmTraining(train, PRESETS["quick"], seed, None, {"unlabeled-images": rest})
     x_test, y_test = data.uint8_to_tanh(split.test.images), split.test.labels.numpy()
-    row = {"source": source, "shot": str(shot), "seed": seed, "size": size, "unlabeled": len(rest), "env": environment()}
+    row = {"source": source, "shot": str(shot), "seed": seed, "size": size, "unlabeled": len(rest), "strength": STRENGTH}
+    row["env"] = environment()
     t = time.time()
     row["B"] = scores(predict(arms.classifier(ARM_BY_ID["B"], "preset"), x_test), y_test)
     row["B_seconds"] = round(time.time() - t, 1)

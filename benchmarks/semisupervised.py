@@ -27,7 +27,7 @@ from sklearn.metrics import balanced_accuracy_score
 from augmentor import data
 from augmentor.config import UnlabeledConfig
 from augmentor.gain.options import PRESETS
-from augmentor.gain.protocol import carve_validation, choose_training_images, rest_of_pool, split_data
+from augmentor.gain.protocol import choose_training_images, rest_of_pool, split_data
 from augmentor.semi.classifier import predict, train_classifier
 from augmentor.semi.semisupervised import label_probabilities, train_labelling_gan
 from augmentor.semi.shares import expected_shares, reweighted
@@ -54,7 +54,7 @@ def judge(probs: torch.Tensor, truth: torch.Tensor, threshold: float, labelled) 
 
 def one_seed(split, shot, seed: int, steps: int, cfg: UnlabeledConfig, labellers) -> dict:
     chosen = choose_training_images(split.pool, shot, seed)
-    train, _ = carve_validation(split.pool.subset(chosen), seed)
+    train, _ = data.carve_validation(split.pool.subset(chosen), seed)
     unlabeled = rest_of_pool(split.pool, chosen)
     test_x, test_y = split.test, split.test.labels
     out = {"seed": seed, "labelled": len(train), "unlabelled": len(unlabeled)}
@@ -79,9 +79,9 @@ def one_seed(split, shot, seed: int, steps: int, cfg: UnlabeledConfig, labellers
         t0 = time.time()
         model = train_labelling_gan(train, unlabeled, unlabeled.images[start.index], start.labels, steps, seed,
                                     **LABELLERS[name])  # fmt: skip
-        probs = reweighted(label_probabilities(model, unlabeled), expected_shares(train))
+        probs = reweighted(label_probabilities(model, unlabeled.images), expected_shares(train))
         out[name] = judge(probs, unlabeled.labels, cfg.pseudo_threshold, train)
-        test_guess = reweighted(label_probabilities(model, test_x), expected_shares(train)).argmax(1)
+        test_guess = reweighted(label_probabilities(model, test_x.images), expected_shares(train)).argmax(1)
         out[name]["test"] = round(float((test_guess == test_y).float().mean()), 4)
         out[name]["test_balanced"] = round(float(balanced_accuracy_score(test_y, test_guess)), 4)
         out[name]["seconds"] = round(time.time() - t0, 1)

@@ -296,7 +296,7 @@ def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_
     out = tmp_path / "b"
     shares = "0=3," + ",".join(f"{k}=1" for k in range(1, 10))  # the labellers expect 1 in 4 unlabelled digits a 0
     args = ["--seeds", "0", "--out", out, "--unlabeled-rest", "--augment", tmp_path / "mine.json", "--unlabeled-shares", shares]
-    code, _, err = run_cli(capsys, "bench", "--preset", "smoke", *args)
+    code, stdout, err = run_cli(capsys, "bench", "--preset", "smoke", *args)
     assert code == 0, err
     res = json.loads((out / "results.json").read_text())
     arms = res["summary"]["6"]
@@ -309,10 +309,20 @@ def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_
     assert not res["arms"][self_arm]["uses_gan"] and res["arms"][by_gan]["uses_gan"] and res["arms"][both]["uses_gan"]
     setting = res["settings"][0]
     # the unlabelled images are the pool outside this setting's draw (train + validation = 60 of 1,258)
-    for pseudo in setting["pseudo_labels"].values():
+    labels = setting["pseudo_labels"]
+    for pseudo in (labels["classifier"], labels["gan"]):
         assert pseudo["considered"] == 1258 - 60 and 0 < pseudo["kept"] <= pseudo["considered"] and 0 <= pseudo["right"] <= 1
         caps = {name: round(share / 12 * pseudo["considered"]) for name, share in zip("0123456789", [3] + [1] * 9)}
         assert all(kept <= caps[name] for name, kept in pseudo["kept_per_class"].items()), pseudo  # at most its share
+    # every labeller, FIX's classifier too, is checked on the setting's validation images (the labellers learnt
+    # from the other 50)
+    assert set(labels) == {"classifier", "gan", "fixmatch"} and labels["fixmatch"]["considered"] == 1258 - 60
+    assert all(p["check"]["validation_images"] == setting["val_images"] == 10 for p in labels.values())
+    report_md = (out / "report.md").read_text()
+    assert "## Pseudo-labels: how many are right" in report_md and "only 10 labelled validation images, too few" in report_md
+    assert "## The recipe that won on your data" in report_md and "with unlabelled images, 6 images per class:" in stdout
+    pool = ARM_BY_ID["POOL"].name  # the ceiling: the unlabelled images with their true labels
+    assert pool in arms and res["arms"][pool]["role"] == "ceiling" and "The ceiling, the unlabelled images" in report_md
     gan = json.loads((out / "runs" / "unlabeled-shot6-seed0" / "config.json").read_text())
     assert gan["pseudo_labels"]["labeller"] == "gan" and gan["pseudo_labels"]["kept"] == setting["pseudo_labels"]["gan"]["kept"]
     assert gan["num_images"] == setting["train_images"]
@@ -378,27 +388,58 @@ def test_the_verdict_names_the_recipe_that_won():
     def cell(*values):
         return {"accuracy": {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": list(values)}}
 
-    def recipe(arms):  # the verdict's line on the unlabelled images; E chosen = B (ratio 0), last as in a bench
+    def recipe(arms):  # the verdict's lines on the unlabelled images; E chosen = B (ratio 0), last as in a bench
         _, lines = verdict({"10": {**arms, CHOSEN.name: arms[b]}}, "accuracy", ARM_BY_NAME, CHOSEN.name)
-        (line,) = [x for x in lines if "unlabelled images" in x]
-        return line
+        start = next(i for i, x in enumerate(lines) if "unlabelled images" in x)
+        return "\n".join(lines[start:])
 
     self_arm, both, b = (ARM_BY_ID[i].name for i in ("SELF", "SELF+U", "B"))
     arms = {b: cell(0.90, 0.91), self_arm: cell(0.96, 0.96), both: cell(0.95, 0.955)}
-    line = recipe(arms)
-    assert "does not add measurably" in line and "self-training alone" in line
+    lines = recipe(arms)
+    assert "does not add measurably" in lines and "**self-training alone" in lines and f"({self_arm}, 96.0)" in lines
     arms[b] = cell(0.97, 0.97)
-    assert "the labelled images alone" in recipe(arms)
+    assert "**neither: the labelled images alone" in recipe(arms)
     arms[both] = cell(0.99, 0.99)
-    line = recipe(arms)
-    assert "adds to self-training" in line and f"**{both}**" in line
+    lines = recipe(arms)
+    assert "adds to self-training" in lines and f"({both}, 99.0)" in lines
     by_gan = ARM_BY_ID["SELF-G"].name  # the GAN's labels without its images
     arms[by_gan] = cell(0.995, 0.995)
-    assert f"**{by_gan}**" in recipe(arms)
+    assert f"({by_gan}, 99.5)" in recipe(arms)
     # two SELF+U variants (synthetic images raw or augmented): the better one is weighed against SELF
     augmented = ARM_BY_ID["SELF+U-aug"].name
     arms[both], arms[augmented] = cell(0.955, 0.96), cell(0.975, 0.985)
     assert f"adds to self-training: {augmented} vs {self_arm} +2.0 points" in recipe(arms)
+    # FixMatch: the best recipe with the GAN is weighed against it, and may lose
+    fix = ARM_BY_ID["FIX"].name
+    arms[fix] = cell(0.999, 0.999)
+    lines = recipe(arms)
+    assert (
+        f"The best recipe with the GAN loses to FixMatch: {by_gan} vs {fix} -0.4 points" in lines
+        and "**FixMatch (consistency training" in lines
+    )
+    arms[fix] = cell(0.994, 0.996)
+    assert f"does not beat FixMatch: {by_gan} vs {fix} +0.0 points" in recipe(arms)
+    arms[fix] = cell(0.97, 0.971)
+    assert f"beats FixMatch: {by_gan} vs {fix} +2.5 points" in recipe(arms)
+
+
+def test_the_winning_recipes_code_names_the_calls_that_follow_it():
+    """What report.md shows for each winning recipe (tests/test_unlabeled.py runs the pseudo-label one)."""
+    from augmentor.gain.report import recipe_code
+
+    assert "semilearn" in " ".join(recipe_code("FIX", mu=1)) and "μ = 1" in " ".join(recipe_code("FIX", mu=1))
+    assert "augmentor pseudo-labels run" in "\n".join(recipe_code("FIX+G"))
+    assert "--pseudo-labeller classifier" in "\n".join(recipe_code("SELF"))
+    assert "nothing from augmentor helped" in recipe_code("B")[0]
+    for arm_id, expected in (
+        ("SELF-G", ["PseudoLabelMix"]),
+        ("SELF+U", ["PseudoLabelMix", "SyntheticMix"]),
+        ("U", ["SyntheticMix"]),
+    ):
+        lines = recipe_code(arm_id)
+        python = lines[lines.index("```python") + 1 : -1]
+        assert all(any(name in line for line in python) for name in expected), (arm_id, python)
+        assert any(line.startswith("augmentor fit --data LABELLED/ --unlabeled UNLABELLED/ --out run") for line in lines)
 
 
 def test_the_classifier_leaves_the_users_global_random_state_alone():
@@ -420,5 +461,8 @@ def test_an_old_results_json_renders_its_verdict_again(tmp_path):
 
     old = Path(__file__).parents[1] / "benchmarks" / "results" / "bench-mnist-unlabeled-10"
     shutil.copy(old / "results.json", tmp_path)
-    recipe = [line for line in rerender(tmp_path).splitlines() if "Best recipe" in line]
-    assert recipe and recipe == [line for line in (old / "report.md").read_text().splitlines() if "Best recipe" in line]
+    text = rerender(tmp_path)
+    by_gan, both, self_arm = (ARM_BY_ID[i].name for i in ("SELF-G", "SELF+U", "SELF"))
+    assert f"adds to self-training: {both} vs {self_arm} +0.7 points" in text  # the figures the old report.md gave
+    assert f"Best recipe here: **the GAN labeller's pseudo-labelled images** ({by_gan}, 97.4)" in text
+    assert f"Best recipe here: **{by_gan}** ({by_gan}, 97.4)" in (old / "report.md").read_text()

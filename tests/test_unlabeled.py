@@ -43,17 +43,18 @@ def test_pseudo_labels_are_recorded_and_mostly_right(unlabeled_run, capsys):
     unlabeled = digits.subset(torch.tensor([i for i in range(len(digits)) if i not in labelled]))
     pseudo = read_pseudo_labels(unlabeled_run)
     accuracy = float((unlabeled.labels[pseudo.index] == pseudo.labels).float().mean())
-    assert accuracy >= 0.97, accuracy  # measured 98.6 % (100 classifier steps, then 100 GAN steps; seed 0)
+    assert accuracy >= 0.95, accuracy
     assert bool((pseudo.confidence >= 0.9).all())
     assert record["labeller"] == "gan"
-    # The semi-supervised GAN labels more of the unlabelled images right than the classifier it starts from:
-    # measured 1,473 vs 1,322 here (0.5, without the consistency term: 1,457 vs 1,324); on three other draws of 5 per
-    # class (seeds 0-2) 1,522 / 1,471 / 1,456 vs 1,294 / 1,356 / 1,287 (without the term 1,497 / 1,496 / 1,409)
+    # checked on a fifth of each class (1 of 5), which the labellers did not learn from; the GAN learnt from all 50
+    check = record["check"]
+    assert check["validation_images"] == 10 and 0 < check["estimated_precision"] <= 1 and pseudo.check.record() == check
+    # The semi-supervised GAN labels more of the unlabelled images right than the classifier it starts from
     from augmentor.config import UnlabeledConfig
     from augmentor.semi.unlabeled import pseudo_label
 
-    labelled_set = digits.subset(torch.tensor(sorted(labelled)))
-    alone = pseudo_label(labelled_set, unlabeled, UnlabeledConfig(pseudo_labeller="classifier", pseudo_steps=100), seed=0)
+    learnt_from, _ = data.carve_validation(digits.subset(torch.tensor(sorted(labelled))), seed=0)
+    alone = pseudo_label(learnt_from, unlabeled, UnlabeledConfig(pseudo_labeller="classifier", pseudo_steps=100), seed=0)
     right_alone = int((unlabeled.labels[alone.index] == alone.labels).sum())
     assert int((unlabeled.labels[pseudo.index] == pseudo.labels).sum()) > right_alone
 
@@ -115,6 +116,9 @@ def test_pseudo_labels_command_lists_the_kept_images(unlabeled_run, tmp_path, ca
     rows = list(csv.DictReader(out.open()))
     kept = json.loads((unlabeled_run / "config.json").read_text())["pseudo_labels"]["kept"]
     assert len(rows) == kept and f"wrote {kept}" in stdout
+    estimate = json.loads((unlabeled_run / "config.json").read_text())["pseudo_labels"]["check"]["estimated_precision"]
+    assert f"an estimated {100 * estimate:.0f} % of them are labelled right (calibrated on 10 labelled validation" in stdout
+    assert "only 10 labelled validation images, too few" in err  # one line, and the CSV is written all the same
     assert {r["label"] for r in rows} <= {str(c) for c in range(10)} and min(float(r["confidence"]) for r in rows) >= 0.9
     code, _, err = run_cli(capsys, "pseudo-labels", unlabeled_run, "--out", out)
     assert code == 2 and "exists" in one_line_error(err)
@@ -340,3 +344,56 @@ def test_pseudo_label_mix_puts_the_kept_images_in_at_the_ratio_asked_even_after_
         for image, label in zip(xb[mask], yb[mask]):
             same = (kept_unit[kept.labels == label] - image).abs().flatten(1).max(1).values
             assert float(same.min()) < 1e-6  # one of the run's kept images of that class, as kept
+
+
+@pytest.mark.slow
+def test_the_reports_code_for_the_pseudo_label_recipe_runs_on_a_fitted_run(unlabeled_run, tmp_path, monkeypatch):
+    """The lines report.md shows when SELF-G wins are code a user can paste after `augmentor fit --unlabeled ...
+    --out run`: half of each batch becomes the run's pseudo-labelled images."""
+    import shutil
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from augmentor.gain.report import recipe_code
+
+    lines = recipe_code("SELF-G")
+    python = "\n".join(lines[lines.index("```python") + 1 : -1])
+    shutil.copytree(unlabeled_run, tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
+    scope = {"loader": DataLoader(TensorDataset(torch.zeros(20, 1, 32, 32), torch.arange(20) % 10), batch_size=10)}
+    exec(python, scope)
+    batches = list(scope["loader"])
+    assert len(batches) == 2 and all(int((xb.flatten(1).abs().sum(1) > 0).sum()) == 5 for xb, _ in batches)
+
+
+def _labeller(right: torch.Tensor, confidence: float, classes: int = 4) -> torch.Tensor:
+    """Probabilities of a labeller that says ``confidence`` for its guess, right where ``right``: (N, classes)."""
+    truth = torch.arange(len(right)) % classes
+    guess = torch.where(right, truth, (truth + 1) % classes)
+    probs = torch.full((len(right), classes), (1 - confidence) / (classes - 1))
+    probs[torch.arange(len(right)), guess] = confidence
+    return probs, truth
+
+
+@pytest.mark.parametrize("share_right, confidence", [(0.8, 0.99), (0.95, 0.5)])
+def test_calibration_turns_a_labellers_confidence_into_how_often_it_is_right(share_right, confidence):
+    from augmentor.semi.calibration import check_labels
+
+    g = torch.Generator().manual_seed(0)
+    val_probs, val_truth = _labeller(torch.rand(400, generator=g) < share_right, confidence)
+    kept_probs, _ = _labeller(torch.rand(1000, generator=g) < share_right, confidence)
+    check = check_labels(val_probs, val_truth, kept_probs)
+    assert abs(check.estimated_precision - share_right) < 0.04, check  # an over- and an underconfident labeller
+    assert (check.temperature > 1) == (confidence > share_right)
+    assert abs(check.validation_accuracy - share_right) < 0.05 and check.validation_images == 400
+
+
+def test_the_label_check_warns_in_one_line_when_the_labels_are_doubtful_or_unchecked():
+    from augmentor.semi.calibration import LabelCheck, check_labels
+
+    assert LabelCheck(400, 0.97, 1.5, 0.96).warning("pseudo-labels") is None
+    low = LabelCheck(400, 0.85, 3.0, 0.84).warning("pseudo-labels")
+    assert "an estimated 84 % of its kept labels are right (calibrated on 400" in low and "\n" not in low
+    assert "too few" in LabelCheck(12, 1.0, 0.25, 0.999).warning("pseudo-labels")  # perfect on 12 images proves little
+    empty = check_labels(torch.ones(0, 3) / 3, torch.zeros(0, dtype=torch.long), torch.ones(5, 3) / 3)
+    assert empty.validation_images == 0 and "too few" in empty.warning("pseudo-labels")

@@ -16,4 +16,4 @@ from .images import (  # noqa: F401
     unit_to_tanh,
 )
 from .sources import absolute_source, is_missing, load  # noqa: F401
-from .splits import per_class_subset, select_classes, stratified_split  # noqa: F401
+from .splits import carve_validation, per_class_subset, select_classes, stratified_split  # noqa: F401

@@ -51,6 +51,13 @@ def stratified_split(data: ImageSet, fraction: float, seed: int) -> tuple:
     return torch.cat(kept).sort().values, torch.cat(held).sort().values
 
 
+def carve_validation(images: ImageSet, seed: int) -> tuple:
+    """(training images, validation images): 20 % of each class (at least one image of a class that has ≥ 2) held
+    out to choose or check something on images the model did not learn from."""
+    kept, val = stratified_split(images, 0.2, seed)
+    return images.subset(kept), images.subset(val)
+
+
 def per_class_subset(data: ImageSet, n: int, seed: int) -> torch.Tensor:
     """Indices of a seeded n-shot subset: ``n`` images of each class (all of a class that has fewer)."""
     if n < 1:

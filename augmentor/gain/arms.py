@@ -7,21 +7,22 @@ from dataclasses import dataclass
 from typing import Optional
 
 RATIOS = (0.25, 0.5)  # the shares of a batch the mixing arms replace
-ROLES = ("baseline", "control", "synthetic", "unlabelled", "reference")
+ROLES = ("baseline", "control", "synthetic", "unlabelled", "reference", "ceiling")
 
 
 @dataclass(frozen=True)
 class Arm:
     """One way of training the classifier. ``role``: a baseline (real images, augmented or balanced), a control
     (re-drawn real images: what a share of extra images does by itself), synthetic (the user's GAN), unlabelled
-    (the unlabelled images, by self-training or through a GAN that learnt from them), or the reference (the
-    tutorials' plain GAN). ``uses_gan`` decides which side of the verdict an arm is on.
+    (the unlabelled images, by self-training or through a GAN that learnt from them), the reference (the
+    tutorials' plain GAN), or the ceiling (the unlabelled images with their true labels, where a benchmark knows
+    them: what perfect pseudo-labels would give; never a recipe). ``uses_gan`` decides which side of the verdict an arm is on.
 
     Sources of the images that replace ``ratio`` of each batch (``mix``, equal shares) or that a CAS arm trains
     on alone (``cas``): "gan" (the GAN on the labelled images), "plain" (the tutorials' recipe), "unlabeled"
     (the GAN that also learnt from the unlabelled images), "real" (labelled images re-drawn), "pseudo"
     (unlabelled images labelled by the classifier: self-training), "pseudo-gan" (labelled by the semi-supervised
-    GAN). An arm runs only where all its sources exist."""
+    GAN), "true-labels" (the unlabelled images with their true labels: --unlabeled-rest only). An arm runs only where all its sources exist."""
 
     id: str
     role: str
@@ -94,6 +95,15 @@ ARMS = (
         synthetic_augmented=True,
     ),
     Arm("U-CAS", "unlabelled", "U synthetic only (CAS)", True, cas="unlabeled"),
+    Arm(
+        "POOL",
+        "ceiling",
+        "POOL real+aug+unlabelled with their true labels 0.5",
+        False,
+        classical=True,
+        mix=("true-labels",),
+        ratio=0.5,
+    ),
     Arm("R", "reference", "R plain GAN: real+aug+syn 0.5", True, classical=True, mix=("plain",), ratio=0.5),
     Arm("R-CAS", "reference", "R plain GAN: synthetic only (CAS)", True, cas="plain"),
 )

@@ -119,12 +119,6 @@ def imbalanced(images: data.ImageSet) -> bool:
     return max(counts) > 1.5 * max(1, min(counts))
 
 
-def carve_validation(train: data.ImageSet, seed: int) -> tuple:
-    """20 % of each class (at least one image of a class that has ≥ 3) for choosing the ratio."""
-    kept, val = data.stratified_split(train, 0.2, seed)
-    return train.subset(kept), train.subset(val)
-
-
 def choose_training_images(pool: data.ImageSet, shot, seed: int) -> torch.Tensor:
     if shot == "all":
         return torch.arange(len(pool))

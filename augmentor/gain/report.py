@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 
+from ..semi.calibration import LabelCheck
 from ..store import legacy
 from .arms import ARM_BY_NAME, CHOSEN, Arm
 
@@ -47,7 +48,7 @@ def verdict(summary: dict, metric: str, arms_by_name: dict, chosen: str) -> tupl
     when it beats that arm by more than the larger of the two seed spreads."""
     lines, helped = [], False
     for shot, arms in summary.items():
-        real_arms = {a: v[metric] for a, v in arms.items() if not arms_by_name[a].uses_gan}
+        real_arms = {a: v[metric] for a, v in arms.items() if not arms_by_name[a].uses_gan and arms_by_name[a].role != "ceiling"}
         best_real = max(real_arms, key=lambda a: real_arms[a]["mean"])
         gain = 100 * (arms[chosen][metric]["mean"] - real_arms[best_real]["mean"])
         noise = 100 * max(arms[chosen][metric]["std"], real_arms[best_real]["std"])
@@ -72,29 +73,108 @@ def verdict(summary: dict, metric: str, arms_by_name: dict, chosen: str) -> tupl
     return helped, lines
 
 
+def best_recipe(arms: dict, metric: str, arms_by_name: dict) -> str:
+    """The arm with the best mean among the recipes that train on real images (CAS arms train on synthetic ones only;
+    the ceiling knows labels a user does not)."""
+    trained_on_real = [
+        a for a in arms if arms_by_name[a].cas is None and arms_by_name[a].id != CHOSEN.id and arms_by_name[a].role != "ceiling"
+    ]
+    return max(trained_on_real, key=lambda a: arms[a][metric]["mean"])
+
+
 def _recipe(shot, arms: dict, metric: str, arms_by_name: dict) -> list:
-    """With unlabelled images: does the GAN add to what they give by themselves, and which recipe wins?"""
+    """With unlabelled images: does the GAN add to what they give by themselves or to FixMatch, and which recipe
+    wins?"""
     ids = {arms_by_name[a].id: a for a in arms}
     self_arm = ids.get("SELF")
     m = {a: arms[a][metric] for a in arms if arms_by_name[a].cas is None}  # recipes that train on real images
     both = max((ids[i] for i in ("SELF+U", "SELF+U-aug") if i in ids), key=lambda a: m[a]["mean"], default=None)
     if self_arm is None or both is None:
         return []
-    gain = 100 * (m[both]["mean"] - m[self_arm]["mean"])
-    noise = 100 * max(m[both]["std"], m[self_arm]["std"])
-    best = max(m, key=lambda a: m[a]["mean"])
-    adds = "adds to" if gain > noise else "does not add measurably to"
-    if best == self_arm:
-        recipe = "self-training alone (no synthetic images)"
-    elif arms_by_name[best].role in ("baseline", "control"):
-        recipe = "neither: the labelled images alone (unlabelled images and synthetic images did not help)"
-    else:
-        recipe = best
-    return [
-        f"- {describe(shot)}, unlabelled images: the GAN that learnt from them {adds} self-training: {both} vs {self_arm} "
-        f"{gain:+.1f} points ({metric}; seed spread {noise:.1f}). Best recipe here: **{recipe}** ({best}, "
-        f"{100 * m[best]['mean']:.1f})."
+
+    def versus(a: str, b: str) -> tuple:
+        gain, noise = 100 * (m[a]["mean"] - m[b]["mean"]), 100 * max(m[a]["std"], m[b]["std"])
+        return f"{a} vs {b} {gain:+.1f} points ({metric}; seed spread {noise:.1f})", gain > noise
+
+    said, adds = versus(both, self_arm)
+    lines = [
+        f"- {describe(shot)}, unlabelled images: the GAN that learnt from them "
+        f"{'adds to' if adds else 'does not add measurably to'} self-training: {said}."
     ]
+    if "FIX" in ids:
+        unlabelled_with_gan = [a for a in m if arms_by_name[a].role == "unlabelled" and arms_by_name[a].uses_gan]
+        best_gan = max(unlabelled_with_gan, key=lambda a: m[a]["mean"])
+        said, beats = versus(best_gan, ids["FIX"])
+        lost = 100 * (m[ids["FIX"]]["mean"] - m[best_gan]["mean"]) > 100 * max(m[best_gan]["std"], m[ids["FIX"]]["std"])
+        outcome = "beats" if beats else ("loses to" if lost else "does not beat")
+        lines.append(f"  The best recipe with the GAN {outcome} FixMatch: {said}.")
+    best = best_recipe(arms, metric, arms_by_name)
+    if "POOL" in ids:
+        ceiling = m[ids["POOL"]]["mean"]
+        lines.append(
+            f"  The ceiling, the unlabelled images with their true labels ({ids['POOL']}, {100 * ceiling:.1f}): "
+            f"the best recipe {100 * (m[best]['mean'] - ceiling):+.1f} points from it."
+        )
+    lines.append(f"  Best recipe here: **{RECIPES.get(arms_by_name[best].id, best)}** ({best}, {100 * m[best]['mean']:.1f}).")
+    return lines
+
+
+# What a user does to follow a winning arm, in words (the report's code shows how)
+RECIPES = {
+    "A": "neither: the labelled images alone",
+    "B": "neither: the labelled images alone, with classical augmentation",
+    "C": "neither: the labelled images alone, class-balanced",
+    "C'": "neither: the labelled images alone, with classical augmentation, class-balanced",
+    "DUP-0.25": "neither: the labelled images alone, with classical augmentation",
+    "DUP-0.5": "neither: the labelled images alone, with classical augmentation",
+    "SELF": "self-training alone: the classifier's pseudo-labelled images, no GAN",
+    "SELF-G": "the GAN labeller's pseudo-labelled images",
+    "FIX": "FixMatch (consistency training; no GAN)",
+    "FIX+G": "FixMatch started from the GAN labeller's labels",
+    "U": "synthetic images of the GAN that learnt from the unlabelled images",
+    "U-aug": "synthetic images of the GAN that learnt from the unlabelled images",
+    "SELF+U": "the GAN labeller's pseudo-labelled images and the GAN's synthetic images",
+    "SELF+U-aug": "the GAN labeller's pseudo-labelled images and the GAN's synthetic images",
+}
+
+
+def recipe_code(arm_id: str, mu: int = 3) -> list:
+    """report.md's lines that show how to use a winning recipe with one's own classifier and DataLoader."""
+    fit = "augmentor fit --data LABELLED/ --unlabeled UNLABELLED/ --out run"
+    if arm_id in ("SELF", "SELF-G"):
+        labeller = " --pseudo-labeller classifier" if arm_id == "SELF" else ""
+        return [
+            "```bash",
+            fit + labeller,
+            "augmentor pseudo-labels run --out pseudo-labels.csv   # look through some of them",
+            "```",
+            "```python",
+            "from augmentor import PseudoLabelMix",
+            'loader = PseudoLabelMix(loader, "run", ratio=0.5)  # half of each batch: pseudo-labelled unlabelled images',
+            "```",
+        ]
+    if arm_id in ("U", "U-aug", "SELF+U", "SELF+U-aug"):
+        mixes = ['loader = SyntheticMix(loader, "run", ratio=0.5)']
+        if arm_id.startswith("SELF+U"):
+            mixes = ['loader = PseudoLabelMix(loader, "run", ratio=0.25)', 'loader = SyntheticMix(loader, "run", ratio=0.25)']
+        return ["```bash", fit, "```", "```python", "from augmentor import PseudoLabelMix, SyntheticMix", *mixes, "```"]
+    if arm_id in ("FIX", "FIX+G"):
+        lines = [
+            "augmentor does not train your classifier: train it with FixMatch, e.g. USB's `fixmatch` "
+            f"(`pip install semilearn`), threshold 0.95, μ = {mu} unlabelled images per labelled one, your classical "
+            "augmentation as the weak view and RandAugment + cutout as the strong one."
+        ]
+        if arm_id == "FIX+G":
+            lines += [
+                "",
+                "Start its unlabelled targets from the GAN labeller's labels:",
+                "```bash",
+                fit,
+                "augmentor pseudo-labels run --out pseudo-labels.csv",
+                "```",
+            ]
+        return lines
+    return ["Train on your labelled images with classical augmentation; nothing from augmentor helped here."]
 
 
 def render(report: dict, lines: list) -> str:
@@ -111,6 +191,7 @@ def render(report: dict, lines: list) -> str:
         "",
         *lines,
         "",
+        *_recipe_section(report),
         f"Recommended mix ratio: **{report['recommended_ratio']}**"
         + (
             " (synthetic data did not help here, so: none)."
@@ -129,7 +210,8 @@ def render(report: dict, lines: list) -> str:
         "(its labels, none of its images), FIX FixMatch (a confident label of a weakly augmented unlabelled image must "
         "hold for a strongly augmented copy), FIX+G the same with the GAN labeller's labels where the classifier is "
         "not yet sure, U the GAN that also learnt from them, SELF+U the GAN's labels and images "
-        "(-aug: its images through the classical pipeline too, like the real ones beside them) · R "
+        "(-aug: its images through the classical pipeline too, like the real ones beside them), POOL (--unlabeled-rest) "
+        "the unlabelled images with their true labels: the ceiling of the pseudo-label recipes · R "
         "the tutorials' plain GAN at the same budget.",
         "",
         "## Classifier arms (held-out test set)",
@@ -149,6 +231,7 @@ def render(report: dict, lines: list) -> str:
             )
         md.append("")
     md += _wall_times(report)
+    md += _label_quality(report)
     md += [
         "## Sample quality (first seed; features of a SmallCNN trained on the real pool)",
         "",
@@ -204,6 +287,76 @@ def _wall_times(report: dict) -> list:
     if mus:
         lines.append(f"FIX trains once per μ it chooses from on validation (both count in its time); μ chosen: {mus}.")
     return lines + [""]
+
+
+def winning_recipes(report: dict) -> dict:
+    """With unlabelled images: shot setting → the id of the arm that won it (best_recipe)."""
+    arms_by_name = {name: Arm(**legacy.arm_record(a, ARM_BY_NAME)) for name, a in report["arms"].items()}
+    return {
+        shot: arms_by_name[best_recipe(arms, report["primary_metric"], arms_by_name)].id
+        for shot, arms in report["summary"].items()
+        if any(arms_by_name[a].role == "unlabelled" for a in arms)
+    }
+
+
+def _recipe_section(report: dict) -> list:
+    """With unlabelled images: the recipe that won each shot setting, and the lines of code that use it."""
+    winners = {}
+    for shot, arm_id in winning_recipes(report).items():
+        winners.setdefault(arm_id, []).append(shot)
+    if not winners:
+        return []
+    mus = [r["fixmatch"]["mu"] for r in report.get("settings", []) if r.get("fixmatch")]
+    md = ["## The recipe that won on your data", ""]
+    for arm_id, shots in winners.items():
+        md += [f"{', '.join(describe(s) for s in shots)}: **{RECIPES.get(arm_id, arm_id)}**.", ""]
+        md += [*recipe_code(arm_id, statistics.mode(mus) if mus else 3), ""]
+    return md
+
+
+def _label_quality(report: dict) -> list:
+    """How many of each labeller's kept labels are right: the estimate from the validation images (what a user
+    without true labels gets) and, with --unlabeled-rest, the truth beside it."""
+    settings = [r for r in report.get("settings", []) if r.get("pseudo_labels")]
+    if not settings:
+        return []
+    md = [
+        "## Pseudo-labels: how many are right",
+        "",
+        "| labeller | kept | mean confidence | estimated right (calibrated on the validation images) | right (true labels) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    warnings = []
+    for labeller, name in LABELLERS.items():
+        records = [r["pseudo_labels"][labeller] for r in settings if labeller in r["pseudo_labels"]]
+        if not records:
+            continue
+        kept = _mean(records, "kept") / _mean(records, "considered")
+        estimate = _mean([r.get("check") or {} for r in records], "estimated_precision")
+        right, confidence = _mean(records, "right"), _mean(records, "mean_confidence")
+        md.append(
+            f"| {name} | {100 * kept:.0f} % | {legacy.percent_or_dash(confidence)} | {legacy.percent_or_dash(estimate)} "
+            f"| {legacy.percent_or_dash(right)} |"
+        )
+        checks = [r["check"] for r in records if r.get("check")]
+        if checks:
+            fewest = min(c["validation_images"] for c in checks)
+            warning = LabelCheck(fewest, None, 1.0, estimate).warning(name, "the recipes built on them may lose to B")
+            warnings += [f"- {warning}"] if warning else []
+    return md + ["", *warnings, *([""] if warnings else [])]
+
+
+def _mean(records: list, key: str):
+    """The mean of ``key`` over the records that have it (None where none has)."""
+    found = [r[key] for r in records if r.get(key) is not None]
+    return statistics.mean(found) if found else None
+
+
+LABELLERS = {  # results.json's labellers, as report.md names them
+    "classifier": "the classifier (SELF)",
+    "gan": "the semi-supervised GAN (SELF-G, FIX+G, SELF+U)",
+    "fixmatch": "FIX's classifier, where ≥ 0.95 sure",
+}
 
 
 def _augmentation_used(per_seed: list) -> str:

@@ -14,15 +14,15 @@ from ..config import InitConfig, TrainConfig, UnlabeledConfig
 from ..data import augmentation as augmentation_
 from ..gan import distributed
 from ..onnx.sampler import Sampler
+from ..semi.calibration import check_labels
 from ..semi.classifier import predict, train_classifier
-from ..semi.fixmatch import MU_CHOICES, ConsistencyLoss, strong_augmentation
+from ..semi.fixmatch import MU_CHOICES, THRESHOLD, ConsistencyLoss, strong_augmentation
 from ..semi.unlabeled import drop_labelled, pseudo_label, pseudo_labelled, read_pseudo_labels
 from .arms import ARM_BY_ID, ARMS, CHOSEN, Arm
 from .options import Preset
 from .protocol import (
     UNLABELED_REST,
     Split,
-    carve_validation,
     choose_training_images,
     chosen_on_validation,
     classifier_batches,
@@ -45,7 +45,8 @@ class SettingResult:
     augmentation: str  # the classical pipeline the arms used: a file, "preset" or "none" (chosen on validation)
     augmentation_val: Optional[dict]  # the validation scores that chose it (None for a user's file)
     gan_seconds: float
-    pseudo_labels: Optional[dict]  # with unlabelled images, per labeller (classifier, gan): kept, per class, right
+    # with unlabelled images, per labeller (classifier, gan, and FIX's classifier): kept, their check, share right
+    pseudo_labels: Optional[dict]
     arms: dict  # arm name → scores on the held-out test set
     val_balanced_accuracy: dict  # ratio of arm E → balanced accuracy on the validation images
     chosen_ratio: float
@@ -84,7 +85,7 @@ def run_setting(
     labels_known = unlabeled is UNLABELED_REST  # then how many pseudo-labels are right can be counted
     if unlabeled is UNLABELED_REST:
         unlabeled = rest_of_pool(pool, chosen)
-    train, val = carve_validation(pool.subset(chosen), seed)
+    train, val = data.carve_validation(pool.subset(chosen), seed)
     x_test, y_test = data.uint8_to_tanh(split.test.images), split.test.labels.numpy()
     x_val, y_val = data.uint8_to_tanh(val.images), val.labels.numpy()
     k = pool.num_classes
@@ -95,7 +96,7 @@ def run_setting(
         pseudo_augment=str(augment_file) if augment_file is not None else None,
         unlabeled_shares=unlabeled_shares,
     )
-    gan = SettingGans(out / "runs", shot, seed, train, preset, device, progress, pseudo_options)
+    gan = SettingGans(out / "runs", shot, seed, train, val, preset, device, progress, pseudo_options)
 
     # The GANs see this setting's training images only.
     t0 = time.time()
@@ -109,13 +110,15 @@ def run_setting(
         by_gan = read_pseudo_labels(gans["unlabeled"].path.parent)
         # Self-training's labels, the baseline: the classifier alone (the same seed, so the same classifier the
         # semi-supervised GAN started from)
-        by_classifier = pseudo_label(train, unlabeled, replace(pseudo_options, pseudo_labeller="classifier"), seed=seed)
+        by_classifier = pseudo_label(
+            train, unlabeled, replace(pseudo_options, pseudo_labeller="classifier"), seed=seed, validation=val
+        )
         pseudo_record = {}
         for source_name, labeller, pseudo in (("pseudo", "classifier", by_classifier), ("pseudo-gan", "gan", by_gan)):
             pseudo_sets[source_name] = pseudo_labelled(unlabeled, pseudo, train.class_names)
             record = pseudo_record[labeller] = pseudo.record(train.class_names)
             if labels_known:  # (--unlabeled-rest) how many are right
-                record["right"] = round(float((unlabeled.labels[pseudo.index] == pseudo.labels).float().mean()), 4)
+                record["right"] = share_right(unlabeled, pseudo.index, pseudo.labels)
     if preset.reference:  # the tutorials' recipe, same budget: per-class DCGANs, BCE, no DiffAugment, EMA or spectral norm
         gans["plain"] = gan.train(
             "plain-",
@@ -126,6 +129,8 @@ def run_setting(
     x_syn = {name: g.sample(preset.n_synthetic, y_syn, seed=seed) for name, g in gans.items()}
 
     unlabelled_sources = {} if unlabeled is None else {"unlabeled-images": unlabeled}
+    if labels_known:  # the ceiling: the same images with their true labels
+        unlabelled_sources["true-labels"] = unlabeled
     arms = ArmTraining(train, preset, seed, augment_file, {**gans, **pseudo_sets, **unlabelled_sources}, device)
     seconds = {}
 
@@ -165,6 +170,8 @@ def run_setting(
                 "val_balanced_accuracy": {str(m): scores(p, y_val)["balanced_accuracy"] for m, p in val_probs.items()},
                 "targets_at_end": term.share_with_targets(),
             }
+            # its classifier as a labeller too: how far its confident labels of the unlabelled images can be trusted
+            pseudo_record["fixmatch"] = confident_labels(models[arm.id], unlabeled, val, val_probs[mu], labels_known)
         elif arm.fixmatch == "gan":  # the same μ; the GAN labeller's kept labels where the classifier is not sure
             known = torch.full((len(unlabeled),), -1, dtype=torch.long)
             known[by_gan.index] = by_gan.labels
@@ -203,6 +210,29 @@ def run_setting(
     return result, SettingSamples(x_syn, train)
 
 
+def share_right(unlabeled: data.ImageSet, index: torch.Tensor, labels: torch.Tensor) -> Optional[float]:
+    """(--unlabeled-rest, where the unlabelled images' true labels are known) the share of ``labels`` right."""
+    return round(float((unlabeled.labels[index] == labels).float().mean()), 4) if len(index) else None
+
+
+def confident_labels(model, unlabeled: data.ImageSet, val: data.ImageSet, val_probs, labels_known: bool) -> dict:
+    """A classifier's labels of the unlabelled images it is at least FixMatch's THRESHOLD sure of, as the labellers'
+    records: how many, checked on the validation images (``val_probs``: its probabilities there), and (with
+    ``labels_known``) the share right."""
+    probs = torch.from_numpy(predict(model, data.uint8_to_tanh(unlabeled.images)))
+    confidence, labels = probs.max(1)
+    kept = torch.nonzero(confidence >= THRESHOLD).flatten()
+    record = {
+        "considered": len(probs),
+        "kept": len(kept),
+        "mean_confidence": round(float(confidence[kept].mean()), 4) if len(kept) else None,
+        "check": check_labels(torch.from_numpy(val_probs), val.labels, probs[kept]).record(),
+    }
+    if labels_known:
+        record["right"] = share_right(unlabeled, kept, labels[kept])
+    return record
+
+
 @dataclass(frozen=True)
 class SettingGans:
     """Trains a setting's GANs on its training images, each in its own run folder under ``runs``."""
@@ -211,6 +241,7 @@ class SettingGans:
     shot: object
     seed: int
     train_images: data.ImageSet
+    validation: data.ImageSet  # the labellers' kept labels are checked on these
     preset: Preset
     device: str
     progress: bool
@@ -226,6 +257,7 @@ class SettingGans:
             unlabeled=unlabeled,
             init=init,
             pseudo_options=self.pseudo_options,
+            labeller_validation=self.validation,
             device=self.device,
             force=True,
             progress=self.progress,

@@ -55,6 +55,7 @@ def fit(
     *,
     unlabeled: UnlabeledConfig | data.ImageSet | None = None,
     pseudo_options: Optional[UnlabeledConfig] = None,
+    labeller_validation: Optional[data.ImageSet] = None,
     init: InitConfig | str | Path | None = None,
     force: bool = False,
     progress: bool = True,
@@ -64,7 +65,9 @@ def fit(
     """Train a new run into ``out`` on a data source (DataConfig) or on images in memory (an ImageSet, e.g. a
     split you made yourself; such a run cannot be resumed from the CLI). ``unlabeled``: unlabelled images the
     generator also learns from, through pseudo-labels (an UnlabeledConfig naming a source, or an ImageSet whose
-    labels are ignored, with ``pseudo_options`` for the pseudo-labeller's threshold and steps). ``init``: a run
+    labels are ignored, with ``pseudo_options`` for the pseudo-labeller's threshold and steps);
+    ``labeller_validation``: labelled images outside ``data_cfg`` to check the pseudo-labels on (default: a fifth
+    of each class of the labelled images, which the labellers then do not learn from). ``init``: a run
     to warm-start from (a path, or an InitConfig with ``freeze_d``; transfer.py). ``model_options``:
     ModelConfig fields (mode, nz, width, spectral_norm); ``run_options``: RunOptions fields (device, precision,
     checkpoint_every, sample_every, keep_checkpoints, export). ``world``: this process's place in a torchrun job
@@ -94,7 +97,15 @@ def fit(
         if w.main:  # rank 0 writes the run directory; the others read what it wrote
             with distributed.RankZeroSetup(w), _removed_if_refused(out, created):
                 model_cfg, train_cfg, gan_set, config = _new_run(
-                    out, data_cfg, train_cfg, model_options, unlabeled, pseudo_options, init, source, force, dev
+                    out,
+                    data_cfg,
+                    train_cfg,
+                    model_options,
+                    (unlabeled, pseudo_options, labeller_validation),
+                    init,
+                    source,
+                    force,
+                    dev,
                 )
         else:
             distributed.RankZeroSetup(w).wait()
@@ -122,10 +133,11 @@ def _removed_if_refused(out: Path, created: list):
         raise
 
 
-def _new_run(out: Path, data_cfg, train_cfg, model_options, unlabeled, pseudo_options, init, source, force, device) -> tuple:
+def _new_run(out: Path, data_cfg, train_cfg, model_options, unlabelled, init, source, force, device) -> tuple:
     """Check every input, then replace what an earlier run wrote in ``out`` (``force``) and write config.json,
     holdout.json (and pseudo-labels): the run before step 0. A refusal at any check leaves ``out`` as it was.
-    Returns (ModelConfig, TrainConfig, the GAN's training set, config)."""
+    ``unlabelled``: fit's (unlabeled, pseudo_options, labeller_validation). Returns (ModelConfig, TrainConfig, the
+    GAN's training set, config)."""
     ours = check_new_run_dir(out, force)
     if isinstance(data_cfg, data.ImageSet):
         n = len(data_cfg)
@@ -141,9 +153,7 @@ def _new_run(out: Path, data_cfg, train_cfg, model_options, unlabeled, pseudo_op
     if source is not None:
         transfer.check_compatible(source, model_cfg, init.freeze_d)
     train_cfg = resolve_coverage(train_cfg, prepared.train)  # decided by the labelled images
-    gan_set, unlabeled_section, pseudo = _with_unlabeled(
-        prepared.train, data_cfg, unlabeled, pseudo_options, train_cfg.seed, device
-    )
+    gan_set, unlabeled_section, pseudo = _with_unlabeled(prepared.train, data_cfg, *unlabelled, train_cfg.seed, device)
     remove_run_files(out, ours)  # every check passed: only now does the earlier run go
     config = {
         "augmentor_version": __version__,
@@ -176,9 +186,10 @@ def _new_run(out: Path, data_cfg, train_cfg, model_options, unlabeled, pseudo_op
     return model_cfg, train_cfg, gan_set, config
 
 
-def _with_unlabeled(labelled: data.ImageSet, data_cfg, unlabeled, pseudo_options, seed: int, device) -> tuple:
+def _with_unlabeled(labelled: data.ImageSet, data_cfg, unlabeled, pseudo_options, validation, seed: int, device) -> tuple:
     """The GAN's training set: the labelled images, plus the pseudo-labelled unlabelled ones when there are any.
-    Writes nothing. Returns (training set, config.json's "unlabeled" section, (PseudoLabels, images) or None)."""
+    The labellers are checked on ``validation`` (None: a fifth of each class, which they then do not learn from; the
+    GAN still learns from every labelled image). Writes nothing. Returns (training set, config.json's "unlabeled" section, (PseudoLabels, images) or None)."""
     if isinstance(unlabeled, UnlabeledConfig) and unlabeled.unlabeled is None:
         unlabeled = None  # the CLI's default: no unlabelled images
     if unlabeled is None:
@@ -194,8 +205,14 @@ def _with_unlabeled(labelled: data.ImageSet, data_cfg, unlabeled, pseudo_options
         expected_shares(labelled, cfg.unlabeled_shares)  # a malformed value fails before minutes of labelling
     gan_steps = f", then {cfg.labeller_steps} semi-supervised GAN steps" if cfg.pseudo_labeller == "gan" else ""
     log.info(f"pseudo-labelling {len(images)} unlabelled images ({cfg.pseudo_steps} classifier steps{gan_steps})")
-    pseudo = pseudo_label(labelled, images, cfg, seed=seed, device=device)
+    learn_from = labelled
+    if validation is None:
+        learn_from, validation = data.carve_validation(labelled, seed)
+    pseudo = pseudo_label(learn_from, images, cfg, seed=seed, device=device, validation=validation)
     log.info(kept_summary(pseudo, labelled, cfg.unlabeled_shares))
+    warning = pseudo.check.warning("pseudo-labels")
+    if warning:
+        log.warning(warning)
     return with_pseudo_labelled(labelled, images, pseudo), section, (pseudo, images)
 
 

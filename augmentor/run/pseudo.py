@@ -30,11 +30,13 @@ def pseudo_labelled_images(run_dir) -> data.ImageSet:
     return pseudo_labelled(images, pseudo, names)
 
 
-def pseudo_labels_table(run_dir) -> list:
-    """The unlabelled images a run kept, as rows (file path or index in the source, class name, confidence):
-    what `augmentor pseudo-labels` writes."""
+def pseudo_labels_table(run_dir) -> tuple:
+    """The unlabelled images a run kept, as rows (file path or index in the source, class name, confidence), and
+    the check of their labels on held-out labelled images (a LabelCheck; None for a run fitted before there was
+    one): what `augmentor pseudo-labels` writes and says."""
     images, pseudo, names = _kept_unlabeled(run_dir)
-    return [
+    rows = [
         (images.paths[i] if images.paths else i, names[label], round(confidence, 5))
         for i, label, confidence in zip(pseudo.index.tolist(), pseudo.labels.tolist(), pseudo.confidence.tolist())
     ]
+    return rows, pseudo.check

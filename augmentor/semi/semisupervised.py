@@ -141,6 +141,6 @@ def consistency_loss(plain_logits: torch.Tensor, augmented_logits: torch.Tensor,
     return (F.cross_entropy(augmented_logits.float(), guess, reduction="none") * sure).mean()
 
 
-def label_probabilities(model: LabellingGAN, images: data.ImageSet) -> torch.Tensor:
-    """Class probabilities (N, K) of the classifier-discriminator."""
-    return torch.from_numpy(predict(model, data.uint8_to_tanh(images.images)))
+def label_probabilities(model: LabellingGAN, images: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N, K) of the classifier-discriminator for ``images`` (uint8)."""
+    return torch.from_numpy(predict(model, data.uint8_to_tanh(images)))

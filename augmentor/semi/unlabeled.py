@@ -22,6 +22,7 @@ from ..config import UnlabeledConfig
 from ..data import augmentation
 from ..errors import DataError, ModelFileError
 from ..store.rundir import PSEUDO_LABELS
+from .calibration import LabelCheck, check_labels
 from .shares import expected_shares, labelled_shares, reweighted
 
 log = logging.getLogger("augmentor")
@@ -35,6 +36,7 @@ class PseudoLabels:
     labels: torch.Tensor
     confidence: torch.Tensor
     considered: int  # unlabelled images labelled (after dropping those also in the labelled set)
+    check: Optional[LabelCheck] = None  # how far they can be trusted, from held-out labelled images
 
     def per_class(self, num_classes: int) -> list:
         return torch.bincount(self.labels, minlength=num_classes).tolist()
@@ -46,19 +48,20 @@ class PseudoLabels:
             "kept": len(self.index),
             "kept_per_class": dict(zip(class_names, self.per_class(len(class_names)))),
             "mean_confidence": round(float(self.confidence.mean()), 4) if len(self.index) else None,
+            **({"check": self.check.record()} if self.check else {}),
         }
 
     def to_json(self) -> str:
         return json.dumps(
             {"index": self.index.tolist(), "label": self.labels.tolist(), "confidence": [round(c, 5) for c in self.confidence.tolist()],
-             "considered": self.considered}
+             "considered": self.considered, "check": self.check.record() if self.check else None}
         )  # fmt: skip
 
     @classmethod
     def from_json(cls, text: str) -> PseudoLabels:
         d = json.loads(text)
         return cls(torch.tensor(d["index"], dtype=torch.long), torch.tensor(d["label"], dtype=torch.long),
-                   torch.tensor(d["confidence"]), d["considered"])  # fmt: skip
+                   torch.tensor(d["confidence"]), d["considered"], LabelCheck(**d["check"]) if d.get("check") else None)  # fmt: skip
 
 
 def _image_hashes(images: torch.Tensor) -> list:
@@ -92,16 +95,25 @@ def drop_labelled(images: data.ImageSet, labelled: data.ImageSet) -> data.ImageS
 
 
 def pseudo_label(
-    labelled: data.ImageSet, unlabeled: data.ImageSet, cfg: UnlabeledConfig, seed: int = 0, device="cpu"
+    labelled: data.ImageSet,
+    unlabeled: data.ImageSet,
+    cfg: UnlabeledConfig,
+    seed: int = 0,
+    device="cpu",
+    validation: Optional[data.ImageSet] = None,
 ) -> PseudoLabels:
     """Keep the unlabelled images the pseudo-labeller is confident about, with its labels: the classifier
     trained on ``labelled``, then (``cfg.pseudo_labeller == "gan"``) the semi-supervised GAN that starts from
-    the classifier's confident labels and learns from every unlabelled image (semisupervised.py)."""
+    the classifier's confident labels and learns from every unlabelled image (semisupervised.py). ``validation``:
+    held-out labelled images, on which the final labeller's kept labels are checked (calibration.check_labels)."""
     if labelled.num_classes < 2:
         raise DataError("--unlabeled needs labelled images of at least 2 classes to learn labels from")
     shares = expected_shares(labelled, cfg.unlabeled_shares)
-    probs = classifier_probabilities(labelled, unlabeled, cfg, seed)
-    pseudo = keep_confident(reweighted(probs, shares), shares, cfg.pseudo_threshold, "classifier")
+    held_out = validation.images if validation is not None else unlabeled.images[:0]
+    both = classifier_probabilities(labelled, torch.cat([unlabeled.images, held_out]), cfg, seed)
+    probs, val_probs = both.split([len(unlabeled), len(held_out)])
+    probs, val_probs = reweighted(probs, shares), reweighted(val_probs, shares)
+    pseudo = keep_confident(probs, shares, cfg.pseudo_threshold, "classifier")
     if cfg.pseudo_labeller == "gan":
         from .semisupervised import label_probabilities, train_labelling_gan
 
@@ -109,14 +121,16 @@ def pseudo_label(
             labelled, unlabeled, unlabeled.images[pseudo.index], pseudo.labels, cfg.labeller_steps, seed,
             augment=cfg.pseudo_augment, shares=shares, device=device,
         )  # fmt: skip
-        probs = reweighted(label_probabilities(gan, unlabeled), shares)
+        probs, val_probs = (reweighted(label_probabilities(gan, x), shares) for x in (unlabeled.images, held_out))
         pseudo = keep_confident(probs, shares, cfg.pseudo_threshold, "semi-supervised GAN")
+    if validation is not None:
+        pseudo.check = check_labels(val_probs, validation.labels, probs[pseudo.index])
     return pseudo
 
 
-def classifier_probabilities(labelled: data.ImageSet, unlabeled: data.ImageSet, cfg: UnlabeledConfig, seed: int = 0):
+def classifier_probabilities(labelled: data.ImageSet, images: torch.Tensor, cfg: UnlabeledConfig, seed: int = 0):
     """The first labeller: a SmallCNN trained on ``labelled`` (classical augmentation, class-balanced batches, so
-    it takes the classes as equally common), its class probabilities for every unlabelled image."""
+    it takes the classes as equally common), its class probabilities for ``images`` (uint8)."""
     from .classifier import predict, train_classifier
 
     aug = augmentation.pipeline_or_preset(cfg.pseudo_augment, labelled.channels, seed, "--pseudo-augment")
@@ -126,7 +140,7 @@ def classifier_probabilities(labelled: data.ImageSet, unlabeled: data.ImageSet, 
             x, y, labelled.num_classes, steps=cfg.pseudo_steps, seed=seed, balanced=True,
             augment=lambda xb, yb: (augmentation.augment_batch(aug, xb), yb),
         )  # fmt: skip
-        return torch.from_numpy(predict(model, data.uint8_to_tanh(unlabeled.images)))
+        return torch.from_numpy(predict(model, data.uint8_to_tanh(images)))
 
 
 def keep_confident(probs: torch.Tensor, shares, threshold: float, labeller: str) -> PseudoLabels:
@@ -156,6 +170,11 @@ def kept_summary(pseudo: PseudoLabels, labelled: data.ImageSet, stated: Optional
     counts = pseudo.per_class(labelled.num_classes)
     share = [f"{name} {n} ({100 * n / max(len(pseudo.index), 1):.0f} %)" for name, n in zip(labelled.class_names, counts)]
     line = f"pseudo-labels: kept {len(pseudo.index)} of {pseudo.considered}: {', '.join(share)}"
+    if pseudo.check is not None and pseudo.check.estimated_precision is not None:
+        line += (
+            f"; an estimated {100 * pseudo.check.estimated_precision:.0f} % of them right "
+            f"(calibrated on {pseudo.check.validation_images} labelled validation images)"
+        )
     if stated is None and labelled_shares(labelled, labelled.num_classes) is None:
         line += (
             "; the labelled classes are equally common, so the labellers took the unlabelled images to be too: "
