@@ -186,7 +186,9 @@ def info(model):
 def sample(model, n, per_class, out, seed, device):
     """Write generated images as an ImageFolder tree (one folder per class)."""
     from .onnx.sampler import Sampler, write_image_folder
+    from .store.rundir import check_outside_run_sources
 
+    check_outside_run_sources(out, model)
     counts = write_image_folder(Sampler(model, device=device), n, out, per_class=per_class, seed=seed)
     click.echo(f"wrote {sum(counts.values())} images to {out}/ ({', '.join(f'{k}: {v}' for k, v in counts.items())})")
 

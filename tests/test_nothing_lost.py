@@ -408,3 +408,15 @@ def test_a_damaged_pseudo_labels_file_is_one_line(tmp_path, capsys):
     assert run_cli(capsys, *argv, *unlabeled)[0] == 0
     (out / "pseudo_labels.json").write_text("{")
     refused(capsys, "pseudo-labels", out, "--out", tmp_path / "p.csv", expect="pseudo_labels.json: damaged", keep=tmp_path)
+
+
+def test_sample_never_writes_into_the_runs_training_images(tmp_path, capsys):
+    """Samples written inside the images a run learnt from would become a new class folder of the user's data."""
+    data = gray_folder(tmp_path / "imgs")
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(capsys, "fit", "--data", data, "--out", run_dir, "--steps", 2, *TINY)
+    assert code == 0, err
+    for model in (run_dir, run_dir / "generator.onnx"):
+        refused(capsys, "sample", model, "--n", 4, "--out", data / "synthetic", expect="inside the run's --data", keep=tmp_path)
+    code, _, err = run_cli(capsys, "sample", run_dir, "--n", 4, "--out", tmp_path / "synthetic")
+    assert code == 0 and len(list((tmp_path / "synthetic").rglob("*.png"))) == 4, err

@@ -178,11 +178,26 @@ def check_outside_sources(out: Path, data_cfg, unlabeled) -> None:
     """Refuse an --out inside the images it learns from: its files would join them (and --force could remove them)."""
     sources = [("--data", data_cfg.source if isinstance(data_cfg, DataConfig) else None)]
     sources.append(("--unlabeled", unlabeled.unlabeled if isinstance(unlabeled, UnlabeledConfig) else None))
+    _refuse_inside(out, sources, "the run's files would mix with your images")
+
+
+def check_outside_run_sources(out: Path, model: Path) -> None:
+    """Refuse an --out inside the images the run at ``model`` (its folder, or a model file in it) learnt from:
+    images written there would join the user's (as a new class folder of an ImageFolder tree). A model outside a
+    run (an exported folder) names no images."""
+    run_dir = Path(model) if Path(model).is_dir() else Path(model).parent
+    if not is_run(run_dir):
+        return
+    config = read_config(run_dir)
+    sources = [("--data", legacy.section(config, "data", {}).get("source"))]
+    sources.append(("--unlabeled", legacy.section(config, "unlabeled", {}).get("unlabeled")))
+    _refuse_inside(out, [(f"the run's {flag}", source) for flag, source in sources], "the images would join yours there")
+
+
+def _refuse_inside(out: Path, sources: list, why: str) -> None:
     for flag, source in sources:
         if source and source != data.BUILTIN_DIGITS and outputs.is_within(out, source):
-            raise RunDirError(
-                f"--out {out} is inside {flag} {source}: the run's files would mix with your images; choose another --out"
-            )
+            raise RunDirError(f"--out {out} is inside {flag} {source}: {why}; choose another --out")
 
 
 def check_new_run_dir(out: Path, force: bool) -> dict:
