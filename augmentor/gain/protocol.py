@@ -73,7 +73,12 @@ def split_data(source: Optional[str], size: int, test_fraction: float = 0.3, cla
     return split
 
 
+RECALL_CLASSES = 4  # up to this many classes, each one's recall is a metric too (more would not fit a table)
+
+
 def scores(probs: np.ndarray, y: np.ndarray) -> dict:
+    """Accuracy, balanced accuracy, macro-F1; AUROC with two classes; each class's recall (``recall_K``, K its
+    index) with up to RECALL_CLASSES: on imbalanced data the rare class's is the one to watch."""
     pred = probs.argmax(1)
     out = {
         "accuracy": float(accuracy_score(y, pred)),
@@ -82,6 +87,8 @@ def scores(probs: np.ndarray, y: np.ndarray) -> dict:
     }
     if probs.shape[1] == 2 and len(np.unique(y)) == 2:
         out["auroc"] = float(roc_auc_score(y, probs[:, 1]))
+    if probs.shape[1] <= RECALL_CLASSES:
+        out.update({f"recall_{k}": float((pred[y == k] == k).mean()) for k in range(probs.shape[1]) if (y == k).any()})
     return out
 
 
@@ -167,10 +174,17 @@ def classifier_batches(
 
 
 def train_protocol_classifier(
-    x: torch.Tensor, y: torch.Tensor, num_classes: int, preset, seed: int, device: str = "cpu", **batches
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    preset,
+    seed: int,
+    device: str = "cpu",
+    progress: Optional[str] = None,
+    **batches,
 ) -> SmallCNN:
-    """The bench's classifier (SmallCNN, ``preset.clf_steps`` steps, on ``device``) on
-    ``classifier_batches(..., **batches)``: what a study calls to measure what the bench measures."""
+    """The bench's classifier (SmallCNN, ``preset.clf_steps`` steps, on ``device``; ``progress``: its progress bar's
+    label) on ``classifier_batches(..., **batches)``: what a study calls to measure what the bench measures."""
     return train_classifier(
         x,
         y,
@@ -180,4 +194,5 @@ def train_protocol_classifier(
         seed=seed,
         batches=classifier_batches(x, y, num_classes, preset, seed, device=device, **batches),
         device=device,
+        progress=progress,
     )

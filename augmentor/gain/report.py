@@ -222,7 +222,7 @@ def render(report: dict, lines: list) -> str:
         md += [
             f"### {describe(shot)}",
             "",
-            "| arm | " + " | ".join(metric_names) + " |",
+            "| arm | " + " | ".join(_metric_label(k, report.get("class_names")) for k in metric_names) + " |",
             "| --- |" + " --- |" * len(metric_names),
         ]
         for arm, ms in arms.items():
@@ -267,6 +267,13 @@ def render(report: dict, lines: list) -> str:
         "",
     ]
     return "\n".join(md)
+
+
+def _metric_label(metric: str, class_names) -> str:
+    """A table header: recall_K names class K where results.json knows the names (benches from 0.13 on)."""
+    if metric.startswith("recall_") and class_names:
+        return f"recall {class_names[int(metric[len('recall_') :])]}"
+    return metric
 
 
 def _wall_times(report: dict) -> list:

@@ -49,7 +49,10 @@ from .setting import run_setting
 def quality(split: Split, results: list, samples: list, preset: Preset, seed: int = 0) -> dict:
     """Feature-space measures for the first seed of each shot, against a judge trained on the whole pool."""
     pool = split.pool
-    judge = train_classifier(data.uint8_to_tanh(pool.images), pool.labels, pool.num_classes, steps=preset.clf_steps, seed=seed)
+    judge = train_classifier(
+        data.uint8_to_tanh(pool.images), pool.labels, pool.num_classes, steps=preset.clf_steps, seed=seed,
+        progress="sample quality: the feature classifier",
+    )  # fmt: skip
     f_pool = embed(judge, data.uint8_to_tanh(pool.images[:5000]))
 
     def measures(x_syn: torch.Tensor, train: data.ImageSet) -> dict:
@@ -179,6 +182,7 @@ def bench(
         "size": size,
         "test_images": len(split.test),
         "pool_images": len(split.pool),
+        "class_names": list(split.pool.class_names),
         "primary_metric": metric,
         "recommended_ratio": recommend_ratio(results) if helped else 0.0,
         "chosen_ratio_per_seed": [r.chosen_ratio for r in results],

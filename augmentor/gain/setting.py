@@ -131,7 +131,8 @@ def run_setting(
     unlabelled_sources = {} if unlabeled is None else {"unlabeled-images": unlabeled}
     if labels_known:  # the ceiling: the same images with their true labels
         unlabelled_sources["true-labels"] = unlabeled
-    arms = ArmTraining(train, preset, seed, augment_file, {**gans, **pseudo_sets, **unlabelled_sources}, device)
+    sources = {**gans, **pseudo_sets, **unlabelled_sources}
+    arms = ArmTraining(train, preset, seed, augment_file, sources, device, progress)
     seconds = {}
 
     def timed(arm_id: str, train, *args, **kwargs):  # an arm's training time adds up over its candidates
@@ -158,8 +159,9 @@ def run_setting(
             continue
         if arm.cas:
             models[arm.id] = timed(
-                arm.id, train_classifier, x_syn[arm.cas], y_syn, k, steps=preset.clf_steps, seed=seed, device=device
-            )
+                arm.id, train_classifier, x_syn[arm.cas], y_syn, k, steps=preset.clf_steps, seed=seed, device=device,
+                progress=arms.progress_label(arm),
+            )  # fmt: skip
         elif arm.fixmatch == "own":  # μ chosen on validation: the paper's 3 unless another is clearly better
             candidates = {mu: timed(arm.id, arms.fixmatch, arm, augmentation, mu) for mu in sorted(MU_CHOICES, reverse=True)}
             val_probs = {mu: predict(model, x_val) for mu, (model, _) in candidates.items()}
@@ -274,12 +276,24 @@ class ArmTraining:
     pseudo-labelled images (``sources``: name → Sampler or ImageSet)."""
 
     def __init__(
-        self, train: data.ImageSet, preset: Preset, seed: int, augment_file: Optional[Path], sources: dict, device: str = "cpu"
+        self,
+        train: data.ImageSet,
+        preset: Preset,
+        seed: int,
+        augment_file: Optional[Path],
+        sources: dict,
+        device: str = "cpu",
+        progress: bool = False,
     ):
         self.train, self.preset, self.seed, self.augment_file, self.device = train, preset, seed, augment_file, device
+        self.progress = progress
         self.x = data.uint8_to_tanh(train.images)
         self.sources = {"real": train, **sources}
         self.imbalanced = imbalanced(train)
+
+    def progress_label(self, arm: Arm, detail: str = "") -> Optional[str]:
+        """The label of an arm's progress bar (None: no bars)."""
+        return f"arm {arm.id}{detail} (seed {self.seed})" if self.progress else None
 
     def runs(self, arm: Arm) -> bool:
         """Balanced arms run on imbalanced data only; every arm needs all its sources."""
@@ -308,6 +322,7 @@ class ArmTraining:
             extra=extra,
             ratio=arm.ratio,
             labels="balanced" if self.imbalanced else "match",  # imbalanced data: the extra images top up rare classes
+            progress=self.progress_label(arm),
         )
 
     def fixmatch(self, arm: Arm, augmentation: str, mu: int, known: Optional[torch.Tensor] = None) -> tuple:
@@ -347,6 +362,7 @@ class ArmTraining:
             batches=batches,
             device=self.device,
             extra_loss=term,
+            progress=self.progress_label(arm, f", μ {mu}"),
         )
         return model, term
 

@@ -50,12 +50,16 @@ def train_classifier(
     batches=None,
     device="cpu",
     extra_loss: Optional[Callable] = None,
+    progress: Optional[str] = None,
 ) -> nn.Module:
     """Adam with cosine decay, batches drawn with replacement. ``images`` float in [-1, 1].
     ``augment(x, y) -> (x, y)`` edits each batch (classical augmentation, synthetic mixing); ``balanced``
     draws classes uniformly (for imbalanced data); ``batches`` (an iterator of (x, y)) replaces the
     built-in sampling altogether; ``extra_loss(model, x) -> (logits of x, a loss term)`` runs the step's forward
-    pass itself, so that more images can share it (FixMatch's unlabelled ones: batch norm then sees them together)."""
+    pass itself, so that more images can share it (FixMatch's unlabelled ones: batch norm then sees them together).
+    ``progress``: the label of a progress bar over the steps (None: no bar)."""
+    from tqdm.auto import tqdm
+
     dev = torch.device(device)
     # layers initialise (and any global draw happens) from torch's global generator: seeded inside fork_rng, so
     # the user's own random state is the same afterwards
@@ -66,7 +70,7 @@ def train_classifier(
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         model.train()
-        for _ in range(steps):
+        for _ in tqdm(range(steps), desc=progress, unit="step", leave=False, disable=progress is None):
             if batches is not None:
                 x, y = next(batches)
             else:

@@ -96,7 +96,7 @@ def train_labelling_gan(
             return model.features(diff_augment(x, DIFFAUG, g_device)).float()
 
     no_labels = torch.zeros(BATCH, dtype=torch.long, device=device)  # the generator is unconditional
-    for _ in tqdm(range(steps), desc="pseudo-labelling GAN", unit="step", disable=None, leave=False):
+    for _ in tqdm(range(steps), desc="pseudo-labelling GAN", unit="step", leave=False):
         (xl, yl), (xp, yp) = batch(x_lab, labelled.labels), batch(x_pseudo, pseudo_labels)
         xu = x_unl[torch.randint(len(x_unl), (BATCH,), generator=g)].to(device)
         z = torch.randn(BATCH, model.cfg.nz, generator=g_device, device=device)  # drawn either way: same random stream

@@ -138,7 +138,7 @@ def classifier_probabilities(labelled: data.ImageSet, images: torch.Tensor, cfg:
     with torch.random.fork_rng(devices=[]):  # the classifier seeds torch's global generator: not the user's
         model = train_classifier(
             x, y, labelled.num_classes, steps=cfg.pseudo_steps, seed=seed, balanced=True,
-            augment=lambda xb, yb: (augmentation.augment_batch(aug, xb), yb),
+            augment=lambda xb, yb: (augmentation.augment_batch(aug, xb), yb), progress="pseudo-labelling classifier",
         )  # fmt: skip
         return torch.from_numpy(predict(model, data.uint8_to_tanh(images)))
 
