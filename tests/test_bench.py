@@ -466,3 +466,19 @@ def test_an_old_results_json_renders_its_verdict_again(tmp_path):
     assert f"adds to self-training: {both} vs {self_arm} +0.7 points" in text  # the figures the old report.md gave
     assert f"Best recipe here: **the GAN labeller's pseudo-labelled images** ({by_gan}, 97.4)" in text
     assert f"Best recipe here: **{by_gan}** ({by_gan}, 97.4)" in (old / "report.md").read_text()
+
+
+def test_each_classes_recall_is_scored_where_a_table_can_show_it():
+    import numpy as np
+
+    from augmentor.gain.protocol import scores
+    from augmentor.gain.report import _metric_label
+
+    y = np.array([0, 0, 0, 0, 1])  # the rare class is 1: three of four 0s right, the 1 missed
+    probs = np.eye(2)[[0, 0, 0, 1, 0]]
+    got = scores(probs, y)
+    assert got["recall_0"] == 0.75 and got["recall_1"] == 0.0 and got["balanced_accuracy"] == 0.375
+    assert not any(k.startswith("recall_") for k in scores(np.eye(10)[np.arange(10)], np.arange(10)))
+    assert (
+        _metric_label("recall_1", ["normal", "pneumonia"]) == "recall pneumonia" and _metric_label("recall_1", None) == "recall_1"
+    )
