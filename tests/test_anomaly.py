@@ -80,7 +80,7 @@ def test_every_method_ranks_held_out_zeros_below_sevens(fitted, held_out):
     zeros, sevens = held_out
     scores = fitted.scores(torch.cat([zeros, sevens]), METHODS)
     results = {name: auroc(s[: len(zeros)], s[len(zeros) :]) for name, s in scores.items()}
-    # measured on this tiny run: 1.00 for all four (the D logit, not asserted: 0.74)
+    # the D logit alone is not asserted: on so short a run it separates them less well
     assert all(results[m] > 0.9 for m in ("fused", "features", "mahalanobis", "residual")), results
 
 

@@ -124,6 +124,18 @@ def test_a_foreign_config_json_is_not_a_run(tmp_path, capsys):
     refused(capsys, "fit", "--out", folder, *FIT, "--force", expect="not an augmentor run", keep=tmp_path)
 
 
+def test_a_run_config_without_its_data_fingerprint_is_refused_in_one_line(tmp_path, capsys, run):
+    import json
+    import shutil
+
+    damaged = tmp_path / "run"
+    shutil.copytree(run, damaged)
+    config = json.loads((damaged / "config.json").read_text())
+    del config["data_fingerprint"]  # the four sections are there, the check of the images is not
+    (damaged / "config.json").write_text(json.dumps(config))
+    refused(capsys, "fit", "--out", damaged, "--resume", "--steps", 4, expect="lacks", keep=tmp_path)
+
+
 def test_a_legacy_run_without_manifests_is_adopted_by_its_names(tmp_path, capsys, run):
     """Runs from before the manifests: --force removes the files named as a run names them, and no others."""
     old = tmp_path / "old"

@@ -56,7 +56,7 @@ CHECKPOINT_NAME = re.compile(r"^ckpt_(\d{6,})\.pt$")
 SAMPLE_NAME = re.compile(r"^step_(\d{6,})\.png$")
 # What a run writes in each of its folders: these names, and names of this pattern
 RUN_LAYOUT = {".": (RUN_FILES, None), CHECKPOINTS: ((), CHECKPOINT_NAME), SAMPLES: ((), SAMPLE_NAME)}
-RUN_SECTIONS = ("augmentor_version", "data", "model", "train")  # what every run's config.json holds
+RUN_SECTIONS = ("augmentor_version", "data", "model", "train", "data_fingerprint")  # what every run's config.json holds
 
 
 def checkpoint_name(step: int) -> str:
