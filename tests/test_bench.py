@@ -4,7 +4,7 @@ import pytest
 import torch
 from clihelp import one_line_error, run_cli
 
-from augmentor.gain.arms import ARM_BY_ID, ARM_BY_NAME, CHOSEN, Arm
+from augmentor.gain.arms import ARM_BY_ID, ARM_BY_NAME, ARMS, CHOSEN, Arm
 
 
 @pytest.mark.slow
@@ -431,6 +431,10 @@ def test_the_winning_recipes_code_names_the_calls_that_follow_it():
     assert "augmentor pseudo-labels run" in "\n".join(recipe_code("FIX+G"))
     assert "--pseudo-labeller classifier" in "\n".join(recipe_code("SELF"))
     assert "nothing from augmentor helped" in recipe_code("B")[0]
+    for arm in ARMS:  # any arm the verdict can name as the winner has lines to show
+        if arm.cas is None and arm.role != "ceiling":
+            assert recipe_code(arm.id), arm.id
+    assert 'SyntheticMix(loader, "run", ratio=0.25)' in "\n".join(recipe_code("E-0.25"))
     for arm_id, expected in (
         ("SELF-G", ["PseudoLabelMix"]),
         ("SELF+U", ["PseudoLabelMix", "SyntheticMix"]),

@@ -7,7 +7,7 @@ import statistics
 
 from ..semi.calibration import LabelCheck
 from ..store import legacy
-from .arms import ARM_BY_NAME, CHOSEN, Arm
+from .arms import ARM_BY_ID, ARM_BY_NAME, CHOSEN, Arm
 
 RESULTS, REPORT = "results.json", "report.md"  # what a bench writes beside its plots
 
@@ -174,7 +174,18 @@ def recipe_code(arm_id: str, mu: int = 3) -> list:
                 "```",
             ]
         return lines
-    return ["Train on your labelled images with classical augmentation; nothing from augmentor helped here."]
+    arm = ARM_BY_ID.get(arm_id)
+    if arm is not None and arm.mix and arm.role in ("synthetic", "reference"):  # the GAN on the labelled images
+        return [
+            "```bash",
+            "augmentor fit --data LABELLED/ --out run",
+            "```",
+            "```python",
+            "from augmentor import SyntheticMix",
+            f'loader = SyntheticMix(loader, "run", ratio={arm.ratio})',
+            "```",
+        ]
+    return [f"Train on {RECIPES[arm_id][len('neither: ') :]}: nothing from augmentor helped here."]
 
 
 def render(report: dict, lines: list) -> str:
