@@ -290,7 +290,11 @@ def pseudo_labels(run_dir, out):
         raise click.BadParameter(f"cannot write {out} ({e.strerror or e})", param_hint="--out") from None
     click.echo(f"wrote {len(rows)} pseudo-labelled images to {out}")
     if check is None:
-        click.echo("their labels were not checked on held-out labelled images (a run fitted before augmentor checked them)")
+        click.echo(
+            "warning: their labels were not checked on held-out labelled images (too few labelled images, or a run "
+            "fitted before augmentor checked them); look through some of them before relying on them",
+            err=True,
+        )
     else:
         if check.estimated_precision is not None:
             click.echo(

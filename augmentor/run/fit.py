@@ -21,6 +21,7 @@ from ..gan import distributed, transfer
 from ..gan.callbacks import Checkpointer, DiversityMonitor, NonFiniteGuard, ProgressLog, SampleGrids, ShareMembers
 from ..gan.pictures import plot_diversity, plot_losses
 from ..gan.train import Trainer, resolve_precision
+from ..semi.calibration import MIN_VALIDATION, unchecked_warning
 from ..semi.shares import expected_shares
 from ..semi.unlabeled import drop_labelled, kept_summary, load_unlabeled, pseudo_label, with_pseudo_labelled
 from ..store import legacy, outputs
@@ -188,8 +189,8 @@ def _new_run(out: Path, data_cfg, train_cfg, model_options, unlabelled, init, so
 
 def _with_unlabeled(labelled: data.ImageSet, data_cfg, unlabeled, pseudo_options, validation, seed: int, device) -> tuple:
     """The GAN's training set: the labelled images, plus the pseudo-labelled unlabelled ones when there are any.
-    The labellers are checked on ``validation`` (None: a fifth of each class, which they then do not learn from; the
-    GAN still learns from every labelled image). Writes nothing. Returns (training set, config.json's "unlabeled" section, (PseudoLabels, images) or None)."""
+    The labellers are checked on ``validation`` (None: a fifth of each class, which they then do not learn from, where
+    that is enough to check on; the GAN still learns from every labelled image). Writes nothing. Returns (training set, config.json's "unlabeled" section, (PseudoLabels, images) or None)."""
     if isinstance(unlabeled, UnlabeledConfig) and unlabeled.unlabeled is None:
         unlabeled = None  # the CLI's default: no unlabelled images
     if unlabeled is None:
@@ -208,9 +209,11 @@ def _with_unlabeled(labelled: data.ImageSet, data_cfg, unlabeled, pseudo_options
     learn_from = labelled
     if validation is None:
         learn_from, validation = data.carve_validation(labelled, seed)
+        if len(validation) < MIN_VALIDATION:  # too few to check anything on: the labellers learn from them all
+            learn_from, validation = labelled, None
     pseudo = pseudo_label(learn_from, images, cfg, seed=seed, device=device, validation=validation)
     log.info(kept_summary(pseudo, labelled, cfg.unlabeled_shares))
-    warning = pseudo.check.warning("pseudo-labels")
+    warning = pseudo.check.warning("pseudo-labels") if pseudo.check else unchecked_warning(len(labelled))
     if warning:
         log.warning(warning)
     return with_pseudo_labelled(labelled, images, pseudo), section, (pseudo, images)

@@ -49,6 +49,14 @@ class LabelCheck:
         return None
 
 
+def unchecked_warning(labelled_images: int) -> str:
+    """The line for labels that could not be checked: a fifth of the labelled images is under MIN_VALIDATION."""
+    return (
+        f"pseudo-labels: not checked: a fifth of {labelled_images} labelled images is too few to estimate how many "
+        "of the kept labels are right; look through some of them (augmentor pseudo-labels) before relying on them"
+    )
+
+
 def fit_temperature(probs: torch.Tensor, labels: torch.Tensor) -> float:
     """The temperature T (of TEMPERATURES) under which softmax(log p / T) gives the held-out labels the highest likelihood."""
     log_p = probs.double().clamp_min(1e-12).log()

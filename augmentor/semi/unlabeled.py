@@ -111,8 +111,7 @@ def pseudo_label(
     shares = expected_shares(labelled, cfg.unlabeled_shares)
     held_out = validation.images if validation is not None else unlabeled.images[:0]
     both = classifier_probabilities(labelled, torch.cat([unlabeled.images, held_out]), cfg, seed)
-    probs, val_probs = both.split([len(unlabeled), len(held_out)])
-    probs, val_probs = reweighted(probs, shares), reweighted(val_probs, shares)
+    probs, val_probs = (reweighted(p, shares) for p in both.split([len(unlabeled), len(held_out)]))
     pseudo = keep_confident(probs, shares, cfg.pseudo_threshold, "classifier")
     if cfg.pseudo_labeller == "gan":
         from .semisupervised import label_probabilities, train_labelling_gan
@@ -121,7 +120,8 @@ def pseudo_label(
             labelled, unlabeled, unlabeled.images[pseudo.index], pseudo.labels, cfg.labeller_steps, seed,
             augment=cfg.pseudo_augment, shares=shares, device=device,
         )  # fmt: skip
-        probs, val_probs = (reweighted(label_probabilities(gan, x), shares) for x in (unlabeled.images, held_out))
+        both = label_probabilities(gan, torch.cat([unlabeled.images, held_out]))
+        probs, val_probs = (reweighted(p, shares) for p in both.split([len(unlabeled), len(held_out)]))
         pseudo = keep_confident(probs, shares, cfg.pseudo_threshold, "semi-supervised GAN")
     if validation is not None:
         pseudo.check = check_labels(val_probs, validation.labels, probs[pseudo.index])
