@@ -301,8 +301,9 @@ def pseudo_labels(run_dir, out):
                 f"an estimated {100 * check.estimated_precision:.0f} % of them are labelled right "
                 f"(calibrated on {check.validation_images} labelled validation images the labellers did not learn from)"
             )
-        if check.warning("pseudo-labels"):
-            click.echo("warning: " + check.warning("pseudo-labels"), err=True)
+        warning = check.warning("pseudo-labels")
+        if warning:
+            click.echo("warning: " + warning, err=True)
 
 
 def main(argv=None) -> None:

@@ -97,16 +97,9 @@ def fit(
     with locked(out) if w.main else contextlib.nullcontext():
         if w.main:  # rank 0 writes the run directory; the others read what it wrote
             with distributed.RankZeroSetup(w), _removed_if_refused(out, created):
+                unlabelled = (unlabeled, pseudo_options, labeller_validation)
                 model_cfg, train_cfg, gan_set, config = _new_run(
-                    out,
-                    data_cfg,
-                    train_cfg,
-                    model_options,
-                    (unlabeled, pseudo_options, labeller_validation),
-                    init,
-                    source,
-                    force,
-                    dev,
+                    out, data_cfg, train_cfg, model_options, unlabelled, init, source, force, dev
                 )
         else:
             distributed.RankZeroSetup(w).wait()
@@ -189,8 +182,9 @@ def _new_run(out: Path, data_cfg, train_cfg, model_options, unlabelled, init, so
 
 def _with_unlabeled(labelled: data.ImageSet, data_cfg, unlabeled, pseudo_options, validation, seed: int, device) -> tuple:
     """The GAN's training set: the labelled images, plus the pseudo-labelled unlabelled ones when there are any.
-    The labellers are checked on ``validation`` (None: a fifth of each class, which they then do not learn from, where
-    that is enough to check on; the GAN still learns from every labelled image). Writes nothing. Returns (training set, config.json's "unlabeled" section, (PseudoLabels, images) or None)."""
+    The labellers are checked on ``validation`` (None: a fifth of each class, which they then do not learn from,
+    where that is enough to check on; the GAN still learns from every labelled image). Writes nothing. Returns
+    (training set, config.json's "unlabeled" section, (PseudoLabels, images) or None)."""
     if isinstance(unlabeled, UnlabeledConfig) and unlabeled.unlabeled is None:
         unlabeled = None  # the CLI's default: no unlabelled images
     if unlabeled is None:
