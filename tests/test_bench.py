@@ -396,31 +396,35 @@ def test_the_verdict_names_the_recipe_that_won():
     self_arm, both, b = (ARM_BY_ID[i].name for i in ("SELF", "SELF+U", "B"))
     arms = {b: cell(0.90, 0.91), self_arm: cell(0.96, 0.96), both: cell(0.95, 0.955)}
     lines = recipe(arms)
-    assert "does not add measurably" in lines and "**self-training alone" in lines and f"({self_arm}, 96.0)" in lines
+    assert "against self-training, costs accuracy: " in lines and "**self-training alone" in lines
+    assert f"({self_arm}, 96.0)" in lines
     arms[b] = cell(0.97, 0.97)
     assert "**neither: the labelled images alone" in recipe(arms)
     arms[both] = cell(0.99, 0.99)
     lines = recipe(arms)
-    assert "adds to self-training" in lines and f"({both}, 99.0)" in lines
+    assert f"against self-training, adds to it: {both} vs {self_arm}" in lines and f"({both}, 99.0)" in lines
     by_gan = ARM_BY_ID["SELF-G"].name  # the GAN's labels without its images
     arms[by_gan] = cell(0.995, 0.995)
     assert f"({by_gan}, 99.5)" in recipe(arms)
     # two SELF+U variants (synthetic images raw or augmented): the better one is weighed against SELF
     augmented = ARM_BY_ID["SELF+U-aug"].name
     arms[both], arms[augmented] = cell(0.955, 0.96), cell(0.975, 0.985)
-    assert f"adds to self-training: {augmented} vs {self_arm} +2.0 points" in recipe(arms)
+    assert f"adds to it: {augmented} vs {self_arm} +2.0 points" in recipe(arms)
     # FixMatch: the best recipe with the GAN is weighed against it, and may lose
     fix = ARM_BY_ID["FIX"].name
     arms[fix] = cell(0.999, 0.999)
     lines = recipe(arms)
     assert (
-        f"The best recipe with the GAN loses to FixMatch: {by_gan} vs {fix} -0.4 points" in lines
+        f"The best recipe with the GAN, against FixMatch, loses to it: {by_gan} vs {fix} -0.4 points" in lines
         and "**FixMatch (consistency training" in lines
     )
     arms[fix] = cell(0.994, 0.996)
-    assert f"does not beat FixMatch: {by_gan} vs {fix} +0.0 points" in recipe(arms)
+    assert f"against FixMatch, does not beat it measurably: {by_gan} vs {fix} +0.0 points" in recipe(arms)
     arms[fix] = cell(0.97, 0.971)
-    assert f"beats FixMatch: {by_gan} vs {fix} +2.5 points" in recipe(arms)
+    assert f"against FixMatch, beats it: {by_gan} vs {fix} +2.5 points" in recipe(arms)
+    one = {a: {"accuracy": {**v["accuracy"], "std": 0.0, "values": v["accuracy"]["values"][:1]}} for a, v in arms.items()}
+    lines = recipe(one)  # one seed: figures, no judgement
+    assert "beats it" not in lines and "one seed, no spread to judge by" in lines and "Best recipe here (one seed" in lines
 
 
 def test_the_winning_recipes_code_names_the_calls_that_follow_it():
@@ -467,7 +471,7 @@ def test_an_old_results_json_renders_its_verdict_again(tmp_path):
     shutil.copy(old / "results.json", tmp_path)
     text = rerender(tmp_path)
     by_gan, both, self_arm = (ARM_BY_ID[i].name for i in ("SELF-G", "SELF+U", "SELF"))
-    assert f"adds to self-training: {both} vs {self_arm} +0.7 points" in text  # the figures the old report.md gave
+    assert f"adds to it: {both} vs {self_arm} +0.7 points" in text  # the figures the old report.md gave
     assert f"Best recipe here: **the GAN labeller's pseudo-labelled images** ({by_gan}, 97.4)" in text
     assert f"Best recipe here: **{by_gan}** ({by_gan}, 97.4)" in (old / "report.md").read_text()
 

@@ -92,22 +92,29 @@ def _recipe(shot, arms: dict, metric: str, arms_by_name: dict) -> list:
     if self_arm is None or both is None:
         return []
 
-    def versus(a: str, b: str) -> tuple:
-        gain, noise = 100 * (m[a]["mean"] - m[b]["mean"]), 100 * max(m[a]["std"], m[b]["std"])
-        return f"{a} vs {b} {gain:+.1f} points ({metric}; seed spread {noise:.1f})", gain > noise
+    one_seed = len(m[self_arm]["values"]) < 2
 
-    said, adds = versus(both, self_arm)
+    def versus(a: str, b: str, wins: str, ties: str, loses: str) -> str:
+        """'wins', 'ties' or 'loses' (beyond the larger seed spread) with the figures; one seed: no judgement."""
+        gain, noise = 100 * (m[a]["mean"] - m[b]["mean"]), 100 * max(m[a]["std"], m[b]["std"])
+        if one_seed:
+            return f"{a} vs {b} {gain:+.1f} points ({metric}; one seed, no spread to judge by)"
+        outcome = wins if gain > noise else loses if -gain > noise else ties
+        return f"{outcome}: {a} vs {b} {gain:+.1f} points ({metric}; seed spread {noise:.1f})"
+
     lines = [
-        f"- {describe(shot)}, unlabelled images: the GAN that learnt from them "
-        f"{'adds to' if adds else 'does not add measurably to'} self-training: {said}."
+        f"- {describe(shot)}, unlabelled images: the GAN that learnt from them, against self-training, "
+        + versus(both, self_arm, "adds to it", "adds nothing measurable", "costs accuracy")
+        + "."
     ]
     if "FIX" in ids:
         unlabelled_with_gan = [a for a in m if arms_by_name[a].role == "unlabelled" and arms_by_name[a].uses_gan]
         best_gan = max(unlabelled_with_gan, key=lambda a: m[a]["mean"])
-        said, beats = versus(best_gan, ids["FIX"])
-        lost = 100 * (m[ids["FIX"]]["mean"] - m[best_gan]["mean"]) > 100 * max(m[best_gan]["std"], m[ids["FIX"]]["std"])
-        outcome = "beats" if beats else ("loses to" if lost else "does not beat")
-        lines.append(f"  The best recipe with the GAN {outcome} FixMatch: {said}.")
+        lines.append(
+            "  The best recipe with the GAN, against FixMatch, "
+            + versus(best_gan, ids["FIX"], "beats it", "does not beat it measurably", "loses to it")
+            + "."
+        )
     best = best_recipe(arms, metric, arms_by_name)
     if "POOL" in ids:
         ceiling = m[ids["POOL"]]["mean"]
@@ -115,7 +122,10 @@ def _recipe(shot, arms: dict, metric: str, arms_by_name: dict) -> list:
             f"  The ceiling, the unlabelled images with their true labels ({ids['POOL']}, {100 * ceiling:.1f}): "
             f"the best recipe {100 * (m[best]['mean'] - ceiling):+.1f} points from it."
         )
-    lines.append(f"  Best recipe here: **{RECIPES.get(arms_by_name[best].id, best)}** ({best}, {100 * m[best]['mean']:.1f}).")
+    caveat = " (one seed: run more before relying on it)" if one_seed else ""
+    lines.append(
+        f"  Best recipe here{caveat}: **{RECIPES.get(arms_by_name[best].id, best)}** ({best}, {100 * m[best]['mean']:.1f})."
+    )
     return lines
 
 
