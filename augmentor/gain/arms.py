@@ -16,13 +16,15 @@ class Arm:
     (re-drawn real images: what a share of extra images does by itself), synthetic (the user's GAN), unlabelled
     (the unlabelled images, by self-training or through a GAN that learnt from them), the reference (the
     tutorials' plain GAN), or the ceiling (the unlabelled images with their true labels, where a benchmark knows
-    them: what perfect pseudo-labels would give; never a recipe). ``uses_gan`` decides which side of the verdict an arm is on.
+    them: what perfect pseudo-labels would give; never a recipe). ``uses_gan`` decides which side of the verdict
+    an arm is on.
 
     Sources of the images that replace ``ratio`` of each batch (``mix``, equal shares) or that a CAS arm trains
     on alone (``cas``): "gan" (the GAN on the labelled images), "plain" (the tutorials' recipe), "unlabeled"
     (the GAN that also learnt from the unlabelled images), "real" (labelled images re-drawn), "pseudo"
     (unlabelled images labelled by the classifier: self-training), "pseudo-gan" (labelled by the semi-supervised
-    GAN), "true-labels" (the unlabelled images with their true labels: --unlabeled-rest only). An arm runs only where all its sources exist."""
+    GAN), "true-labels" (the unlabelled images with their true labels: --unlabeled-rest only). An arm runs only
+    where all its sources exist."""
 
     id: str
     role: str

@@ -1,7 +1,7 @@
 """How far a labeller's kept labels can be trusted, from labelled images it did not learn from.
 
-Labellers trained on a few images are overconfident: a mean confidence of 0.99 can sit on labels of which one in
-seven is wrong. Temperature scaling (Guo et al. 2017) fitted on held-out labelled images softens their
+Labellers trained on a few images are overconfident: a mean confidence near 1 can sit on labels of which many are
+wrong. Temperature scaling (Guo et al. 2017) fitted on held-out labelled images softens their
 probabilities until they match how often the labeller is right there; the mean softened confidence of the kept
 labels then estimates their precision.
 """
