@@ -229,7 +229,8 @@ def bench(out, init, freeze_d, **options):
     type=click.Choice(list(METHODS)),
     default=DEFAULT_METHOD,
     show_default=True,
-    help="; ".join(f"{name}: {m.summary}" for name, m in METHODS.items()) + " (how well each separates: docs/results.md).",
+    help="; ".join(f"{name}: {m.summary}" for name, m in METHODS.items())
+    + " (check how well each separates on labelled images first).",
 )
 @click.option("--split", default="test", show_default=True, help="Split of an .npz / IDX source.")
 @click.option(

@@ -271,8 +271,8 @@ class UnlabeledConfig(_Dict):
     pseudo_labeller: str = option(
         "gan",
         "Who gives the pseudo-labels: 'gan', a semi-supervised GAN whose discriminator is also a classifier and learns "
-        "from every unlabelled image (a few minutes on a CPU; compared in docs/results.md: `bench "
-        "--unlabeled` tells on your data), or 'classifier', the SmallCNN alone.",
+        "from every unlabelled image (a few minutes on a CPU; `bench "
+        "--unlabeled` tells which labels serve your data better), or 'classifier', the SmallCNN alone.",
         choices=PSEUDO_LABELLERS,
     )
     pseudo_threshold: float = option(0.9, "Keep an unlabelled image when the pseudo-labeller's confidence is at least this.")

@@ -108,7 +108,7 @@ def bench(
     if p.gan_steps < fit_steps:  # a short-trained GAN makes poorer training data than the user's own fit
         split.notes.append(
             f"the GANs train {p.gan_steps} steps, fewer than fit's {fit_steps}: the arms with their images may "
-            "understate a generator you fit yourself (--gan-steps; docs/results.md)"
+            "understate a generator you fit yourself (--gan-steps trains them longer)"
         )
     init = InitConfig.of(init)
     if init.init:

@@ -110,8 +110,12 @@ def pseudo_label(
         raise DataError("--unlabeled needs labelled images of at least 2 classes to learn labels from")
     shares = expected_shares(labelled, cfg.unlabeled_shares)
     held_out = validation.images if validation is not None else unlabeled.images[:0]
-    both = classifier_probabilities(labelled, torch.cat([unlabeled.images, held_out]), cfg, seed)
-    probs, val_probs = (reweighted(p, shares) for p in both.split([len(unlabeled), len(held_out)]))
+    images = torch.cat([unlabeled.images, held_out])  # one pass labels both
+
+    def unlabelled_and_held_out(probs_of_images):
+        return (reweighted(p, shares) for p in probs_of_images.split([len(unlabeled), len(held_out)]))
+
+    probs, val_probs = unlabelled_and_held_out(classifier_probabilities(labelled, images, cfg, seed))
     pseudo = keep_confident(probs, shares, cfg.pseudo_threshold, "classifier")
     if cfg.pseudo_labeller == "gan":
         from .semisupervised import label_probabilities, train_labelling_gan
@@ -120,8 +124,7 @@ def pseudo_label(
             labelled, unlabeled, unlabeled.images[pseudo.index], pseudo.labels, cfg.labeller_steps, seed,
             augment=cfg.pseudo_augment, shares=shares, device=device,
         )  # fmt: skip
-        both = label_probabilities(gan, torch.cat([unlabeled.images, held_out]))
-        probs, val_probs = (reweighted(p, shares) for p in both.split([len(unlabeled), len(held_out)]))
+        probs, val_probs = unlabelled_and_held_out(label_probabilities(gan, images))
         pseudo = keep_confident(probs, shares, cfg.pseudo_threshold, "semi-supervised GAN")
     if validation is not None:
         pseudo.check = check_labels(val_probs, validation.labels, probs[pseudo.index])
