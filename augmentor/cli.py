@@ -205,14 +205,34 @@ def sample(model, n, per_class, out, seed, device):
 @_click_options(InitConfig)  # our GANs start from a run fitted on related data, as with fit
 def bench(out, init, freeze_d, **options):
     """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
-    from .gain.report import RECIPES, describe, winning_recipes
     from .gain.runner import bench as run_bench
 
     if options["source"] is None:
         _say("no --data given: benchmarking on the built-in sklearn:digits")
     report = run_bench(out, BenchOptions(**options), init=InitConfig(init=init, freeze_d=freeze_d))
-    if not report:  # another process of a torchrun job: rank 0 reports
-        return
+    if report:  # else another process of a torchrun job: rank 0 reports
+        _print_bench(report, out)
+
+
+@cli.command("bench-merge")
+@click.argument("benches", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="New (or empty) folder for the merged report.md and results.json.",
+)
+def bench_merge(benches, out):
+    """One report from benches of the same data and preset run apart, e.g. a seed each on different machines."""
+    from .gain.runner import merge
+
+    _print_bench(merge(list(benches), out), out)
+
+
+def _print_bench(report: dict, out: Path) -> None:
+    """The verdict in a few lines, and where the report is."""
+    from .gain.report import RECIPES, describe, winning_recipes
+
     verdict = "helped" if report["synthetic_helped"] else "did NOT help"
     click.echo(f"\nsynthetic data {verdict}; recommended ratio {report['recommended_ratio']}")
     for shot, arm_id in winning_recipes(report).items():

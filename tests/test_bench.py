@@ -490,3 +490,43 @@ def test_each_classes_recall_is_scored_where_a_table_can_show_it():
     assert (
         _metric_label("recall_1", ["normal", "pneumonia"]) == "recall pneumonia" and _metric_label("recall_1", None) == "recall_1"
     )
+
+
+@pytest.mark.slow
+def test_benches_of_different_seeds_merge_into_the_report_of_one_bench(tmp_path, capsys):
+    """A seed each, run apart, merged: the same statistics as the bench that ran both seeds, and one-line refusals
+    (nothing written) for benches that are not one protocol."""
+    for name, seeds in (("s0", "0"), ("s1", "1"), ("both", "0,1")):
+        code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--seeds", seeds, "--out", tmp_path / name)
+        assert code == 0, err
+    code, stdout, err = run_cli(capsys, "bench-merge", tmp_path / "s1", tmp_path / "s0", "--out", tmp_path / "m")
+    assert code == 0, err
+    assert "recommended ratio" in stdout
+    merged = json.loads((tmp_path / "m" / "results.json").read_text())
+    both = json.loads((tmp_path / "both" / "results.json").read_text())
+    assert merged["summary"] == both["summary"]  # seed 0 first, as in the bench that ran both
+    assert [s["seed"] for s in merged["settings"]] == [0, 1] and merged["env"]["preset"]["seeds"] == [0, 1]
+    assert merged["recommended_ratio"] == both["recommended_ratio"]
+    s0, s1 = (json.loads((tmp_path / n / "results.json").read_text()) for n in ("s0", "s1"))
+    assert merged["wall_seconds"] == pytest.approx(s0["wall_seconds"] + s1["wall_seconds"])
+    report = (tmp_path / "m" / "report.md").read_text()
+    assert "Seeds [0, 1]" in report and f"`{tmp_path / 's1'}/runs/`" in report
+    for name in ("gain.png", "nearest_neighbours.png", "samples_6.png"):
+        assert (tmp_path / "m" / name).exists()
+
+    (tmp_path / "empty").mkdir()
+    refused = {
+        "seed 0, seed 0": ((tmp_path / "s0", tmp_path / "both"), "in more than one of the benches"),
+        "one bench": ((tmp_path / "s0",), "two or more"),
+        "not a bench": ((tmp_path / "s0", tmp_path / "empty"), "no results.json"),
+    }
+    quick = json.loads((tmp_path / "s1" / "results.json").read_text())
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "results.json").write_text(json.dumps({**quick, "size": 64}))
+    refused["another size"] = ((tmp_path / "s0", tmp_path / "other"), "size 64, not 32")
+    for what, (benches, words) in refused.items():
+        code, _, err = run_cli(capsys, "bench-merge", *benches, "--out", tmp_path / "n")
+        assert code == 2 and words in one_line_error(err), what
+        assert not (tmp_path / "n").exists(), what
+    code, _, err = run_cli(capsys, "bench-merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "m")
+    assert code == 2 and "holds a bench already" in one_line_error(err)  # never over a bench

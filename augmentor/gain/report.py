@@ -22,6 +22,11 @@ def describe(shot) -> str:
     return f"{shot} images per class"
 
 
+def grid_name(shot) -> str:
+    """The file of a shot setting's sample grid beside the report."""
+    return f"samples_{str(shot).replace('%', 'pct')}.png"
+
+
 def summarize(results: list) -> dict:
     """mean ± std over seeds, per shot and arm and metric (``results``: SettingResult records)."""
     table = {}
@@ -283,11 +288,17 @@ def render(report: dict, lines: list) -> str:
     for shot, name in report["sample_grids"].items():
         md += [f"Samples, {describe(shot)} (first seed; one row per class):", "", f"![samples]({name})", ""]
     md += [
-        f"GAN runs (checkpoints, all sample grids, logs): `runs/`. Wall time {report['wall_seconds']:.0f} s; "
+        f"GAN runs (checkpoints, all sample grids, logs): {_runs(report)}. Wall time {report['wall_seconds']:.0f} s; "
         f"torch {report['env']['torch']}, augmentor {report['env']['augmentor']}, {env_cpu(report['env'])}.",
         "",
     ]
     return "\n".join(md)
+
+
+def _runs(report: dict) -> str:
+    """Where the GAN runs are: beside the report, or beside each merged bench's."""
+    merged = report["env"].get("merged_from")
+    return " · ".join(f"`{d}/runs/`" for d in merged) + " (merged benches; wall time their sum)" if merged else "`runs/`"
 
 
 def _metric_label(metric: str, class_names) -> str:
@@ -407,9 +418,8 @@ def rerender(directory) -> str:
     _, lines = verdict(results["summary"], results["primary_metric"], arms, CHOSEN.name)
     results.setdefault("sample_grids", {})
     for shot in results["summary"]:
-        grid = f"samples_{shot.replace('%', 'pct')}.png"
-        if (directory / grid).exists():
-            results["sample_grids"][shot] = grid
+        if (directory / grid_name(shot)).exists():
+            results["sample_grids"][shot] = grid_name(shot)
     text = render(results, lines)
     (directory / REPORT).write_text(text)
     return text
