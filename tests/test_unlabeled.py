@@ -385,6 +385,18 @@ def test_calibration_turns_a_labellers_confidence_into_how_often_it_is_right(sha
     assert abs(check.validation_accuracy - share_right) < 0.05 and check.validation_images == 400
 
 
+def test_a_few_flawless_validation_images_do_not_make_the_labeller_look_surer_than_it_says():
+    from augmentor.semi.calibration import check_labels
+
+    val_probs, val_truth = _labeller(torch.ones(20, dtype=torch.bool), 0.99)  # 20 of 20 right at 0.99
+    kept_probs, _ = _labeller(torch.ones(500, dtype=torch.bool), 0.99)
+    check = check_labels(val_probs, val_truth, kept_probs)
+    assert check.validation_accuracy == 1.0 and check.temperature > 0.8
+    assert 0.99 <= check.estimated_precision < 0.997, check  # near what it says, not 100 %
+    many_probs, many_truth = _labeller(torch.ones(2000, dtype=torch.bool), 0.99)  # 2,000 of 2,000: surer, rightly
+    assert check_labels(many_probs, many_truth, kept_probs).estimated_precision > 0.9995
+
+
 def test_the_label_check_warns_in_one_line_when_the_labels_are_doubtful_or_unchecked():
     from augmentor.semi.calibration import LabelCheck, check_labels
 

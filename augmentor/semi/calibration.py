@@ -16,6 +16,9 @@ import torch
 PRECISION_WARNING = 0.9  # below this estimate, a user is told the kept labels may cost accuracy
 MIN_VALIDATION = 20  # fewer held-out images than this cannot tell 85 % right from 99 %
 TEMPERATURES = torch.logspace(-0.6, 1.0, 161)  # 0.25 to 10: an undertrained labeller is underconfident
+# log T's prior spread around 1 (the labeller's own confidence): a small flawless validation set would otherwise drive
+# T to its floor and every estimate to 100 %, though 20 right answers cannot tell 98 % right from 100 %
+LOG_TEMPERATURE_SD = 0.5
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,12 @@ def unchecked_warning(labelled_images: int) -> str:
 
 
 def fit_temperature(probs: torch.Tensor, labels: torch.Tensor) -> float:
-    """The temperature T (of TEMPERATURES) under which softmax(log p / T) gives the held-out labels the highest likelihood."""
+    """The temperature T (of TEMPERATURES) under which softmax(log p / T) gives the held-out labels the highest
+    likelihood, times a log-normal prior on T around 1: many held-out images move T where they point, a few barely."""
     log_p = probs.double().clamp_min(1e-12).log()
-    nll = torch.stack([torch.nn.functional.cross_entropy(log_p / t, labels) for t in TEMPERATURES.double()])
-    return float(TEMPERATURES[int(nll.argmin())])
+    t = TEMPERATURES.double()
+    nll = torch.stack([torch.nn.functional.cross_entropy(log_p / ti, labels, reduction="sum") for ti in t])
+    return float(TEMPERATURES[int((nll + t.log() ** 2 / (2 * LOG_TEMPERATURE_SD**2)).argmin())])
 
 
 def calibrated(probs: torch.Tensor, temperature: float) -> torch.Tensor:
