@@ -203,13 +203,30 @@ def sample(model, n, per_class, out, seed, device):
 @_click_options(BenchOptions)
 @_click_options(UnlabeledConfig, only=("unlabeled_shares",))
 @_click_options(InitConfig)  # our GANs start from a run fitted on related data, as with fit
-def bench(out, init, freeze_d, **options):
+@click.option(
+    "--resume", is_flag=True, help="Continue the interrupted bench in --out with the options it started with (give no others)."
+)
+def bench(out, init, freeze_d, resume, **options):
     """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""
     from .gain.runner import bench as run_bench
 
-    if options["source"] is None:
-        _say("no --data given: benchmarking on the built-in sklearn:digits")
-    report = run_bench(out, BenchOptions(**options), init=InitConfig(init=init, freeze_d=freeze_d))
+    if resume:
+        ctx = click.get_current_context()
+        given = [
+            p.opts[0]
+            for p in ctx.command.params
+            if p.name not in ("out", "resume") and ctx.get_parameter_source(p.name).name != "DEFAULT"
+        ]
+        if given:
+            raise click.BadParameter(
+                f"--resume continues the bench with the options it started with; leave out {', '.join(given)}",
+                param_hint="--resume",
+            )
+        report = run_bench(out, resume=True)
+    else:
+        if options["source"] is None:
+            _say("no --data given: benchmarking on the built-in sklearn:digits")
+        report = run_bench(out, BenchOptions(**options), init=InitConfig(init=init, freeze_d=freeze_d))
     if report:  # else another process of a torchrun job: rank 0 reports
         _print_bench(report, out)
 

@@ -530,3 +530,60 @@ def test_benches_of_different_seeds_merge_into_the_report_of_one_bench(tmp_path,
         assert not (tmp_path / "n").exists(), what
     code, _, err = run_cli(capsys, "bench-merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "m")
     assert code == 2 and "holds a bench already" in one_line_error(err)  # never over a bench
+
+
+@pytest.mark.slow
+def test_an_interrupted_bench_resumes_after_the_last_thing_it_finished(tmp_path, capsys, monkeypatch):
+    """Killed in FixMatch's second candidate: --resume trains none of the GANs and classifiers it had finished,
+    and reports what the bench run without interruption reports."""
+    from augmentor.gain import runner, setting
+
+    options = ("--preset", "smoke", "--seeds", "0", "--unlabeled-rest")
+    code, _, err = run_cli(capsys, "bench", *options, "--out", tmp_path / "whole")
+    assert code == 0, err
+
+    calls = {"fit": 0, "classifier": 0, "fixmatch": 0}
+    real = {name: getattr(setting.ArmTraining, name) for name in ("classifier", "fixmatch")}
+    real_fit = setting.run.fit
+
+    def counting(name, stop_at=None):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            if calls[name] == stop_at:
+                raise KeyboardInterrupt
+            return (real_fit if name == "fit" else real[name])(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(setting.ArmTraining, "fixmatch", counting("fixmatch", stop_at=2))
+    with pytest.raises(KeyboardInterrupt):
+        runner.bench(tmp_path / "cut", preset="smoke", seeds="0", unlabeled_rest=True, progress=False)
+    trained = dict(calls)
+    assert trained["fixmatch"] == 2 and not (tmp_path / "cut" / "results.json").exists()
+
+    calls.update(fit=0, classifier=0, fixmatch=0)
+    monkeypatch.setattr(setting.run, "fit", counting("fit"))
+    monkeypatch.setattr(setting.ArmTraining, "classifier", counting("classifier"))
+    monkeypatch.setattr(setting.ArmTraining, "fixmatch", counting("fixmatch"))
+    code, stdout, err = run_cli(capsys, "bench", "--resume", "--out", tmp_path / "cut")
+    assert code == 0, err
+    assert calls["fit"] == 0  # every GAN had finished
+    assert calls["fixmatch"] == 2  # FixMatch's second μ and FIX+G; its first μ was saved
+    whole, cut = (json.loads((tmp_path / n / "results.json").read_text()) for n in ("whole", "cut"))
+    ran = {ARM_BY_NAME[name].id for name in whole["settings"][0]["arms"]}
+    after_fix = ARMS[[a.id for a in ARMS].index("FIX+G") + 1 :]
+    assert calls["classifier"] == len([a for a in after_fix if a.id in ran and not a.cas]) > 0  # the rest: loaded
+    assert cut["summary"] == whole["summary"] and cut["settings"][0]["fixmatch"] == whole["settings"][0]["fixmatch"]
+    assert cut["settings"][0]["pseudo_labels"] == whole["settings"][0]["pseudo_labels"]
+    assert "resumed after an interruption" in (tmp_path / "cut" / "report.md").read_text()
+    assert not (tmp_path / "cut" / "settings").exists()  # the saved classifiers go once the report holds the figures
+
+    refused = {
+        "finished": (("--resume", "--out", tmp_path / "cut"), "has finished"),
+        "other options": (("--resume", "--seeds", "1", "--out", tmp_path / "cut"), "leave out --seeds"),
+        "nothing to resume": (("--resume", "--out", tmp_path / "new"), "no bench to resume"),
+    }
+    for what, (args, words) in refused.items():
+        code, _, err = run_cli(capsys, "bench", *args)
+        assert code == 2 and words in one_line_error(err), what
+    assert not (tmp_path / "new").exists()

@@ -43,6 +43,7 @@ from .options import BenchOptions, Preset
 from .pictures import plot_gain, plot_neighbours
 from .protocol import UNLABELED_REST, Split, environment, imbalanced, split_data
 from .report import REPORT, RESULTS, describe
+from .resume import drop_settings, record_start, started_with
 from .setting import SettingResult, run_setting
 
 
@@ -81,15 +82,26 @@ def recommend_ratio(results: list) -> float:
 
 
 def bench(
-    out, options: Optional[BenchOptions] = None, init: InitConfig | str | None = None, progress: bool = True, **fields
+    out,
+    options: Optional[BenchOptions] = None,
+    init: InitConfig | str | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    **fields,
 ) -> dict:
     """Run the bench into ``out``, a new (or empty) folder. ``options``: a BenchOptions, or its fields by keyword
     (``bench("b", source="leaves/", preset="smoke")``). ``init``: a run our GANs start from (fit --init), e.g. one
-    fitted on related data; an InitConfig to freeze D's first blocks too. Returns what results.json holds."""
-    opts = options if options is not None else BenchOptions(**fields)
-    source, preset, size, shots = opts.source, opts.preset, opts.size, opts.shots
+    fitted on related data; an InitConfig to freeze D's first blocks too. ``resume``: continue the interrupted
+    bench in ``out`` with the options it started with (give no others). Returns what results.json holds."""
     out = Path(out)
-    check_new_out(out)
+    if resume:
+        if options is not None or fields or init:
+            raise ConfigError("--resume continues the bench with the options it started with; give --out only")
+        opts, init = started_with(out)
+    else:
+        opts = options if options is not None else BenchOptions(**fields)
+        check_new_out(out)
+    source, preset, size, shots = opts.source, opts.preset, opts.size, opts.shots
     p = opts.preset_used()
     augment_file = Path(opts.augment) if opts.augment else None
     if augment_file is not None:
@@ -106,6 +118,10 @@ def bench(
             "understate a generator you fit yourself (--gan-steps trains them longer)"
         )
     init = InitConfig.of(init)
+    if resume:
+        split.notes.append(
+            "resumed after an interruption: the wall time is the last call's; each GAN's and arm's is its first training's"
+        )
     if init.init:
         start = transfer.load_source(init.init)
         frozen = f", D's first {init.freeze_d} blocks fixed" if init.freeze_d else ""
@@ -144,6 +160,8 @@ def bench(
     distributed.start(w, torch.device("cpu"))  # gloo: only results travel between the processes
     distributed.gather(w, None)  # every process has checked --out before any writes in it
     writable_folder(out)
+    if w.main and not resume:
+        record_start(out, opts, init)
     mine = {
         i: run_setting(
             split,
@@ -158,6 +176,7 @@ def bench(
             unlabeled_images,
             init,
             opts.unlabeled_shares,
+            resume,
         )
         for i, (shot, seed) in enumerate(settings)
         if i % w.size == w.rank
@@ -197,6 +216,7 @@ def bench(
     }
     plot_neighbours(samples[0].synthetic["gan"], data.uint8_to_tanh(samples[0].train.images), out / "nearest_neighbours.png")
     write_report(out, results_json, lines, copy_sample_grids(results, out))
+    drop_settings(out)  # what a resume would need: the report holds the figures now
     distributed.stop(w)
     return results_json
 

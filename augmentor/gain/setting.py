@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -31,6 +30,7 @@ from .protocol import (
     scores,
     train_protocol_classifier,
 )
+from .resume import SETTINGS, SettingStore, finished_gan
 
 
 @dataclass
@@ -76,10 +76,12 @@ def run_setting(
     unlabeled: Optional[data.ImageSet] = None,
     init: Optional[InitConfig] = None,
     unlabeled_shares: Optional[str] = None,
+    resume: bool = False,
 ) -> tuple:
     """Train the GANs and every arm's classifier for one (shot, seed). Returns (SettingResult, SettingSamples).
     ``unlabeled``: unlabelled images for the U and SELF arms; ``UNLABELED_REST`` takes the pool images outside
-    this setting's draw. ``init``: the run our GANs start from (fit --init; the model's width is then the run's)."""
+    this setting's draw. ``init``: the run our GANs start from (fit --init; the model's width is then the run's).
+    ``resume``: load the GANs, classifiers and labels an interrupted bench finished instead of training them."""
     pool = split.pool
     chosen = choose_training_images(pool, shot, seed)
     labels_known = unlabeled is UNLABELED_REST  # then how many pseudo-labels are right can be counted
@@ -96,13 +98,14 @@ def run_setting(
         pseudo_augment=str(augment_file) if augment_file is not None else None,
         unlabeled_shares=unlabeled_shares,
     )
-    gan = SettingGans(out / "runs", shot, seed, train, val, preset, device, progress, pseudo_options)
+    name = f"shot{str(shot).replace('%', 'pct')}-seed{seed}"
+    gan = SettingGans(out / "runs", name, train, val, preset, device, progress, pseudo_options, resume)
+    store = SettingStore(out / SETTINGS / name, (train.channels, pool.num_classes, train.images.shape[-1]), device)
 
     # The GANs see this setting's training images only.
-    t0 = time.time()
     ours = preset.gan_recipe(seed, coverage)
-    gans = {"gan": gan.train("", ours, {}, init=init)}
-    gan_seconds = time.time() - t0
+    gans = {}
+    gans["gan"], gan_seconds = store.seconds("gan", lambda: gan.train("", ours, {}, init=init))
     pseudo_record, pseudo_sets = None, {}
     if unlabeled is not None:  # the GAN that also learns from the unlabelled images, through pseudo-labels
         unlabeled = drop_labelled(unlabeled, train)
@@ -110,8 +113,11 @@ def run_setting(
         by_gan = read_pseudo_labels(gans["unlabeled"].path.parent)
         # Self-training's labels, the baseline: the classifier alone (the same seed, so the same classifier the
         # semi-supervised GAN started from)
-        by_classifier = pseudo_label(
-            train, unlabeled, replace(pseudo_options, pseudo_labeller="classifier"), seed=seed, validation=val
+        by_classifier = store.pseudo_labels(
+            "pseudo-classifier",
+            lambda: pseudo_label(
+                train, unlabeled, replace(pseudo_options, pseudo_labeller="classifier"), seed=seed, validation=val
+            ),
         )
         pseudo_record = {}
         for source_name, labeller, pseudo in (("pseudo", "classifier", by_classifier), ("pseudo-gan", "gan", by_gan)):
@@ -135,18 +141,18 @@ def run_setting(
     arms = ArmTraining(train, preset, seed, augment_file, sources, device, progress)
     seconds = {}
 
-    def timed(arm_id: str, train, *args, **kwargs):  # an arm's training time adds up over its candidates
-        t = time.time()
-        model = train(*args, **kwargs)
-        seconds[arm_id] = seconds.get(arm_id, 0.0) + time.time() - t
-        return model
+    def timed(arm_id: str, train, *args, key: Optional[str] = None, **kwargs) -> tuple:
+        """(model, extras) of ``train(*args, **kwargs)``, or as saved; an arm's time adds up over its candidates."""
+        model, extras, t = store.classifier(key or arm_id, lambda: train(*args, **kwargs))
+        seconds[arm_id] = seconds.get(arm_id, 0.0) + t
+        return model, extras
 
-    models = {"A": timed("A", arms.classifier, ARM_BY_ID["A"], "none")}
+    models = {"A": timed("A", arms.classifier, ARM_BY_ID["A"], "none")[0]}
     # The classical pipeline: the user's (--augment), else the preset or none, whichever scores better on validation.
     augmentation_val = None
     augmentation = str(augment_file) if augment_file is not None else "preset"
     if augment_file is None:
-        with_preset = timed("B", arms.classifier, ARM_BY_ID["B"], "preset")
+        with_preset = timed("B", arms.classifier, ARM_BY_ID["B"], "preset")[0]
         val_probs = {"none": predict(models["A"], x_val), "preset": predict(with_preset, x_val)}
         augmentation_val = {name: scores(probs, y_val)["balanced_accuracy"] for name, probs in val_probs.items()}
         # The preset unless "none" did better beyond the validation's noise: a narrow win on a few validation
@@ -161,16 +167,19 @@ def run_setting(
             models[arm.id] = timed(
                 arm.id, train_classifier, x_syn[arm.cas], y_syn, k, steps=preset.clf_steps, seed=seed, device=device,
                 progress=arms.progress_label(arm),
-            )  # fmt: skip
+            )[0]  # fmt: skip
         elif arm.fixmatch == "own":  # μ chosen on validation: the paper's 3 unless another is clearly better
-            candidates = {mu: timed(arm.id, arms.fixmatch, arm, augmentation, mu) for mu in sorted(MU_CHOICES, reverse=True)}
+            candidates = {
+                mu: timed(arm.id, arms.fixmatch, arm, augmentation, mu, key=f"{arm.id}-mu{mu}")
+                for mu in sorted(MU_CHOICES, reverse=True)
+            }
             val_probs = {mu: predict(model, x_val) for mu, (model, _) in candidates.items()}
             mu = chosen_on_validation(val_probs, y_val, default=max(MU_CHOICES))
-            models[arm.id], term = candidates[mu]
+            models[arm.id], extras = candidates[mu]
             fixmatch_record = {
                 "mu": mu,
                 "val_balanced_accuracy": {str(m): scores(p, y_val)["balanced_accuracy"] for m, p in val_probs.items()},
-                "targets_at_end": term.share_with_targets(),
+                **extras,
             }
             # its classifier as a labeller too: how far its confident labels of the unlabelled images can be trusted
             pseudo_record["fixmatch"] = confident_labels(models[arm.id], unlabeled, val, val_probs[mu], labels_known)
@@ -180,7 +189,7 @@ def run_setting(
             mu = fixmatch_record["mu"] if fixmatch_record else max(MU_CHOICES)
             models[arm.id] = timed(arm.id, arms.fixmatch, arm, augmentation, mu, known)[0]
         else:
-            models[arm.id] = timed(arm.id, arms.classifier, arm, augmentation)
+            models[arm.id] = timed(arm.id, arms.classifier, arm, augmentation)[0]
 
     def evaluate(model):  # on the held-out test set
         return scores(predict(model, x_test), y_test)
@@ -240,17 +249,19 @@ class SettingGans:
     """Trains a setting's GANs on its training images, each in its own run folder under ``runs``."""
 
     runs: Path
-    shot: object
-    seed: int
+    name: str  # the setting's: its runs are named by it, after a prefix per GAN
     train_images: data.ImageSet
     validation: data.ImageSet  # the labellers' kept labels are checked on these
     preset: Preset
     device: str
     progress: bool
     pseudo_options: UnlabeledConfig
+    reuse: bool = False  # a GAN an interrupted bench finished is loaded, not trained again
 
     def train(self, prefix: str, train_cfg: TrainConfig, model: dict, unlabeled=None, init=None) -> Sampler:
-        directory = self.runs / f"{prefix}shot{str(self.shot).replace('%', 'pct')}-seed{self.seed}"
+        directory = self.runs / f"{prefix}{self.name}"
+        if self.reuse and finished_gan(directory, train_cfg):
+            return Sampler(directory, device="cpu")
         run.fit(
             directory,
             self.train_images,
@@ -326,7 +337,7 @@ class ArmTraining:
         )
 
     def fixmatch(self, arm: Arm, augmentation: str, mu: int, known: Optional[torch.Tensor] = None) -> tuple:
-        """(classifier, its ConsistencyLoss): the arm's labelled batches as ``classifier`` makes them, class-balanced on
+        """(classifier, what its record keeps of its consistency term): the arm's labelled batches as ``classifier`` makes them, class-balanced on
         imbalanced data (the unlabelled images cannot top up the rare classes as the mixing arms' extra images do,
         and their pseudo-labels would pull the classifier towards the common ones), plus μ unlabelled images per
         labelled one (weak view: the arms' classical pipeline; strong: fixmatch.strong_augmentation)."""
@@ -364,7 +375,7 @@ class ArmTraining:
             extra_loss=term,
             progress=self.progress_label(arm, f", μ {mu}"),
         )
-        return model, term
+        return model, {"targets_at_end": term.share_with_targets()}
 
     def source(self, name: str, aug, synthetic_augmented: bool):
         """Real images (re-drawn or pseudo-labelled) go through ``aug`` like the rest of the batch; a generator's

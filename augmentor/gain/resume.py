@@ -1,0 +1,121 @@
+"""`bench --resume`: a bench takes hours on a CPU, so what it finished survives an interruption.
+
+A bench writes the options it started with (STARTED) before training anything; each setting keeps its finished
+classifiers and its classifier's pseudo-labels in ``settings/`` (SettingStore) and its GANs in ``runs/``. Resumed,
+the bench runs every setting again with the same options, loading what is there instead of training it; the
+wall times reported are those of the first training. When the report is written, ``settings/`` goes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..config import InitConfig, TrainConfig
+from ..errors import ConfigError
+from ..semi.classifier import SmallCNN
+from ..semi.unlabeled import PseudoLabels
+from ..store import outputs
+from ..store.rundir import CONFIG, MODEL_FILES
+from .options import BenchOptions
+from .report import RESULTS
+
+STARTED = "bench.json"  # the options a bench started with: --resume continues with them
+SETTINGS = "settings"  # each setting's finished classifiers and labels, until the report is written
+
+
+def record_start(out: Path, options: BenchOptions, init: InitConfig | None) -> None:
+    started = {"options": dataclasses.asdict(options), "init": dataclasses.asdict(init) if init else None}
+    outputs.write(out / STARTED, lambda f: f.write(json.dumps(started, indent=2).encode()))
+
+
+def started_with(out: Path) -> tuple:
+    """(BenchOptions, InitConfig or None) of the unfinished bench in ``out``, or a one-line error."""
+    if (out / RESULTS).exists():
+        raise ConfigError(f"{out}: this bench has finished (report.md); choose a new --out to bench again")
+    if not (out / STARTED).is_file():
+        raise ConfigError(f"{out}: no bench to resume here (no {STARTED}); run augmentor bench without --resume")
+    try:
+        started = json.loads((out / STARTED).read_text())
+        options = BenchOptions(**started["options"])
+        init = InitConfig(**started["init"]) if started["init"] else None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{out / STARTED}: cannot be read ({e}); start a new bench with another --out") from None
+    return options, init
+
+
+def finished_gan(directory: Path, train_cfg: TrainConfig) -> bool:
+    """Whether ``directory`` holds a GAN that finished training ``train_cfg``'s steps with its seed (its generator is
+    exported last; the rest of the recipe is the bench's, which --resume keeps)."""
+    if not (directory / MODEL_FILES["generator"]).is_file():
+        return False
+    try:
+        trained = json.loads((directory / CONFIG).read_text())["train"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return (trained.get("steps"), trained.get("seed")) == (train_cfg.steps, train_cfg.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingStore:
+    """One setting's finished classifiers and pseudo-labels, kept in ``folder``."""
+
+    folder: Path
+    shape: tuple  # SmallCNN's (channels, classes, size)
+    device: str = "cpu"
+
+    def classifier(self, key: str, train: Callable) -> tuple:
+        """(model, extras, seconds): the classifier ``key`` as saved, else ``train()`` (a model, or a model and a
+        dict of extras to keep beside it) and the seconds it took."""
+        path = self.folder / f"{key}.pt"
+        if path.is_file():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            model = SmallCNN(*self.shape)
+            model.load_state_dict(saved["state"])
+            return model.to(self.device).eval(), saved["extras"], saved["seconds"]
+        t = time.time()
+        trained = train()
+        model, extras = trained if isinstance(trained, tuple) else (trained, {})
+        seconds = time.time() - t
+        state = {k: v.cpu() for k, v in model.state_dict().items()}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        outputs.write(path, lambda f: torch.save({"state": state, "extras": extras, "seconds": seconds}, f), own=True)
+        return model, extras, seconds
+
+    def seconds(self, key: str, work: Callable) -> tuple:
+        """(``work()``, the seconds it took the first time): a GAN loaded on resume keeps its training time."""
+        t = time.time()
+        result = work()
+        path = self.folder / "seconds.json"
+        times = json.loads(path.read_text()) if path.is_file() else {}
+        if key not in times:
+            times[key] = time.time() - t
+            self.folder.mkdir(parents=True, exist_ok=True)
+            outputs.write(path, lambda f: f.write(json.dumps(times).encode()), own=True)
+        return result, times[key]
+
+    def pseudo_labels(self, key: str, label: Callable) -> PseudoLabels:
+        """The pseudo-labels ``key`` as saved, else ``label()``."""
+        path = self.folder / f"{key}.json"
+        if path.is_file():
+            return PseudoLabels.from_json(path.read_text())
+        pseudo = label()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        outputs.write(path, lambda f: f.write(pseudo.to_json().encode()), own=True)
+        return pseudo
+
+
+def drop_settings(out: Path) -> None:
+    """The settings' saved classifiers and labels, once the report holds their figures (the files the bench listed)."""
+    folder = out / SETTINGS
+    if folder.is_dir():
+        for setting in folder.iterdir():
+            if setting.is_dir():
+                outputs.remove_listed(setting)
+                outputs.remove_empty(setting)
+        outputs.remove_empty(folder)
