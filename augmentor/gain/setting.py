@@ -104,8 +104,8 @@ def run_setting(
 
     # The GANs see this setting's training images only.
     ours = preset.gan_recipe(seed, coverage)
-    gans = {}
-    gans["gan"], gan_seconds = store.seconds("gan", lambda: gan.train("", ours, {}, init=init))
+    on_labelled, gan_seconds = store.seconds("gan", lambda: gan.train("", ours, {}, init=init))
+    gans = {"gan": on_labelled}
     pseudo_record, pseudo_sets = None, {}
     if unlabeled is not None:  # the GAN that also learns from the unlabelled images, through pseudo-labels
         unlabeled = drop_labelled(unlabeled, train)
