@@ -241,7 +241,7 @@ def bench(out, init, freeze_d, resume, **options):
 )
 def bench_merge(benches, out):
     """One report from benches of the same data and preset run apart, e.g. a seed each on different machines."""
-    from .gain.runner import merge
+    from .gain.merge import merge
 
     _print_bench(merge(list(benches), out), out)
 

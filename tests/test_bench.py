@@ -524,6 +524,9 @@ def test_benches_of_different_seeds_merge_into_the_report_of_one_bench(tmp_path,
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "results.json").write_text(json.dumps({**quick, "size": 64}))
     refused["another size"] = ((tmp_path / "s0", tmp_path / "other"), "size 64, not 32")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "results.json").write_text(json.dumps({**quick, "settings": [{"shot": 6, "seed": 2}]}))
+    refused["another version's"] = ((tmp_path / "s0", tmp_path / "old"), "not a results.json this augmentor can read")
     for what, (benches, words) in refused.items():
         code, _, err = run_cli(capsys, "bench-merge", *benches, "--out", tmp_path / "n")
         assert code == 2 and words in one_line_error(err), what
