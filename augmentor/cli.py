@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .anomaly.scorer import DEFAULT_METHOD, METHODS
+from .anomaly.scorer import DEFAULT_METHOD, METHODS, SCORED_SPLIT
 from .config import FIT_CONFIGS, DataConfig, InitConfig, ModelConfig, RunOptions, TrainConfig, UnlabeledConfig, declared
 from .errors import AugmentorError
 from .gain.options import BenchOptions
@@ -269,7 +269,7 @@ def _print_bench(report: dict, out: Path) -> None:
     help="; ".join(f"{name}: {m.summary}" for name, m in METHODS.items())
     + " (check how well each separates on labelled images first).",
 )
-@click.option("--split", default="test", show_default=True, help="Split of an .npz / IDX source.")
+@click.option("--split", default=SCORED_SPLIT, show_default=True, help="Split of an .npz / IDX source.")
 @click.option(
     "--normal-classes",
     default=None,

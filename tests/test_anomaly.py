@@ -207,6 +207,20 @@ def test_heatmaps_most_anomalous_first(zero_run, held_out, tmp_path, capsys):
     assert code == 2 and "not empty" in one_line_error(err)
 
 
+def test_score_writes_nothing_among_the_runs_images(fresh_run, tmp_path, capsys):
+    """A heat map written into the run's training folder would be read as a training image by the next fit."""
+    leaves = tmp_path / "leaves"
+    write_image(leaves / "healthy" / "a.png")
+    config = json.loads((fresh_run / "config.json").read_text())
+    config["data"]["source"] = str(leaves)  # as if the run had learnt from this folder
+    (fresh_run / "config.json").write_text(json.dumps(config))
+    for flag, path in (("--heatmaps", leaves / "maps"), ("--out", leaves / "healthy" / "s.csv")):
+        args = ["--out", tmp_path / "s.csv", flag, path] if flag == "--heatmaps" else ["--out", path]
+        code, _, err = run_cli(capsys, "score", "--model", fresh_run, "--data", "sklearn:digits", *args)
+        assert code == 2 and f"inside the training images {leaves}" in one_line_error(err), err
+    assert sorted(p.name for p in leaves.rglob("*")) == ["a.png", "healthy"]
+
+
 @pytest.mark.slow
 def test_conditional_run_scores_its_normal_classes(tmp_path):
     """Normal = two classes: the encoder learns with their labels, scores use the class D finds most real."""
@@ -237,6 +251,7 @@ def test_score_bad_input(zero_run, tmp_path, capsys):
         (["--model", tmp_path / "nowhere", "--data", "sklearn:digits"], "no discriminator here"),
         (["--model", lone / "d.onnx", "--data", "sklearn:digits"], "needs the run directory"),
         (["--model", zero_run, "--data", "sklearn:digits", "--normal-classes", "cat"], "unknown class 'cat'"),
+        (["--model", zero_run, "--data", "sklearn:digits", "--split", "train"], "sklearn:digits has no splits"),
     ]
     for i in range(3):
         write_image(tmp_path / "rgb" / f"{i}.png", seed=i)

@@ -113,6 +113,7 @@ def test_bad_flag_values_exit_2(tmp_path, capsys):
         (["--size", 48], "48"),
         (["--device", "tpu"], "tpu"),
         (["--holdout", 1.5], "--holdout"),
+        (["--data", tmp_path / "d", "--split", "test"], "has no splits"),
     ]:
         code, _, err = run_cli(capsys, "fit", "--out", tmp_path / "r", *args)
         assert code == 2 and text in one_line_error(err), err

@@ -118,6 +118,9 @@ def test_idx_folder(tmp_path):
     _idx(tmp_path / "t10k-labels-idx1-ubyte.gz", 2049, (3,), bytes([0, 1, 1]))
     ds = data.load(str(tmp_path), size=32)
     assert ds.images.shape == (3, 1, 32, 32) and ds.labels.tolist() == [0, 1, 1]
+    data.check_split(str(tmp_path), "test", "train")  # an IDX folder has splits
+    with pytest.raises(ConfigError, match="the splits train and test"):
+        data.load(str(tmp_path), size=32, split="val")
 
 
 def test_real_mnist_idx():

@@ -13,7 +13,7 @@ from ..errors import ConfigError, cannot_write, writable_folder
 from ..store import outputs
 from ..store.rundir import ANOMALY, MODEL_FILES, run_files
 from .pictures import heatmap_names, plot_roc, write_heatmaps
-from .scorer import DEFAULT_METHOD, AnomalyScorer
+from .scorer import DEFAULT_METHOD, SCORED_SPLIT, AnomalyScorer
 
 log = logging.getLogger("augmentor")
 
@@ -34,7 +34,7 @@ def score_dataset(
     source: str,
     out: Path,
     method: str = DEFAULT_METHOD,
-    split: str = "test",
+    split: str = SCORED_SPLIT,
     normal_classes: Optional[str] = None,
     heatmaps: Optional[Path] = None,
     force: bool = False,
@@ -58,13 +58,18 @@ def score_dataset(
             raise ConfigError(f"{path}: is a folder; give --out a file name (e.g. scores.csv)")
     if heatmaps is not None and heatmaps.is_dir() and any(heatmaps.iterdir()) and not force:
         raise ConfigError(f"{heatmaps}: not empty; choose a new --heatmaps folder (or --force to write beside what is there)")
+    data.check_split(source, split, SCORED_SPLIT)
+    scorer = AnomalyScorer(model, method)
+    image_folders = {"--data": source, **_run_image_sources(scorer.run_dir)}
     for flag, path in (("--out", out), ("--heatmaps", heatmaps)):
-        if path is not None and source != data.BUILTIN_DIGITS and outputs.is_within(path, source):
-            raise ConfigError(f"{flag} {path} is inside --data {source}: it would write among your images; choose another {flag}")
+        for what, folder in image_folders.items():
+            if path is not None and folder not in (None, data.BUILTIN_DIGITS) and outputs.is_within(path, folder):
+                raise ConfigError(
+                    f"{flag} {path} is inside {what} {folder}: it would write among your images; choose another {flag}"
+                )
     outputs.check_writable(out.parent, "--out")  # before the scoring, which can take minutes
     if heatmaps is not None:
         outputs.check_writable(heatmaps, "--heatmaps")
-    scorer = AnomalyScorer(model, method)
     ds = _load_matching(source, split, scorer)
     normal = _normal_classes(ds, normal_classes, source) if normal_classes else None
     if not scorer.ready or (heatmaps is not None and scorer._encoder is None):
@@ -114,6 +119,19 @@ def score_dataset(
         outputs.remove_listed(heatmaps)  # an earlier score's heat maps (only with --force: the folder was empty otherwise)
         result["heatmaps"] = write_heatmaps(ds.images, data.tanh_to_uint8(recon), maps, files, heatmaps)
     return result
+
+
+def _run_image_sources(run_dir: Optional[Path]) -> dict:
+    """The folders of images the run learnt from (a later fit would take a heat map written there for an image)."""
+    if run_dir is None:
+        return {}
+    from ..store.rundir import read_config
+
+    cfg = read_config(run_dir)
+    sources = {"the training images": cfg["data"].get("source")}
+    if cfg.get("unlabeled", {}).get("unlabeled"):
+        sources["the unlabelled images"] = cfg["unlabeled"]["unlabeled"]
+    return {what: str(folder) for what, folder in sources.items() if folder}
 
 
 def _normal_classes(ds: data.ImageSet, normal_classes: str, source: str) -> list:

@@ -50,6 +50,7 @@ METHODS = {
 
 
 DEFAULT_METHOD = "features"  # the best over both datasets of benchmarks/anomaly.py (tests/test_anomaly.py holds it)
+SCORED_SPLIT = "test"  # of an .npz / IDX source: the images a model did not train on
 COMPARED = ("features", "mahalanobis", "residual")  # the components that compare with normal images
 ENCODER_STEPS = 500  # izi_f steps: 500 at batch 64 (~20 s on one CPU core at 32 px, width 32)
 CALIBRATION_SHARE = 0.1  # of the normal images, held out of the references to calibrate the z-scores

@@ -15,5 +15,5 @@ from .images import (  # noqa: F401
     uint8_to_tanh,
     unit_to_tanh,
 )
-from .sources import absolute_source, is_missing, load  # noqa: F401
+from .sources import absolute_source, check_split, is_missing, load  # noqa: F401
 from .splits import carve_validation, per_class_subset, select_classes, stratified_split  # noqa: F401

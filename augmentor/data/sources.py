@@ -106,6 +106,18 @@ def _load_digits():
     return arrays, target, [str(c) for c in range(10)], None, []
 
 
+def check_split(spec: Optional[str], split: str, default: str) -> None:
+    """Refuse a split other than ``default`` asked of a source without splits (a folder of images, the built-in
+    digits), which would otherwise be ignored without a word."""
+    path = Path(spec) if spec and spec != BUILTIN_DIGITS else None
+    has_splits = path is not None and ((path.is_file() and path.suffix.lower() == ".npz") or (path.is_dir() and _idx_files(path)))
+    if split != default and not has_splits and (path is None or path.exists()):
+        raise ConfigError(
+            f"--split {split}: {spec or BUILTIN_DIGITS} has no splits (only an .npz file or a folder of IDX files has); "
+            "leave --split out, or give the images you mean as --data"
+        )
+
+
 def _load_npz(path: Path, split: str):
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -166,6 +178,8 @@ def _read_idx(path: Path, expect_magic: int) -> np.ndarray:
 
 
 def _load_idx_dir(folder: Path, split: str):
+    if split not in ("train", "test"):
+        raise ConfigError(f"--split {split}: a folder of IDX files has the splits train and test")
     files = _idx_files(folder)
     prefix = "train" if split == "train" else "t10k"
     pick = [p for p in files if p.name.startswith(prefix)] or files

@@ -48,6 +48,7 @@ class PreparedData:
 
 def prepare_data(cfg: DataConfig) -> PreparedData:
     """Load, then --classes, then the seeded stratified --holdout, then the seeded --per-class subset."""
+    data.check_split(cfg.source, cfg.split, DataConfig().split)
     full = data.load(cfg.source, cfg.size, cfg.channels, cfg.split, cfg.strict)
     if cfg.classes:
         full = data.select_classes(full, cfg.classes)
