@@ -4,7 +4,7 @@
     python benchmarks/fixmatch_check.py ../shared/datasets/plantvillage-strawberry 10 1 64 >> ...
     python benchmarks/fixmatch_check.py ../shared/datasets/pneumoniamnist/pneumoniamnist_scarce_normal.npz 10% 0 >> ...
 
-Arguments: data, shot, seed[, size]. The quick preset's split, draw, validation carve-out and classifier, as
+Arguments: data, shot, seed[, size[, preset]]. The preset's (default quick) split, draw, validation carve-out and classifier, as
 `augmentor bench --unlabeled-rest` makes them; B (real + the preset's augmentation) and FIX at μ 3 and 1, each with
 its wall time on one thread; the strong view's STRENGTH; the share of the unlabelled pool the final classifier is ≥ 0.95 sure of, and how much
 of that is right. One JSON line (printed after each μ; the last is complete), no GAN trained.
@@ -28,16 +28,17 @@ from augmentor.semi.classifier import predict
 from augmentor.semi.fixmatch import MU_CHOICES, STRENGTH, THRESHOLD
 
 
-def main(source: str, shot: str, seed: int, size: int = 32) -> None:
+def main(source: str, shot: str, seed: int, size: int = 32, preset: str = "quick") -> None:
     torch.set_num_threads(1)  # two checks side by side on 2 cores
     shot = shot if shot.endswith("%") or shot == "all" else int(shot)
     split = split_data(source, size)
     chosen = choose_training_images(split.pool, shot, seed)
     train, _ = data.carve_validation(split.pool.subset(chosen), seed)
     rest = rest_of_pool(split.pool, chosen)
-    arms = ArmTraining(train, PRESETS["quick"], seed, None, {"unlabeled-images": rest})
+    arms = ArmTraining(train, PRESETS[preset], seed, None, {"unlabeled-images": rest})
     x_test, y_test = data.uint8_to_tanh(split.test.images), split.test.labels.numpy()
     row = {"source": source, "shot": str(shot), "seed": seed, "size": size, "unlabeled": len(rest), "strength": STRENGTH}
+    row["preset"] = preset
     row["env"] = environment()
     t = time.time()
     row["B"] = scores(predict(arms.classifier(ARM_BY_ID["B"], "preset"), x_test), y_test)
@@ -55,4 +56,4 @@ def main(source: str, shot: str, seed: int, size: int = 32) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *(int(a) for a in sys.argv[4:5]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *(int(a) for a in sys.argv[4:5]), *sys.argv[5:6])
