@@ -448,6 +448,11 @@ def test_the_winning_recipes_code_names_the_calls_that_follow_it():
         python = lines[lines.index("```python") + 1 : -1]
         assert all(any(name in line for line in python) for name in expected), (arm_id, python)
         assert any(line.startswith("augmentor fit --data LABELLED/ --unlabeled UNLABELLED/ --out run") for line in lines)
+    for arm in ARMS:  # as a formatter leaves it (users copy it; ruff checks the reports kept in benchmarks/results)
+        lines = recipe_code(arm.id) if arm.cas is None and arm.role != "ceiling" else []
+        if "```python" in lines:
+            python = lines[lines.index("```python") + 1 : -1]
+            assert python[0].startswith("from augmentor import") and python[1] == "" and python[2], (arm.id, python)
 
 
 def test_the_classifier_leaves_the_users_global_random_state_alone():

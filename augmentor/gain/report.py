@@ -165,6 +165,7 @@ def recipe_code(arm_id: str, mu: int = 3) -> list:
             "```",
             "```python",
             "from augmentor import PseudoLabelMix",
+            "",
             'loader = PseudoLabelMix(loader, "run", ratio=0.5)  # half of each batch: pseudo-labelled unlabelled images',
             "```",
         ]
@@ -172,7 +173,7 @@ def recipe_code(arm_id: str, mu: int = 3) -> list:
         mixes = ['loader = SyntheticMix(loader, "run", ratio=0.5)']
         if arm_id.startswith("SELF+U"):
             mixes = ['loader = PseudoLabelMix(loader, "run", ratio=0.25)', 'loader = SyntheticMix(loader, "run", ratio=0.25)']
-        return ["```bash", fit, "```", "```python", "from augmentor import PseudoLabelMix, SyntheticMix", *mixes, "```"]
+        return ["```bash", fit, "```", "```python", "from augmentor import PseudoLabelMix, SyntheticMix", "", *mixes, "```"]
     if arm_id in ("FIX", "FIX+G"):
         lines = [
             "augmentor does not train your classifier: train it with FixMatch, e.g. USB's `fixmatch` "
@@ -197,6 +198,7 @@ def recipe_code(arm_id: str, mu: int = 3) -> list:
             "```",
             "```python",
             "from augmentor import SyntheticMix",
+            "",
             f'loader = SyntheticMix(loader, "run", ratio={arm.ratio})',
             "```",
         ]
