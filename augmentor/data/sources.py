@@ -71,7 +71,7 @@ def load(
         path = Path(spec)
         if not path.exists():
             raise DataError(f"{spec}: {_why_missing(path)}")
-        if path.is_file() and path.suffix.lower() == ".npz":
+        if _is_npz(path):
             arrays, labels, names = _load_npz(path, split)
             paths, skipped = None, []
         elif path.is_file():
@@ -110,7 +110,7 @@ def check_split(spec: Optional[str], split: str, default: str) -> None:
     """Refuse a split other than ``default`` asked of a source without splits (a folder of images, the built-in
     digits), which would otherwise be ignored without a word."""
     path = Path(spec) if spec and spec != BUILTIN_DIGITS else None
-    has_splits = path is not None and ((path.is_file() and path.suffix.lower() == ".npz") or (path.is_dir() and _idx_files(path)))
+    has_splits = path is not None and (_is_npz(path) or (path.is_dir() and _idx_files(path)))
     if split != default and not has_splits and (path is None or path.exists()):
         raise ConfigError(
             f"--split {split}: {spec or BUILTIN_DIGITS} has no splits (only an .npz file or a folder of IDX files has); "
@@ -151,6 +151,10 @@ def _load_npz(path: Path, split: str):
     if len(names) < num_classes:
         raise DataError(f"{path}: 'class_names' names {len(names)} classes but labels go up to {num_classes - 1}")
     return list(images), labels, names
+
+
+def _is_npz(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() == ".npz"
 
 
 def _idx_files(folder: Path) -> list:
