@@ -248,7 +248,8 @@ def bench_merge(benches, out):
 
 def _print_bench(report: dict, out: Path) -> None:
     """The verdict in a few lines, and where the report is."""
-    from .gain.report import RECIPES, describe, winning_recipes
+    from .gain.recipes import RECIPES, winning_recipes
+    from .gain.report import describe
 
     verdict = "helped" if report["synthetic_helped"] else "did NOT help"
     click.echo(f"\nsynthetic data {verdict}; recommended ratio {report['recommended_ratio']}")

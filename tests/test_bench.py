@@ -429,7 +429,7 @@ def test_the_verdict_names_the_recipe_that_won():
 
 def test_the_winning_recipes_code_names_the_calls_that_follow_it():
     """What report.md shows for each winning recipe (tests/test_unlabeled.py runs the pseudo-label one)."""
-    from augmentor.gain.report import recipe_code
+    from augmentor.gain.recipes import recipe_code
 
     assert "semilearn" in " ".join(recipe_code("FIX", mu=1)) and "μ = 1" in " ".join(recipe_code("FIX", mu=1))
     assert "augmentor pseudo-labels run" in "\n".join(recipe_code("FIX+G"))

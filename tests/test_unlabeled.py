@@ -351,7 +351,7 @@ def test_the_reports_code_for_the_pseudo_label_recipe_runs_on_a_fitted_run(unlab
 
     from torch.utils.data import DataLoader, TensorDataset
 
-    from augmentor.gain.report import recipe_code
+    from augmentor.gain.recipes import recipe_code
 
     lines = recipe_code("SELF-G")
     python = "\n".join(lines[lines.index("```python") + 1 : -1])
