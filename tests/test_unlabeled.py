@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from clihelp import TINY, one_line_error, run_cli
@@ -319,6 +320,18 @@ def test_the_strong_view_changes_images_and_the_targets_follow_the_weak_view_or_
     assert float(seeded.kept[-1]) == float((known[drawn] >= 0).float().mean()) and (float(loss) > 0) == bool(
         (known[drawn] >= 0).any()
     )
+
+
+def test_the_strong_views_autocontrast_stretches_linearly_as_randaugments():
+    import albumentations as A
+
+    from augmentor.semi.fixmatch import strong_augmentation
+
+    (auto,) = [op for op in strong_augmentation(1).transforms[0].transforms if isinstance(op, A.AutoContrast)]
+    image = np.full((32, 32, 1), 100, np.uint8)
+    image[:4], image[0, 0] = 110, 140
+    out = auto(image=image)["image"].astype(float)
+    assert out.min() == 0 and out.max() == 255 and abs(out[1, 0, 0] - 255 * 10 / 40) <= 1  # 100 → 0, 110 → 64, 140 → 255
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ def strong_augmentation(channels: int, seed: int = 0):
     s = STRENGTH
     ops = [
         A.NoOp(),
-        A.AutoContrast(p=1.0),
+        A.AutoContrast(method="pil", p=1.0),  # RandAugment's linear stretch; albumentations' default equalizes
         A.Equalize(p=1.0),
         A.RandomBrightnessContrast(brightness_limit=0.9 * s, contrast_limit=0.0, p=1.0),
         A.RandomBrightnessContrast(brightness_limit=0.0, contrast_limit=0.9 * s, p=1.0),
