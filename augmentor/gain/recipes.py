@@ -3,6 +3,7 @@ shot setting, and the few lines of report.md that follow it."""
 
 from __future__ import annotations
 
+from ..semi.fixmatch import THRESHOLD
 from ..store import legacy
 from .arms import ARM_BY_ID, ARM_BY_NAME, CHOSEN, Arm
 
@@ -49,7 +50,7 @@ def recipe_code(arm_id: str, mu: int = 3) -> list:
     if arm_id in ("FIX", "FIX+G"):
         lines = [
             "augmentor does not train your classifier: train it with FixMatch, e.g. USB's `fixmatch` "
-            f"(`pip install semilearn`), threshold 0.95, μ = {mu} unlabelled images per labelled one, your classical "
+            f"(`pip install semilearn`), threshold {THRESHOLD}, μ = {mu} unlabelled images per labelled one, your classical "
             "augmentation as the weak view and RandAugment + cutout as the strong one."
         ]
         if arm_id == "FIX+G":
