@@ -87,9 +87,14 @@ def best_recipe(arms: dict, metric: str, arms_by_name: dict) -> str:
     return max(trained_on_real, key=lambda a: arms[a][metric]["mean"])
 
 
+def recorded_arms(report: dict) -> dict:
+    """results.json's arms as records, by their labels (older files' records brought up to date)."""
+    return {name: Arm(**legacy.arm_record(a, ARM_BY_NAME)) for name, a in report["arms"].items()}
+
+
 def winning_recipes(report: dict) -> dict:
     """With unlabelled images: shot setting → the id of the arm that won it (best_recipe)."""
-    arms_by_name = {name: Arm(**legacy.arm_record(a, ARM_BY_NAME)) for name, a in report["arms"].items()}
+    arms_by_name = recorded_arms(report)
     return {
         shot: arms_by_name[best_recipe(arms, report["primary_metric"], arms_by_name)].id
         for shot, arms in report["summary"].items()

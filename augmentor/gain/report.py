@@ -7,8 +7,8 @@ import statistics
 
 from ..semi.calibration import LabelCheck
 from ..store import legacy
-from .arms import ARM_BY_NAME, CHOSEN, Arm
-from .recipes import RECIPES, best_recipe, recipe_code, winning_recipes
+from .arms import ARM_BY_NAME, CHOSEN
+from .recipes import RECIPES, best_recipe, recipe_code, recorded_arms, winning_recipes
 
 RESULTS, REPORT = "results.json", "report.md"  # what a bench writes beside its plots
 
@@ -327,7 +327,7 @@ def rerender(directory) -> str:
 
     directory = Path(directory)
     results = json.loads((directory / RESULTS).read_text())
-    arms = {name: Arm(**legacy.arm_record(a, ARM_BY_NAME)) for name, a in results["arms"].items()}
+    arms = recorded_arms(results)
     _, lines = verdict(results["summary"], results["primary_metric"], arms, CHOSEN.name)
     results.setdefault("sample_grids", {})
     for shot in results["summary"]:
