@@ -94,9 +94,10 @@ class BenchOptions:
     source: Optional[str] = option(None, "Any --data source of fit (default sklearn:digits).", flag="--data")
     preset: str = option(
         "quick",
-        "quick: the protocol at CPU scale (one seed with unlabelled images at 32 px: about 35 min on one CPU core); "
-        "standard: the quick GANs, classifiers trained 5x longer, to compare the unlabelled-image recipes (the same: "
-        "about 95 min); full: the whole protocol, for a GPU; smoke: seconds, a dry run.",
+        "quick: the protocol at CPU scale (one seed with unlabelled images on one CPU core: about 35 min at 32 px, "
+        "about 2 h at 64 px); standard: the quick GANs, classifiers trained 5x longer, to compare the unlabelled-image "
+        "recipes (the same: about 95 min at 32 px, about 9 h at 64 px: a GPU's work); full: the whole protocol, for a "
+        "GPU; smoke: seconds, a dry run.",
         choices=tuple(PRESETS),
     )
     size: int = option(32, "Image side: 32, 64 or 128.")
