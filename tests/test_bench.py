@@ -542,9 +542,16 @@ def test_benches_of_different_seeds_merge_into_the_report_of_one_bench(tmp_path,
 
 @pytest.mark.slow
 def test_an_interrupted_bench_resumes_after_the_last_thing_it_finished(tmp_path, capsys, monkeypatch):
-    """Killed in FixMatch's second candidate: --resume trains none of the GANs and classifiers it had finished,
-    and reports what the bench run without interruption reports."""
+    """Killed two steps into FixMatch's second candidate: --resume trains none of the GANs and classifiers it had
+    finished, continues that one from its checkpoint, and reports what the bench run without interruption reports."""
     from augmentor.gain import runner, setting
+    from augmentor.semi.classifier import Checkpoints
+
+    class CutAfterTwoSteps(Checkpoints):
+        def save(self, state):
+            super().save(state)
+            if state["step"] == 2:
+                raise KeyboardInterrupt
 
     options = ("--preset", "smoke", "--seeds", "0", "--unlabeled-rest")
     code, _, err = run_cli(capsys, "bench", *options, "--out", tmp_path / "whole")
@@ -558,7 +565,7 @@ def test_an_interrupted_bench_resumes_after_the_last_thing_it_finished(tmp_path,
         def call(*args, **kwargs):
             calls[name] += 1
             if calls[name] == stop_at:
-                raise KeyboardInterrupt
+                kwargs["checkpoints"] = CutAfterTwoSteps(kwargs["checkpoints"].path, every=1)
             return (real_fit if name == "fit" else real[name])(*args, **kwargs)
 
         return call
@@ -568,6 +575,8 @@ def test_an_interrupted_bench_resumes_after_the_last_thing_it_finished(tmp_path,
         runner.bench(tmp_path / "cut", preset="smoke", seeds="0", unlabeled_rest=True, progress=False)
     trained = dict(calls)
     assert trained["fixmatch"] == 2 and not (tmp_path / "cut" / "results.json").exists()
+    (partial,) = (tmp_path / "cut" / "settings").glob("*/*.partial.pt")
+    assert torch.load(partial, weights_only=True)["step"] == 2
 
     calls.update(fit=0, classifier=0, fixmatch=0)
     monkeypatch.setattr(setting.run, "fit", counting("fit"))
@@ -576,7 +585,8 @@ def test_an_interrupted_bench_resumes_after_the_last_thing_it_finished(tmp_path,
     code, stdout, err = run_cli(capsys, "bench", "--resume", "--out", tmp_path / "cut")
     assert code == 0, err
     assert calls["fit"] == 0  # every GAN had finished
-    assert calls["fixmatch"] == 2  # FixMatch's second μ and FIX+G; its first μ was saved
+    assert calls["fixmatch"] == 2  # FixMatch's second μ (from its checkpoint) and FIX+G; its first μ was saved
+    assert not partial.exists()  # gone once that classifier finished
     whole, cut = (json.loads((tmp_path / n / "results.json").read_text()) for n in ("whole", "cut"))
     ran = {ARM_BY_NAME[name].id for name in whole["settings"][0]["arms"]}
     after_fix = ARMS[[a.id for a in ARMS].index("FIX+G") + 1 :]

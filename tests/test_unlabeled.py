@@ -322,6 +322,44 @@ def test_the_strong_view_changes_images_and_the_targets_follow_the_weak_view_or_
     )
 
 
+def test_an_interrupted_fixmatch_training_continues_from_its_checkpoint_to_the_same_model(tmp_path):
+    """Its batches, views, dropout and optimizer stand where they stood: the same weights as without a break."""
+    from augmentor.data.augmentation import augment_batch, preset
+    from augmentor.semi.classifier import Checkpoints, train_classifier
+    from augmentor.semi.fixmatch import ConsistencyLoss, strong_augmentation
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(40, 1, 16, 16, generator=g) * 2 - 1, torch.arange(40) % 3
+    unlabelled = torch.randint(0, 256, (30, 1, 16, 16), dtype=torch.uint8, generator=g)
+
+    def train(stop_after=None, checkpoints=None):
+        def batches():  # the labelled batches; a break after `stop_after` of them
+            draws = torch.Generator().manual_seed(1)
+            for i in range(12):
+                if i == stop_after:
+                    raise KeyboardInterrupt
+                idx = torch.randint(40, (8,), generator=draws)
+                yield x[idx], y[idx]
+
+        pipeline = preset(1, seed=2)
+        term = ConsistencyLoss(unlabelled, 16, preset(1, seed=3), strong_augmentation(1, seed=4), seed=5)
+        model = train_classifier(
+            x, y, 3, steps=12, batch_size=8, batches=batches(), augment=lambda xb, yb: (augment_batch(pipeline, xb), yb),
+            extra_loss=term, checkpoints=checkpoints,
+        )  # fmt: skip
+        return model, term
+
+    whole, whole_term = train()
+    checkpoints = Checkpoints(tmp_path / "clf.partial.pt", every=5)
+    with pytest.raises(KeyboardInterrupt):
+        train(stop_after=8, checkpoints=checkpoints)
+    assert torch.load(checkpoints.path, weights_only=True)["step"] == 5
+    resumed, resumed_term = train(checkpoints=checkpoints)
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+    assert torch.equal(torch.stack(whole_term.kept), torch.stack(resumed_term.kept)) and len(resumed_term.kept) == 12
+    assert checkpoints.seconds_before() > 0
+
+
 def test_the_strong_views_autocontrast_stretches_linearly_as_randaugments():
     import albumentations as A
 

@@ -16,7 +16,7 @@ from .. import __version__, data
 from ..data.augmentation import AugmentedBatches
 from ..gan.train import resolve_precision
 from ..mix.loader import SyntheticMix
-from ..semi.classifier import SmallCNN, train_classifier
+from ..semi.classifier import Checkpoints, SmallCNN, train_classifier
 
 UNLABELED_REST = object()  # bench --unlabeled-rest: the pool images outside each setting's draw are the unlabelled ones
 
@@ -181,10 +181,12 @@ def train_protocol_classifier(
     seed: int,
     device: str = "cpu",
     progress: Optional[str] = None,
+    checkpoints: Optional[Checkpoints] = None,
     **batches,
 ) -> SmallCNN:
     """The bench's classifier (SmallCNN, ``preset.clf_steps`` steps, on ``device``; ``progress``: its progress bar's
-    label) on ``classifier_batches(..., **batches)``: what a study calls to measure what the bench measures."""
+    label; ``checkpoints``: train_classifier's) on ``classifier_batches(..., **batches)``: what a study calls to
+    measure what the bench measures."""
     return train_classifier(
         x,
         y,
@@ -195,4 +197,5 @@ def train_protocol_classifier(
         batches=classifier_batches(x, y, num_classes, preset, seed, device=device, **batches),
         device=device,
         progress=progress,
+        checkpoints=checkpoints,
     )

@@ -1,9 +1,11 @@
 """`bench --resume`: a bench takes hours on a CPU, so what it finished survives an interruption.
 
 A bench writes the options it started with (STARTED) before training anything; each setting keeps its finished
-classifiers and its classifier's pseudo-labels in ``settings/`` (SettingStore) and its GANs in ``runs/``. Resumed,
-the bench runs every setting again with the same options, loading what is there instead of training it; the
-wall times reported are those of the first training. When the report is written, ``settings/`` goes.
+classifiers, the checkpoints of the one in training and its classifier's pseudo-labels in ``settings/``
+(SettingStore) and its GANs in ``runs/``. Resumed, the bench runs every setting again with the same options,
+loading what is there instead of training it, and an interrupted classifier continues from its last checkpoint;
+the wall times reported are those of the first training (an interrupted classifier's: up to its last checkpoint,
+then after the resume). When the report is written, ``settings/`` goes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 
 from ..config import InitConfig, TrainConfig
 from ..errors import ConfigError
-from ..semi.classifier import SmallCNN
+from ..semi.classifier import Checkpoints, SmallCNN
 from ..semi.unlabeled import PseudoLabels
 from ..store import outputs
 from ..store.rundir import CONFIG, MODEL_FILES
@@ -27,6 +29,7 @@ from .report import RESULTS
 
 STARTED = "bench.json"  # the options a bench started with: --resume continues with them
 SETTINGS = "settings"  # each setting's finished classifiers and labels, until the report is written
+PARTIAL = ".partial.pt"  # beside a classifier's name: the checkpoint of its training, until it finishes
 
 
 def record_start(out: Path, options: BenchOptions, init: InitConfig | None) -> None:
@@ -63,28 +66,33 @@ def finished_gan(directory: Path, train_cfg: TrainConfig) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class SettingStore:
-    """One setting's finished classifiers and pseudo-labels, kept in ``folder``."""
+    """One setting's finished classifiers and pseudo-labels, kept in ``folder``, and the checkpoints of the one in
+    training."""
 
     folder: Path
     shape: tuple  # SmallCNN's (channels, classes, size)
     device: str = "cpu"
+    checkpoint_every: int = 100  # steps
 
     def classifier(self, key: str, train: Callable) -> tuple:
-        """(model, extras, seconds): the classifier ``key`` as saved, else ``train()`` (a model, or a model and a
-        dict of extras to keep beside it) and the seconds it took."""
+        """(model, extras, seconds): the classifier ``key`` as saved, else ``train(checkpoints)`` (a model, or a
+        model and a dict of extras to keep beside it), which continues from the checkpoints an interrupted bench
+        left, and the seconds its training took in all."""
         path = self.folder / f"{key}.pt"
         if path.is_file():
             saved = torch.load(path, map_location="cpu", weights_only=True)
             model = SmallCNN(*self.shape)
             model.load_state_dict(saved["state"])
             return model.to(self.device).eval(), saved["extras"], saved["seconds"]
-        t = time.time()
-        trained = train()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        checkpoints = Checkpoints(self.folder / f"{key}{PARTIAL}", self.checkpoint_every)
+        t = time.time() - checkpoints.seconds_before()
+        trained = train(checkpoints)
         model, extras = trained if isinstance(trained, tuple) else (trained, {})
         seconds = time.time() - t
         state = {k: v.cpu() for k, v in model.state_dict().items()}
-        self.folder.mkdir(parents=True, exist_ok=True)
         outputs.write(path, lambda f: torch.save({"state": state, "extras": extras, "seconds": seconds}, f), own=True)
+        checkpoints.path.unlink(missing_ok=True)
         return model, extras, seconds
 
     def seconds(self, key: str, work: Callable) -> tuple:

@@ -14,7 +14,7 @@ from ..data import augmentation as augmentation_
 from ..gan import distributed
 from ..onnx.sampler import Sampler
 from ..semi.calibration import check_labels
-from ..semi.classifier import predict, train_classifier
+from ..semi.classifier import Checkpoints, predict, train_classifier
 from ..semi.fixmatch import MU_CHOICES, THRESHOLD, ConsistencyLoss, strong_augmentation
 from ..semi.unlabeled import drop_labelled, pseudo_label, pseudo_labelled, read_pseudo_labels
 from .arms import ARM_BY_ID, ARMS, CHOSEN, Arm
@@ -100,7 +100,8 @@ def run_setting(
     )
     name = f"shot{str(shot).replace('%', 'pct')}-seed{seed}"
     gan = SettingGans(out / "runs", name, train, val, preset, device, progress, pseudo_options, resume)
-    store = SettingStore(out / SETTINGS / name, (train.channels, pool.num_classes, train.images.shape[-1]), device)
+    shape = (train.channels, pool.num_classes, train.images.shape[-1])
+    store = SettingStore(out / SETTINGS / name, shape, device, checkpoint_every=max(1, preset.clf_steps // 10))
 
     # The GANs see this setting's training images only.
     ours = preset.gan_recipe(seed, coverage)
@@ -143,7 +144,7 @@ def run_setting(
 
     def timed(arm_id: str, train, *args, key: Optional[str] = None, **kwargs) -> tuple:
         """(model, extras) of ``train(*args, **kwargs)``, or as saved; an arm's time adds up over its candidates."""
-        model, extras, t = store.classifier(key or arm_id, lambda: train(*args, **kwargs))
+        model, extras, t = store.classifier(key or arm_id, lambda checkpoints: train(*args, checkpoints=checkpoints, **kwargs))
         seconds[arm_id] = seconds.get(arm_id, 0.0) + t
         return model, extras
 
@@ -310,8 +311,9 @@ class ArmTraining:
         """Balanced arms run on imbalanced data only; every arm needs all its sources."""
         return (self.imbalanced or not arm.balanced) and arm.sources <= set(self.sources)
 
-    def classifier(self, arm: Arm, augmentation: str):
-        """``augmentation``: the classical pipeline of the arms that use one: "none", "preset" or the user's file."""
+    def classifier(self, arm: Arm, augmentation: str, checkpoints: Optional[Checkpoints] = None):
+        """``augmentation``: the classical pipeline of the arms that use one: "none", "preset" or the user's file.
+        ``checkpoints``: train_classifier's."""
         aug = None
         if arm.classical and augmentation != "none":
             aug = augmentation_.pipeline_or_preset(self.augment_file, self.train.channels, self.seed)
@@ -334,9 +336,17 @@ class ArmTraining:
             ratio=arm.ratio,
             labels="balanced" if self.imbalanced else "match",  # imbalanced data: the extra images top up rare classes
             progress=self.progress_label(arm),
+            checkpoints=checkpoints,
         )
 
-    def fixmatch(self, arm: Arm, augmentation: str, mu: int, known: Optional[torch.Tensor] = None) -> tuple:
+    def fixmatch(
+        self,
+        arm: Arm,
+        augmentation: str,
+        mu: int,
+        known: Optional[torch.Tensor] = None,
+        checkpoints: Optional[Checkpoints] = None,
+    ) -> tuple:
         """(classifier, what its record keeps of its consistency term): the arm's labelled batches as ``classifier`` makes them, class-balanced on
         imbalanced data (the unlabelled images cannot top up the rare classes as the mixing arms' extra images do,
         and their pseudo-labels would pull the classifier towards the common ones), plus μ unlabelled images per
@@ -374,6 +384,7 @@ class ArmTraining:
             device=self.device,
             extra_loss=term,
             progress=self.progress_label(arm, f", μ {mu}"),
+            checkpoints=checkpoints,
         )
         return model, {"targets_at_end": term.share_with_targets()}
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..store import outputs
 
 
 class SmallCNN(nn.Module):
@@ -37,6 +42,27 @@ class SmallCNN(nn.Module):
         return self.head[:-1](self.features(x))
 
 
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where train_classifier keeps its state every ``every`` steps, so that an interrupted training continues (a
+    bench's arm can take an hour on a CPU). Resumed, it draws the batches and views of the steps done again without
+    training on them: the model it gives is the one an uninterrupted training gives."""
+
+    path: Path  # in a folder of augmentor's own: the file is listed in its manifest
+    every: int
+
+    def save(self, state: dict) -> None:
+        outputs.write(self.path, lambda f: torch.save(state, f), own=True)
+
+    def load(self) -> Optional[dict]:
+        return torch.load(self.path, map_location="cpu", weights_only=True) if self.path.is_file() else None
+
+    def seconds_before(self) -> float:
+        """The seconds the training ran up to its last checkpoint (0 where it has none)."""
+        saved = self.load()
+        return saved["seconds"] if saved else 0.0
+
+
 def train_classifier(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -51,16 +77,20 @@ def train_classifier(
     device="cpu",
     extra_loss: Optional[Callable] = None,
     progress: Optional[str] = None,
+    checkpoints: Optional[Checkpoints] = None,
 ) -> nn.Module:
     """Adam with cosine decay, batches drawn with replacement. ``images`` float in [-1, 1].
     ``augment(x, y) -> (x, y)`` edits each batch (classical augmentation, synthetic mixing); ``balanced``
     draws classes uniformly (for imbalanced data); ``batches`` (an iterator of (x, y)) replaces the
     built-in sampling altogether; ``extra_loss(model, x) -> (logits of x, a loss term)`` runs the step's forward
     pass itself, so that more images can share it (FixMatch's unlabelled ones: batch norm then sees them together).
-    ``progress``: the label of a progress bar over the steps (None: no bar)."""
+    ``progress``: the label of a progress bar over the steps (None: no bar). ``checkpoints``: continue from the
+    last one there, and keep one every ``checkpoints.every`` steps (``extra_loss`` then needs ``draw()``, which
+    draws a step's images without using them, and ``state_dict``/``load_state_dict``)."""
     from tqdm.auto import tqdm
 
     dev = torch.device(device)
+    started = time.time()
     # layers initialise (and any global draw happens) from torch's global generator: seeded inside fork_rng, so
     # the user's own random state is the same afterwards
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
@@ -70,7 +100,8 @@ def train_classifier(
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         model.train()
-        for _ in tqdm(range(steps), desc=progress, unit="step", leave=False, disable=progress is None):
+
+        def draw() -> tuple:
             if batches is not None:
                 x, y = next(batches)
             else:
@@ -80,8 +111,27 @@ def train_classifier(
                     else torch.randint(len(labels), (batch_size,), generator=g)
                 )
                 x, y = images[idx], labels[idx]
-            if augment is not None:
-                x, y = augment(x, y)
+            return augment(x, y) if augment is not None else (x, y)
+
+        done, seconds_before = 0, 0.0
+        saved = checkpoints.load() if checkpoints is not None else None
+        if saved is not None:
+            done, seconds_before = saved["step"], saved["seconds"]
+            label = f"{progress}: the {done} steps done, drawn again" if progress else None
+            for _ in tqdm(range(done), desc=label, unit="step", leave=False, disable=progress is None):
+                draw()
+                if extra_loss is not None:
+                    extra_loss.draw()
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            sched.load_state_dict(saved["schedule"])
+            if extra_loss is not None:
+                extra_loss.load_state_dict(saved["extra_loss"])
+            restore_random_state(saved["random"], dev)  # dropout's draws, as they stood at the checkpoint
+        for step in tqdm(
+            range(done, steps), desc=progress, unit="step", leave=False, disable=progress is None, initial=done, total=steps
+        ):
+            x, y = draw()
             if extra_loss is None:
                 loss = F.cross_entropy(model(x.to(device)), y.to(device))
             else:
@@ -91,7 +141,32 @@ def train_classifier(
             loss.backward()
             opt.step()
             sched.step()
+            if checkpoints is not None and (step + 1) % checkpoints.every == 0 and step + 1 < steps:
+                checkpoints.save(
+                    {
+                        "step": step + 1,
+                        "seconds": seconds_before + time.time() - started,
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "schedule": sched.state_dict(),
+                        "extra_loss": extra_loss.state_dict() if extra_loss is not None else {},
+                        "random": random_state(dev),
+                    }
+                )
     return model.eval()
+
+
+def random_state(dev: torch.device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if dev.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(dev)
+    return state
+
+
+def restore_random_state(state: dict, dev: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], dev)
 
 
 @torch.no_grad()

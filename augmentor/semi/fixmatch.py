@@ -65,11 +65,21 @@ class ConsistencyLoss:
         self.g = torch.Generator().manual_seed(seed)
         self.kept = []  # per step: the share of the drawn images that had a target
 
-    def __call__(self, model, labelled: torch.Tensor) -> tuple:
-        """(the labelled images' logits, this step's unlabelled loss)."""
+    def draw(self) -> tuple:
+        """A step's unlabelled images: (their indices, weak views, strong views)."""
         idx = torch.randint(len(self.unlabeled), (self.batch,), generator=self.g)
         x = data.uint8_to_tanh(self.unlabeled[idx])
-        weak, strong = augment_batch(self.weak, x), augment_batch(self.strong, x)
+        return idx, augment_batch(self.weak, x), augment_batch(self.strong, x)
+
+    def state_dict(self) -> dict:
+        return {"kept": torch.stack(self.kept).cpu() if self.kept else torch.zeros(0)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.kept = list(state["kept"])
+
+    def __call__(self, model, labelled: torch.Tensor) -> tuple:
+        """(the labelled images' logits, this step's unlabelled loss)."""
+        idx, weak, strong = self.draw()
         device = labelled.device
         logits = model(torch.cat([labelled, weak.to(device), strong.to(device)]))
         labelled_logits, logits = logits[: len(labelled)], logits[len(labelled) :]
@@ -86,4 +96,4 @@ class ConsistencyLoss:
 
     def share_with_targets(self, last: int = 50) -> float:
         """The share of the drawn unlabelled images that had a target, over the last ``last`` steps."""
-        return round(float(torch.stack(self.kept[-last:]).mean()), 4) if self.kept else 0.0
+        return round(float(torch.stack([k.cpu() for k in self.kept[-last:]]).mean()), 4) if self.kept else 0.0
