@@ -15,7 +15,10 @@
 4. ``--sections devicemix``: ``SyntheticMix(ratio=0.3, pool=None, device=...)`` over a CPU DataLoader feeding a
    ResNet-18 at 32 px, against the same loader through ``SyntheticMix(ratio=0, device=...)``: the same copying
    ahead, nothing mixed.
-5. Scaling under torchrun (``--sections scaling``): training steps at a global batch of 64, 32×32 gray, with
+5. ``--sections classifier``: the bench's classifier (SmallCNN) training step in the channels-last layout its
+   training uses (``SmallCNN.on``) against the default layout, at the bench's step shapes: 64 images (an arm's
+   batch) and 448 (FixMatch with μ 3: the batch and two views of 192 unlabelled images), 32 px gray and 64 px RGB.
+6. Scaling under torchrun (``--sections scaling``): training steps at a global batch of 64, 32×32 gray, with
    1 and 2 processes (gloo on the CPU; nccl and one GPU per process with ``--device cuda``), each row against
    one process with one thread (CPU) or one GPU; efficiency = throughput(N) / (N × throughput(1)).
 """
@@ -350,6 +353,43 @@ def bench_mix(device, steps: int, width: int, tmp: Path) -> list:
     return rows
 
 
+def bench_classifier(device, steps: int) -> list:
+    """The bench's classifier step, channels-last (as train_classifier makes it) against the default layout."""
+    rows = []
+    for size, channels in ((32, 1), (64, 3)):
+        for batch in (64, 448):
+            x, y = torch.randn(batch, channels, size, size, device=device), torch.randint(4, (batch,), device=device)
+
+            def step_of(model, x=x, y=y):
+                opt = torch.optim.Adam(model.parameters(), 1e-3)
+
+                def step():
+                    loss = F.cross_entropy(model(x), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+
+                return step
+
+            torch.manual_seed(0)
+            model = SmallCNN(channels, 4, size)
+            t = interleaved(
+                {"ours": step_of(copy.deepcopy(model).on(device)), "plain": step_of(model.to(device))}, steps, 2, device
+            )
+            rows.append(
+                {
+                    "section": "classifier",
+                    "case": f"SmallCNN {size}px {channels}ch batch {batch}, channels-last",
+                    "ours_img_s": batch / t["ours"],
+                    "baseline_img_s": batch / t["plain"],
+                    "baseline": "default layout",
+                    "ratio": t["plain"] / t["ours"],
+                }
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
 def scaling_worker(device: str, steps: int, warmup: int, width: int) -> None:
     """One process of a torchrun job: time ``steps`` training steps of one run, print rank 0's figure."""
     w = distributed.world()
@@ -414,7 +454,7 @@ def main():
     ap.add_argument("--out", default=str(HERE / "results" / "throughput.json"))
     ap.add_argument("--mix-steps", type=int, default=50, help="timed steps of the devicemix section, per round")
     ap.add_argument("--gpu-json", help="also write the summary that benchmarks/results/gpu.json keeps, here")
-    ap.add_argument("--scaling-worker", action="store_true", help=argparse.SUPPRESS)  # a process of section 4
+    ap.add_argument("--scaling-worker", action="store_true", help=argparse.SUPPRESS)  # a process of section 6
     args = ap.parse_args()
     if args.scaling_worker:
         return scaling_worker(args.device, args.steps, 3, args.width)
@@ -429,6 +469,8 @@ def main():
             rows += bench_mix(device, 50, args.width, Path(tmp))
         if "devicemix" in args.sections:
             rows += bench_device_mix(device, args.mix_steps, args.width, Path(tmp))
+        if "classifier" in args.sections:
+            rows += bench_classifier(device, args.steps)
         if "scaling" in args.sections:
             rows += bench_scaling(device, max(args.steps, 20), args.width)
     print("\n| section | case | augmentor img/s | baseline img/s | baseline | ratio |\n| --- | --- | --- | --- | --- | --- |")

@@ -83,7 +83,7 @@ class SettingStore:
             saved = torch.load(path, map_location="cpu", weights_only=True)
             model = SmallCNN(*self.shape)
             model.load_state_dict(saved["state"])
-            return model.to(self.device).eval(), saved["extras"], saved["seconds"]
+            return model.on(self.device).eval(), saved["extras"], saved["seconds"]
         self.folder.mkdir(parents=True, exist_ok=True)
         checkpoints = Checkpoints(self.folder / f"{key}{PARTIAL}", self.checkpoint_every)
         t = time.time() - checkpoints.seconds_before()
