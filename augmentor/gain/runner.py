@@ -120,7 +120,7 @@ def bench(
     init = InitConfig.of(init)
     if resume:
         split.notes.append(
-            "resumed after an interruption: the wall time is the last call's; each GAN's and arm's is its first training's"
+            "resumed after an interruption: the wall time is the last call's; each GAN's and arm's is what its own training took"
         )
     if init.init:
         start = transfer.load_source(init.init)
