@@ -206,7 +206,7 @@ def sample(model, n, per_class, out, seed, device):
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue the interrupted bench in --out with the options it started with (give no others): what it finished is loaded, a classifier cut off goes on from its last checkpoint.",
+    help="Continue the interrupted bench in --out with the options it started with (give no others): what it finished is loaded, a classifier or GAN cut off goes on from its last checkpoint.",
 )
 def bench(out, init, freeze_d, resume, **options):
     """Measure the gain of synthetic data for a classifier, against real data, classical augmentation and balancing."""

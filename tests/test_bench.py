@@ -5,6 +5,7 @@ import torch
 from clihelp import one_line_error, run_cli
 
 from augmentor.gain.arms import ARM_BY_ID, ARM_BY_NAME, ARMS, CHOSEN, Arm
+from augmentor.gan.callbacks import logged_seconds
 
 
 @pytest.mark.slow
@@ -337,7 +338,12 @@ def test_bench_with_unlabeled_rest_adds_self_training_and_the_unlabeled_gan(tmp_
     assert {fix, fix_g} <= set(arms) and not res["arms"][fix]["uses_gan"] and res["arms"][fix_g]["uses_gan"]
     assert setting["fixmatch"]["mu"] in (1, 3) and set(setting["fixmatch"]["val_balanced_accuracy"]) == {"1", "3"}
     assert set(setting["arm_seconds"]) == set(arms) - {CHOSEN.name} and all(t >= 0 for t in setting["arm_seconds"].values())
-    assert "Wall time per arm" in (out / "report.md").read_text()
+    # and what the arms wait for: the GANs' training time as their logs record it, the labellers' own
+    logged = {name: round(logged_seconds(out / "runs" / f"{name}shot6-seed0" / "log.jsonl"), 1) for name in ("", "unlabeled-")}
+    assert setting["gan_seconds"] == logged[""] > 0 and setting["unlabeled_gan_seconds"] == logged["unlabeled-"] > 0
+    assert labels["classifier"]["seconds"] > 0 and labels["gan"]["seconds"] > 0 and gan["pseudo_labels"]["seconds"] > 0
+    wall_times = next(line for line in report_md.splitlines() if line.startswith("Wall time per arm"))
+    assert "the classifier and the semi-supervised GAN (SELF-G, FIX+G, U)" in wall_times
     code, _, err = run_cli(capsys, "bench", "--preset", "smoke", "--out", tmp_path / "c", "--unlabeled-rest", "--unlabeled", "x")
     assert code == 2 and "not both" in one_line_error(err)
 
@@ -542,9 +548,12 @@ def test_benches_of_different_seeds_merge_into_the_report_of_one_bench(tmp_path,
 
 @pytest.mark.slow
 def test_an_interrupted_bench_resumes_after_the_last_thing_it_finished(tmp_path, capsys, monkeypatch):
-    """Killed two steps into FixMatch's second candidate: --resume trains none of the GANs and classifiers it had
-    finished, continues that one from its checkpoint, and reports what the bench run without interruption reports."""
+    """Killed two steps into the GAN that learns from the unlabelled images, then two steps into FixMatch's second
+    candidate: each --resume trains none of the GANs and classifiers it had finished, continues the one cut off
+    from its checkpoint (the GAN with the pseudo-labels it had), and the bench reports what the bench run without
+    interruption reports."""
     from augmentor.gain import runner, setting
+    from augmentor.gan import callbacks
     from augmentor.semi.classifier import Checkpoints
 
     class CutAfterTwoSteps(Checkpoints):
@@ -557,34 +566,53 @@ def test_an_interrupted_bench_resumes_after_the_last_thing_it_finished(tmp_path,
     code, _, err = run_cli(capsys, "bench", *options, "--out", tmp_path / "whole")
     assert code == 0, err
 
-    calls = {"fit": 0, "classifier": 0, "fixmatch": 0}
+    save_gan = callbacks.Checkpointer.save
+
+    def cut_unlabelled_gan(self, trainer):
+        path = save_gan(self, trainer)
+        if trainer.step == 2 and self.folder.parent.name.startswith("unlabeled-"):
+            raise KeyboardInterrupt
+        return path
+
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks.Checkpointer, "save", cut_unlabelled_gan)
+        with pytest.raises(KeyboardInterrupt):
+            runner.bench(tmp_path / "cut", preset="smoke", seeds="0", unlabeled_rest=True, progress=False)
+    (gan_cut,) = (tmp_path / "cut" / "runs").glob("unlabeled-*/checkpoints/ckpt_000002.pt")
+    labelled_by_gan = (gan_cut.parent.parent / "pseudo_labels.json").read_text()
+
+    calls = {"fit": 0, "resume": 0, "classifier": 0, "fixmatch": 0}
     real = {name: getattr(setting.ArmTraining, name) for name in ("classifier", "fixmatch")}
-    real_fit = setting.run.fit
+    real.update(fit=setting.run.fit, resume=setting.run.resume)
 
     def counting(name, stop_at=None):
         def call(*args, **kwargs):
             calls[name] += 1
             if calls[name] == stop_at:
                 kwargs["checkpoints"] = CutAfterTwoSteps(kwargs["checkpoints"].path, every=1)
-            return (real_fit if name == "fit" else real[name])(*args, **kwargs)
+            return real[name](*args, **kwargs)
 
         return call
 
+    monkeypatch.setattr(setting.run, "fit", counting("fit"))
+    monkeypatch.setattr(setting.run, "resume", counting("resume"))
     monkeypatch.setattr(setting.ArmTraining, "fixmatch", counting("fixmatch", stop_at=2))
     with pytest.raises(KeyboardInterrupt):
-        runner.bench(tmp_path / "cut", preset="smoke", seeds="0", unlabeled_rest=True, progress=False)
+        runner.bench(tmp_path / "cut", resume=True, progress=False)
     trained = dict(calls)
+    assert trained["resume"] == 1  # the cut GAN went on; the first had finished
+    assert trained["fit"] == 1  # the tutorials' GAN, which had not started
+    assert (gan_cut.parent.parent / "pseudo_labels.json").read_text() == labelled_by_gan  # not labelled again
     assert trained["fixmatch"] == 2 and not (tmp_path / "cut" / "results.json").exists()
     (partial,) = (tmp_path / "cut" / "settings").glob("*/*.partial.pt")
     assert torch.load(partial, weights_only=True)["step"] == 2
 
-    calls.update(fit=0, classifier=0, fixmatch=0)
-    monkeypatch.setattr(setting.run, "fit", counting("fit"))
+    calls.update(fit=0, resume=0, classifier=0, fixmatch=0)
     monkeypatch.setattr(setting.ArmTraining, "classifier", counting("classifier"))
     monkeypatch.setattr(setting.ArmTraining, "fixmatch", counting("fixmatch"))
     code, stdout, err = run_cli(capsys, "bench", "--resume", "--out", tmp_path / "cut")
     assert code == 0, err
-    assert calls["fit"] == 0  # every GAN had finished
+    assert calls["fit"] == calls["resume"] == 0  # every GAN had finished
     assert calls["fixmatch"] == 2  # FixMatch's second μ (from its checkpoint) and FIX+G; its first μ was saved
     assert not partial.exists()  # gone once that classifier finished
     whole, cut = (json.loads((tmp_path / n / "results.json").read_text()) for n in ("whole", "cut"))

@@ -1,6 +1,9 @@
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
+from clihelp import one_line_error, run_cli
 from conftest import tiny_model, tiny_train
 from sklearn.linear_model import LogisticRegression
 
@@ -66,6 +69,50 @@ def test_resume_from_a_checkpoint_file_gives_identical_weights(tmp_path, digits,
         assert torch.equal(a, b)
     for a, b in zip(straight.D.state_dict().values(), resumed.D.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_a_run_on_images_from_python_resumes_from_python_with_the_same_images(tmp_path, digits, monkeypatch, capsys):
+    """fit() on an ImageSet, interrupted after its step-2 checkpoint: resumed without the images (the CLI, or
+    Python) or with others, it is refused in one line; with the same images it ends with the weights of a run
+    never interrupted, and its log's clock goes on from the time logged before the interruption."""
+    from augmentor import run
+    from augmentor.errors import ConfigError
+    from augmentor.gan import callbacks
+
+    two = data.select_classes(digits, "0,1")
+    model, options = {"width": 8, "nz": 16}, {"progress": False, "export": False, "checkpoint_every": 2}
+    run.fit(tmp_path / "whole", two, tiny_train(steps=4), model, **options)
+    save = callbacks.Checkpointer.save
+
+    def cut_after_step_2(self, trainer):
+        path = save(self, trainer)
+        if trainer.step == 2:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(callbacks.Checkpointer, "save", cut_after_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        run.fit(tmp_path / "cut", two, tiny_train(steps=4), model, **options)
+    monkeypatch.undo()
+
+    cut = tmp_path / "cut"
+    capsys.readouterr()  # what the fits logged (through an earlier test's CLI handler, maybe) is not the CLI's
+    code, _, err = run_cli(capsys, "fit", "--out", cut, "--resume")
+    assert code == 2 and "augmentor.resume(out, images=...)" in one_line_error(err)
+    for images, words in ((None, "resume it from Python"), (data.select_classes(digits, "0,2"), "not the ones")):
+        with pytest.raises(ConfigError, match=words):
+            run.resume(cut, images=images, progress=False)
+    with pytest.raises(ConfigError, match="its unlabelled images are none"):
+        run.resume(cut, images=two, unlabeled=two, progress=False)
+    rows = [json.loads(line) for line in (cut / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2]
+    (cut / "log.jsonl").write_text(json.dumps({**rows[0], "time": 1000.0}) + "\n")  # as if those steps took 1000 s
+
+    run.resume(cut, {"export": False}, images=two, progress=False)
+    whole, resumed = (checkpoint.load(d / "checkpoints" / "ckpt_000004.pt") for d in (tmp_path / "whole", cut))
+    for net in ("G", "D", "G_ema"):
+        assert all(torch.equal(a, b) for a, b in zip(whole[net].values(), resumed[net].values())), net
+    assert callbacks.logged_seconds(cut / "log.jsonl") > 1000.0
 
 
 def test_hinge_loss_and_no_diffaug_train(digits):

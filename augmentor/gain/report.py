@@ -239,11 +239,18 @@ def _wall_times(report: dict) -> list:
     arms = {
         a: statistics.mean(r["arm_seconds"][a] for r in settings if a in r["arm_seconds"]) for a in settings[0]["arm_seconds"]
     }
-    gans = statistics.mean(r["gan_seconds"] for r in settings)
+    waits = [f"the GAN on the labelled images took {statistics.mean(r['gan_seconds'] for r in settings):.0f} s"]
+    for what, seconds in (
+        ("the classifier labelling the unlabelled images (SELF)", lambda r: r["pseudo_labels"]["classifier"].get("seconds")),
+        ("the classifier and the semi-supervised GAN (SELF-G, FIX+G, U)", lambda r: r["pseudo_labels"]["gan"].get("seconds")),
+        ("the GAN on the pseudo-labelled images after them (U)", lambda r: r.get("unlabeled_gan_seconds")),
+    ):
+        timed = [seconds(r) for r in settings if r.get("pseudo_labels")]
+        if timed and None not in timed:  # benches before 0.17 did not time the labellers
+            waits.append(f"{what} {statistics.mean(timed):.0f} s")
     mus = [r["fixmatch"]["mu"] for r in settings if r.get("fixmatch")]
     lines = [
-        "Wall time per arm (mean over settings, s; an arm that needs a GAN or a labeller also waits for it — the "
-        f"GAN on the labelled images took {gans:.0f} s): "
+        f"Wall time per arm (mean over settings, s; an arm that needs a GAN or a labeller also waits for it — {'; '.join(waits)}): "
         + " · ".join(f"{ARM_BY_NAME[a].id if a in ARM_BY_NAME else a} {t:.0f}" for a, t in arms.items()),
     ]
     if mus:

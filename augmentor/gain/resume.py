@@ -3,9 +3,9 @@
 A bench writes the options it started with (STARTED) before training anything; each setting keeps its finished
 classifiers, the checkpoints of the one in training and its classifier's pseudo-labels in ``settings/``
 (SettingStore) and its GANs in ``runs/``. Resumed, the bench runs every setting again with the same options,
-loading what is there instead of training it, and an interrupted classifier continues from its last checkpoint;
-the wall times reported are those of the first training (an interrupted classifier's: up to its last checkpoint,
-then after the resume). When the report is written, ``settings/`` goes.
+loading what is there instead of training it, and an interrupted classifier or GAN continues from its last
+checkpoint; the wall times reported are those of the first training (an interrupted one's: up to its last
+checkpoint, then after the resume). When the report is written, ``settings/`` goes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -52,16 +52,21 @@ def started_with(out: Path) -> tuple:
     return options, init
 
 
-def finished_gan(directory: Path, train_cfg: TrainConfig) -> bool:
-    """Whether ``directory`` holds a GAN that finished training ``train_cfg``'s steps with its seed (its generator is
-    exported last; the rest of the recipe is the bench's, which --resume keeps)."""
-    if not (directory / MODEL_FILES["generator"]).is_file():
-        return False
+GAN_FINISHED, GAN_CUT_OFF = "finished", "cut off"
+
+
+def trained_gan(directory: Path, train_cfg: TrainConfig) -> Optional[str]:
+    """How far an interrupted bench got with the GAN in ``directory``: GAN_FINISHED (its generator is exported, the
+    last thing a fit writes), GAN_CUT_OFF (its config.json records ``train_cfg``'s steps and seed: its pseudo-labels,
+    if any, and checkpoints are there to continue from) or None (nothing to keep). The rest of the recipe is the
+    bench's, which --resume keeps."""
     try:
         trained = json.loads((directory / CONFIG).read_text())["train"]
     except (OSError, ValueError, KeyError):
-        return False
-    return (trained.get("steps"), trained.get("seed")) == (train_cfg.steps, train_cfg.seed)
+        return None
+    if (trained.get("steps"), trained.get("seed")) != (train_cfg.steps, train_cfg.seed):
+        return None
+    return GAN_FINISHED if (directory / MODEL_FILES["generator"]).is_file() else GAN_CUT_OFF
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,18 +99,6 @@ class SettingStore:
         outputs.write(path, lambda f: torch.save({"state": state, "extras": extras, "seconds": seconds}, f), own=True)
         checkpoints.path.unlink(missing_ok=True)
         return model, extras, seconds
-
-    def seconds(self, key: str, work: Callable) -> tuple:
-        """(``work()``, the seconds it took the first time): a GAN loaded on resume keeps its training time."""
-        t = time.time()
-        result = work()
-        path = self.folder / "seconds.json"
-        times = json.loads(path.read_text()) if path.is_file() else {}
-        if key not in times:
-            times[key] = time.time() - t
-            self.folder.mkdir(parents=True, exist_ok=True)
-            outputs.write(path, lambda f: f.write(json.dumps(times).encode()), own=True)
-        return result, times[key]
 
     def pseudo_labels(self, key: str, label: Callable) -> PseudoLabels:
         """The pseudo-labels ``key`` as saved, else ``label()``."""

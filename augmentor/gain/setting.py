@@ -12,11 +12,13 @@ from .. import data, run
 from ..config import InitConfig, TrainConfig, UnlabeledConfig
 from ..data import augmentation as augmentation_
 from ..gan import distributed
+from ..gan.callbacks import logged_seconds
 from ..onnx.sampler import Sampler
 from ..semi.calibration import check_labels
 from ..semi.classifier import Checkpoints, predict, train_classifier
 from ..semi.fixmatch import MU_CHOICES, THRESHOLD, ConsistencyLoss, strong_augmentation
 from ..semi.unlabeled import drop_labelled, pseudo_label, pseudo_labelled, read_pseudo_labels
+from ..store.rundir import LOG
 from .arms import ARM_BY_ID, ARMS, CHOSEN, Arm
 from .options import Preset
 from .protocol import (
@@ -30,7 +32,7 @@ from .protocol import (
     scores,
     train_protocol_classifier,
 )
-from .resume import SETTINGS, SettingStore, finished_gan
+from .resume import GAN_CUT_OFF, GAN_FINISHED, SETTINGS, SettingStore, trained_gan
 
 
 @dataclass
@@ -53,6 +55,7 @@ class SettingResult:
     gan_run: str
     arm_seconds: dict = field(default_factory=dict)  # arm name → its classifier's training time (GANs: gan_seconds)
     fixmatch: Optional[dict] = None  # μ chosen on validation, its validation scores, the share of targets at the end
+    unlabeled_gan_seconds: Optional[float] = None  # the U arms' GAN (its labellers' time: pseudo_labels' "seconds")
 
 
 @dataclass
@@ -105,12 +108,14 @@ def run_setting(
 
     # The GANs see this setting's training images only.
     ours = preset.gan_recipe(seed, coverage)
-    on_labelled, gan_seconds = store.seconds("gan", lambda: gan.train("", ours, {}, init=init))
+    on_labelled = gan.train("", ours, {}, init=init)
+    gan_seconds = logged_seconds(on_labelled.path.parent / LOG)  # its training time, across interruptions
     gans = {"gan": on_labelled}
-    pseudo_record, pseudo_sets = None, {}
+    pseudo_record, pseudo_sets, unlabeled_gan_seconds = None, {}, None
     if unlabeled is not None:  # the GAN that also learns from the unlabelled images, through pseudo-labels
         unlabeled = drop_labelled(unlabeled, train)
         gans["unlabeled"] = gan.train("unlabeled-", ours, {}, unlabeled, init=init)
+        unlabeled_gan_seconds = round(logged_seconds(gans["unlabeled"].path.parent / LOG), 1)
         by_gan = read_pseudo_labels(gans["unlabeled"].path.parent)
         # Self-training's labels, the baseline: the classifier alone (the same seed, so the same classifier the
         # semi-supervised GAN started from)
@@ -218,6 +223,7 @@ def run_setting(
         gan_run=str(gans["gan"].path.parent),
         arm_seconds={ARM_BY_ID[i].name: round(t, 1) for i, t in seconds.items()},
         fixmatch=fixmatch_record,
+        unlabeled_gan_seconds=unlabeled_gan_seconds,
     )
     return result, SettingSamples(x_syn, train)
 
@@ -261,24 +267,31 @@ class SettingGans:
 
     def train(self, prefix: str, train_cfg: TrainConfig, model: dict, unlabeled=None, init=None) -> Sampler:
         directory = self.runs / f"{prefix}{self.name}"
-        if self.reuse and finished_gan(directory, train_cfg):
-            return Sampler(directory, device="cpu")
-        run.fit(
-            directory,
-            self.train_images,
-            train_cfg,
-            model if init else {"width": self.preset.width, **model},
-            unlabeled=unlabeled,
-            init=init,
-            pseudo_options=self.pseudo_options,
-            labeller_validation=self.validation,
-            device=self.device,
-            force=True,
-            progress=self.progress,
-            sample_every=max(1, self.preset.gan_steps // 4),
-            checkpoint_every=self.preset.gan_steps,
-            world=distributed.World(),  # a setting's GANs train in its own process, whatever torchrun says
-        )
+        done = trained_gan(directory, train_cfg) if self.reuse else None
+        options = {
+            "device": self.device,
+            "sample_every": max(1, self.preset.gan_steps // 4),
+            "checkpoint_every": max(1, self.preset.gan_steps // 10),  # a bench's GAN may train for an hour on a CPU
+            "keep_checkpoints": 1,  # written atomically: the newest is whole
+        }
+        world = distributed.World()  # a setting's GANs train in its own process, whatever torchrun says
+        if done == GAN_CUT_OFF:  # continued from its last checkpoint, with the pseudo-labels it started with
+            run.resume(directory, options, images=self.train_images, unlabeled=unlabeled, progress=self.progress, world=world)
+        elif done != GAN_FINISHED:
+            run.fit(
+                directory,
+                self.train_images,
+                train_cfg,
+                model if init else {"width": self.preset.width, **model},
+                unlabeled=unlabeled,
+                init=init,
+                pseudo_options=self.pseudo_options,
+                labeller_validation=self.validation,
+                force=True,
+                progress=self.progress,
+                world=world,
+                **options,
+            )
         return Sampler(directory, device="cpu")
 
 

@@ -42,7 +42,8 @@ class ProgressLog(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self.target = trainer.train_cfg.steps
-        self.t0 = time.time()
+        # a resumed run's clock goes on from the time logged at the step it resumes from: "time" is training time
+        self.t0 = time.time() - (logged_seconds(self.path, trainer.step) if self.path is not None else 0.0)
         if self.path is not None:
             outputs.claim(self.path)
         if self.progress:
@@ -253,6 +254,20 @@ class NonFiniteGuard(Callback):
         if self.log_path is not None:
             truncate_log(self.log_path, trainer.step)
         self.restored_from = state["step"]
+
+
+def logged_seconds(path: Path, up_to: Optional[int] = None) -> float:
+    """The training time log.jsonl records at its last row (up to step ``up_to``); 0 where it records none."""
+    seconds = 0.0
+    if Path(path).is_file():
+        for line in Path(path).read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line
+            if "time" in row and (up_to is None or row.get("step", 0) <= up_to):
+                seconds = row["time"]
+    return seconds
 
 
 def truncate_log(path: Path, step: int) -> None:

@@ -15,7 +15,7 @@ from ..config import DataConfig, ModelConfig, TrainConfig
 from ..errors import ConfigError, DataError
 from ..gan import distributed, transfer
 from ..gan.train import Trainer
-from ..semi.unlabeled import load_unlabeled, read_pseudo_labels, with_pseudo_labelled
+from ..semi.unlabeled import drop_labelled, load_unlabeled, read_pseudo_labels, with_pseudo_labelled
 from ..store import legacy
 
 log = logging.getLogger("augmentor")
@@ -77,14 +77,34 @@ def model_config_for(train: data.ImageSet, mode: Optional[str] = None, **options
     return ModelConfig(size=train.size, channels=train.channels, class_names=tuple(train.class_names), mode=mode, **options)
 
 
-def rebuild_gan_set(out: Path, config: dict, moved: Optional[dict] = None) -> data.ImageSet:
+def rebuild_gan_set(
+    out: Path,
+    config: dict,
+    moved: Optional[dict] = None,
+    images: Optional[data.ImageSet] = None,
+    unlabeled: Optional[data.ImageSet] = None,
+) -> data.ImageSet:
     """The GAN's training set rebuilt from a run's config.json (for --resume and torchrun's other ranks).
-    ``moved``: {config section: the flag that gave its images' new place}, for the refusal's wording."""
+    ``moved``: {config section: the flag that gave its images' new place}, for the refusal's wording.
+    ``images``, ``unlabeled``: a run trained on images in memory gets them again, checked to be the same."""
     moved = moved or {}
-    data_cfg, labelled = stored_training_images(out, config, moved.get("data"))
-    if legacy.section(config, "unlabeled", {}).get("unlabeled"):  # the same unlabelled images, pseudo-labelled as at the start
-        return with_pseudo_labelled(labelled, *stored_unlabeled(out, config, labelled, data_cfg, moved.get("unlabeled")))
-    return labelled
+    if images is not None:
+        data_cfg, labelled = None, same_images(out, images, config["data_fingerprint"], "images")
+    else:
+        data_cfg, labelled = stored_training_images(out, config, moved.get("data"))
+    if not legacy.section(config, "unlabeled", {}).get("unlabeled"):
+        return labelled
+    if unlabeled is not None:  # pseudo_labels.json indexes the images fit kept: those not also labelled
+        kept = same_images(out, drop_labelled(unlabeled, labelled), config["pseudo_labels"]["fingerprint"], "unlabeled")
+        return with_pseudo_labelled(labelled, kept, read_pseudo_labels(out))
+    return with_pseudo_labelled(labelled, *stored_unlabeled(out, config, labelled, data_cfg, moved.get("unlabeled")))
+
+
+def same_images(out: Path, images: data.ImageSet, fingerprint: str, name: str) -> data.ImageSet:
+    """``images`` (given from Python for a run trained on images in memory), refused unless they are the run's."""
+    if images.fingerprint() != fingerprint:
+        raise ConfigError(f"{out}: the {name} given are not the ones this run was trained on; give those, or start a new run")
+    return images
 
 
 def stored_training_images(out: Path, config: dict, moved_by: Optional[str] = None) -> tuple:

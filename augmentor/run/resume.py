@@ -33,23 +33,32 @@ from .prepare import rebuild_gan_set, resolve_device, start_from
 log = logging.getLogger("augmentor")
 
 
-def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
+def resume(
+    out,
+    given: Optional[dict] = None,
+    *,
+    images: Optional[data.ImageSet] = None,
+    unlabeled: Optional[data.ImageSet] = None,
+    progress: bool = True,
+    world: Optional[distributed.World] = None,
+) -> Path:
     """Continue the run in ``out`` from its newest good checkpoint. ``given``: the options the user gave
     explicitly (field name → value, as declared in config.py). Run-time options (RunOptions) apply to this
-    process; ``steps`` may grow the run; any other option that contradicts the stored run is refused."""
+    process; ``steps`` may grow the run; any other option that contradicts the stored run is refused.
+    ``images`` / ``unlabeled``: for a run fit() trained on images in memory, which a run does not keep, the same
+    images again (checked). ``world``: as fit's."""
     out = Path(out)
     given = dict(given or {})
     options = {d.name: d for d in declared(*FIT_CONFIGS)}
     unknown = set(given) - set(options)
     if unknown:
         raise ConfigError(f"resume: unknown option(s) {', '.join(sorted(unknown))}")
-    w = distributed.world()
+    w = world or distributed.world()
     opts = RunOptions(**{k: v for k, v in given.items() if options[k].owner is RunOptions})
     dev = resolve_device(opts.device, w)
     precision = resolve_precision(opts.precision, dev)  # bad flags fail before anything is written
     config = read_config(out)
-    if config["data"].get("in_memory"):
-        raise ConfigError(f"{out}: was trained on images passed from Python, not a --data source; resume it from Python")
+    _check_in_memory(out, config, images, unlabeled)
     moved = {}  # config section → the flag that moved its images (the fingerprints check they are the same)
     for name in [n for n in given if options[n].option.on_resume == MOVE and given[n] is not None]:
         d, value = options[name], given.pop(name)
@@ -78,7 +87,7 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
         done = int(found[1]["step"]) if found is not None else 0
         if train_cfg.steps < done:
             raise ConfigError(f"--steps {train_cfg.steps} is below the {done} steps this run has done; give --steps ≥ {done}")
-        gan_set = rebuild_gan_set(out, config, moved)
+        gan_set = rebuild_gan_set(out, config, moved, images, unlabeled)
         trainer = Trainer(model_cfg, train_cfg, gan_set, dev, precision, w, compile=opts.compile)
         stored = legacy.section(config, "init", {})
         init = InitConfig.from_dict({k: v for k, v in stored.items() if k != "source"})
@@ -103,6 +112,25 @@ def resume(out, given: Optional[dict] = None, *, progress: bool = True) -> Path:
             outputs.write(out / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()), own=True)
         train_run(out, trainer, config, opts, progress)
     return out
+
+
+def _check_in_memory(out: Path, config: dict, images, unlabeled) -> None:
+    """Images from Python exactly where the run was trained on images passed from Python."""
+    given = {
+        "data": ("images", images, "--data", "training images"),
+        "unlabeled": ("unlabeled", unlabeled, "--unlabeled", "unlabelled images"),
+    }
+    for section, (name, value, flag, what) in given.items():
+        stored = legacy.section(config, section, None) or {}
+        if stored.get("in_memory") and value is None:
+            raise ConfigError(
+                f"{out}: was trained on {what} passed from Python, not a {flag} source; resume it from Python with the "
+                f"same images: augmentor.resume(out, {name}=...)"
+            )
+        if value is not None and not stored.get("in_memory"):
+            where = stored.get("source" if section == "data" else "unlabeled")
+            had = f"come from {where}, not from Python" if where else "are none"
+            raise ConfigError(f"{out}: its {what} {had}; resume it without {name}=")
 
 
 def _check_unchanged(out: Path, config: dict, option, value) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -37,6 +38,7 @@ class PseudoLabels:
     confidence: torch.Tensor
     considered: int  # unlabelled images labelled (after dropping those also in the labelled set)
     check: Optional[LabelCheck] = None  # how far they can be trusted, from held-out labelled images
+    seconds: Optional[float] = None  # how long the labelling took (every labeller it went through)
 
     def per_class(self, num_classes: int) -> list:
         return torch.bincount(self.labels, minlength=num_classes).tolist()
@@ -49,19 +51,21 @@ class PseudoLabels:
             "kept_per_class": dict(zip(class_names, self.per_class(len(class_names)))),
             "mean_confidence": round(float(self.confidence.mean()), 4) if len(self.index) else None,
             **({"check": self.check.record()} if self.check else {}),
+            **({"seconds": self.seconds} if self.seconds is not None else {}),
         }
 
     def to_json(self) -> str:
         return json.dumps(
             {"index": self.index.tolist(), "label": self.labels.tolist(), "confidence": [round(c, 5) for c in self.confidence.tolist()],
-             "considered": self.considered, "check": self.check.record() if self.check else None}
+             "considered": self.considered, "check": self.check.record() if self.check else None, "seconds": self.seconds}
         )  # fmt: skip
 
     @classmethod
     def from_json(cls, text: str) -> PseudoLabels:
         d = json.loads(text)
         return cls(torch.tensor(d["index"], dtype=torch.long), torch.tensor(d["label"], dtype=torch.long),
-                   torch.tensor(d["confidence"]), d["considered"], LabelCheck(**d["check"]) if d.get("check") else None)  # fmt: skip
+                   torch.tensor(d["confidence"]), d["considered"], LabelCheck(**d["check"]) if d.get("check") else None,
+                   d.get("seconds"))  # fmt: skip
 
 
 def _image_hashes(images: torch.Tensor) -> list:
@@ -109,6 +113,7 @@ def pseudo_label(
     if labelled.num_classes < 2:
         raise DataError("--unlabeled needs labelled images of at least 2 classes to learn labels from")
     shares = expected_shares(labelled, cfg.unlabeled_shares)
+    started = time.time()
     held_out = validation.images if validation is not None else unlabeled.images[:0]
     images = torch.cat([unlabeled.images, held_out])  # one pass labels both
 
@@ -128,6 +133,7 @@ def pseudo_label(
         pseudo = keep_confident(probs, shares, cfg.pseudo_threshold, "semi-supervised GAN")
     if validation is not None:
         pseudo.check = check_labels(val_probs, validation.labels, probs[pseudo.index])
+    pseudo.seconds = round(time.time() - started, 1)
     return pseudo
 
 
