@@ -72,11 +72,11 @@ def test_resume_from_a_checkpoint_file_gives_identical_weights(tmp_path, digits,
 
 
 def test_a_run_on_images_from_python_resumes_from_python_with_the_same_images(tmp_path, digits, monkeypatch, capsys):
-    """fit() on an ImageSet, interrupted after its step-2 checkpoint: resumed without the images (the CLI, or
-    Python) or with others, it is refused in one line; with the same images it ends with the weights of a run
+    """fit() on an ImageSet, stopped by Ctrl-C at step 2, says to resume it from Python with the images; resumed
+    without them (the CLI, or Python) or with others, it is refused in one line; with the same images it ends with the weights of a run
     never interrupted, and its log's clock goes on from the time logged before the interruption."""
     from augmentor import run
-    from augmentor.errors import ConfigError
+    from augmentor.errors import ConfigError, Interrupted
     from augmentor.gan import callbacks
 
     two = data.select_classes(digits, "0,1")
@@ -84,14 +84,12 @@ def test_a_run_on_images_from_python_resumes_from_python_with_the_same_images(tm
     run.fit(tmp_path / "whole", two, tiny_train(steps=4), model, **options)
     save = callbacks.Checkpointer.save
 
-    def cut_after_step_2(self, trainer):
-        path = save(self, trainer)
-        if trainer.step == 2:
-            raise KeyboardInterrupt
-        return path
+    def ctrl_c_at_step_2(self, trainer):
+        trainer.stop_requested = trainer.step == 2  # as a Ctrl-C during that step does
+        return save(self, trainer)
 
-    monkeypatch.setattr(callbacks.Checkpointer, "save", cut_after_step_2)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(callbacks.Checkpointer, "save", ctrl_c_at_step_2)
+    with pytest.raises(Interrupted, match=r"Resume with: augmentor.resume\('.*cut', images=...\)"):
         run.fit(tmp_path / "cut", two, tiny_train(steps=4), model, **options)
     monkeypatch.undo()
 

@@ -258,9 +258,9 @@ class NonFiniteGuard(Callback):
 
 def logged_seconds(path: Path, up_to: Optional[int] = None) -> float:
     """The training time log.jsonl records at its last row (up to step ``up_to``); 0 where it records none."""
-    seconds = 0.0
-    if Path(path).is_file():
-        for line in Path(path).read_text().splitlines():
+    path, seconds = Path(path), 0.0
+    if path.is_file():
+        for line in path.read_text().splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:

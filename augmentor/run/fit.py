@@ -64,8 +64,8 @@ def fit(
     **run_options,
 ) -> Path:
     """Train a new run into ``out`` on a data source (DataConfig) or on images in memory (an ImageSet, e.g. a
-    split you made yourself; such a run resumes from Python only: resume(out, images=the same images)). ``unlabeled``: unlabelled images the
-    generator also learns from, through pseudo-labels (an UnlabeledConfig naming a source, or an ImageSet whose
+    split you made yourself; such a run resumes from Python only: resume(out, images=the same images)).
+    ``unlabeled``: unlabelled images the generator also learns from, through pseudo-labels (an UnlabeledConfig naming a source, or an ImageSet whose
     labels are ignored, with ``pseudo_options`` for the pseudo-labeller's threshold and steps);
     ``labeller_validation``: labelled images outside ``data_cfg`` to check the pseudo-labels on (default: a fifth
     of each class of the labelled images, which the labellers then do not learn from). ``init``: a run
@@ -249,9 +249,10 @@ def train_run(out: Path, trainer: Trainer, config: dict, opts: RunOptions, progr
         trainer.share_members()
         ckpt.save(trainer)
         distributed.stop(world)  # leave the process group together, or gloo may hang the exit
-        again = (  # images passed from Python are not kept by the run: only Python can give them again
-            f"augmentor.resume('{out}', images=...)" if config["data"].get("in_memory") else f"augmentor fit --out {out} --resume"
-        )
+        # images passed from Python are not kept by the run: only Python can give them again
+        sections = {"images": "data", "unlabeled": "unlabeled"}  # resume()'s argument → its config.json section
+        given = [f"{arg}=..." for arg, section in sections.items() if (config.get(section) or {}).get("in_memory")]
+        again = f"augmentor.resume('{out}', {', '.join(given)})" if given else f"augmentor fit --out {out} --resume"
         raise Interrupted(f"interrupted at step {trainer.step}; checkpoint saved. Resume with: {again}")
     if world.distributed:  # DDP keeps the copies equal; check it once, cheaply, rather than trust it
         digests = distributed.gather(world, distributed.digest(trainer.G, trainer.D, trainer.G_ema))

@@ -89,21 +89,21 @@ def rebuild_gan_set(
     ``images``, ``unlabeled``: a run trained on images in memory gets them again, checked to be the same."""
     moved = moved or {}
     if images is not None:
-        data_cfg, labelled = None, same_images(out, images, config["data_fingerprint"], "images")
+        data_cfg, labelled = None, same_images(out, images, config["data_fingerprint"], "training images")
     else:
         data_cfg, labelled = stored_training_images(out, config, moved.get("data"))
     if not legacy.section(config, "unlabeled", {}).get("unlabeled"):
         return labelled
     if unlabeled is not None:  # pseudo_labels.json indexes the images fit kept: those not also labelled
-        kept = same_images(out, drop_labelled(unlabeled, labelled), config["pseudo_labels"]["fingerprint"], "unlabeled")
+        kept = same_images(out, drop_labelled(unlabeled, labelled), config["pseudo_labels"]["fingerprint"], "unlabelled images")
         return with_pseudo_labelled(labelled, kept, read_pseudo_labels(out))
     return with_pseudo_labelled(labelled, *stored_unlabeled(out, config, labelled, data_cfg, moved.get("unlabeled")))
 
 
-def same_images(out: Path, images: data.ImageSet, fingerprint: str, name: str) -> data.ImageSet:
+def same_images(out: Path, images: data.ImageSet, fingerprint: str, what: str) -> data.ImageSet:
     """``images`` (given from Python for a run trained on images in memory), refused unless they are the run's."""
     if images.fingerprint() != fingerprint:
-        raise ConfigError(f"{out}: the {name} given are not the ones this run was trained on; give those, or start a new run")
+        raise ConfigError(f"{out}: the {what} given are not the ones this run learnt from; give those, or start a new run")
     return images
 
 
