@@ -30,7 +30,7 @@ import torch
 from .. import data, run
 from ..config import InitConfig, TrainConfig
 from ..data import augmentation as augmentation_
-from ..errors import ConfigError, writable_folder
+from ..errors import ConfigError, Interrupted, writable_folder
 from ..gan import distributed, metrics, transfer
 from ..semi.classifier import embed, train_classifier
 from ..semi.shares import expected_shares
@@ -162,25 +162,30 @@ def bench(
     writable_folder(out)
     if w.main and not resume:
         record_start(out, opts, init)
-    mine = {
-        i: run_setting(
-            split,
-            shot,
-            seed,
-            p,
-            out,
-            train_device,
-            progress,
-            opts.coverage,
-            augment_file,
-            unlabeled_images,
-            init,
-            opts.unlabeled_shares,
-            resume,
-        )
-        for i, (shot, seed) in enumerate(settings)
-        if i % w.size == w.rank
-    }
+    try:
+        mine = {
+            i: run_setting(
+                split,
+                shot,
+                seed,
+                p,
+                out,
+                train_device,
+                progress,
+                opts.coverage,
+                augment_file,
+                unlabeled_images,
+                init,
+                opts.unlabeled_shares,
+                resume,
+            )
+            for i, (shot, seed) in enumerate(settings)
+            if i % w.size == w.rank
+        }
+    except (Interrupted, KeyboardInterrupt):  # Ctrl-C in a GAN's training (its checkpoint saved) or a classifier's
+        raise Interrupted(
+            f"interrupted; what the bench finished is kept. Resume with: augmentor bench --resume --out {out}"
+        ) from None
     merged = {i: d for part in distributed.gather(w, mine) for i, d in part.items()}
     done = [merged[i] for i in range(len(settings))]
     if not w.main:
