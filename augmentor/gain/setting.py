@@ -115,7 +115,7 @@ def run_setting(
     if unlabeled is not None:  # the GAN that also learns from the unlabelled images, through pseudo-labels
         unlabeled = drop_labelled(unlabeled, train)
         gans["unlabeled"] = gan.train("unlabeled-", ours, {}, unlabeled, init=init)
-        unlabeled_gan_seconds = round(logged_seconds(gans["unlabeled"].path.parent / LOG), 1)
+        unlabeled_gan_seconds = logged_seconds(gans["unlabeled"].path.parent / LOG)
         by_gan = read_pseudo_labels(gans["unlabeled"].path.parent)
         # Self-training's labels, the baseline: the classifier alone (the same seed, so the same classifier the
         # semi-supervised GAN started from)
@@ -223,7 +223,7 @@ def run_setting(
         gan_run=str(gans["gan"].path.parent),
         arm_seconds={ARM_BY_ID[i].name: round(t, 1) for i, t in seconds.items()},
         fixmatch=fixmatch_record,
-        unlabeled_gan_seconds=unlabeled_gan_seconds,
+        unlabeled_gan_seconds=None if unlabeled_gan_seconds is None else round(unlabeled_gan_seconds, 1),
     )
     return result, SettingSamples(x_syn, train)
 
